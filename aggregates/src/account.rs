@@ -1,0 +1,248 @@
+//! Accounts: registration, email verification and promotion to admin.
+//!
+//! The password is not here: only a hash is kept, outside the event stream, so that no event
+//! ever carries it. Email uniqueness across accounts is enforced by the event store (a claim
+//! table written in the same transaction as `AccountRegistered`), not by this aggregate,
+//! which sees one account at a time.
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+
+use crate::{rules, DomainError, Role, EVENT_VERSION_1};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AccountCommand {
+    Register { email: String, nickname: String },
+    Verify,
+    Promote,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum AccountEvent {
+    /// `email` is normalized (lowercase); `nickname` is trimmed.
+    AccountRegistered {
+        email: String,
+        nickname: String,
+    },
+    AccountVerified {},
+    AccountPromoted {
+        role: Role,
+    },
+}
+
+impl DomainEvent for AccountEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::AccountRegistered { .. } => "AccountRegistered",
+            Self::AccountVerified {} => "AccountVerified",
+            Self::AccountPromoted { .. } => "AccountPromoted",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        EVENT_VERSION_1.to_string()
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    pub registered: bool,
+    pub email: String,
+    pub nickname: String,
+    pub verified: bool,
+    pub role: Role,
+}
+
+impl Aggregate for Account {
+    const TYPE: &'static str = "account";
+    type Command = AccountCommand;
+    type Event = AccountEvent;
+    type Error = DomainError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: AccountCommand,
+        _services: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), DomainError> {
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: AccountEvent) {
+        match event {
+            AccountEvent::AccountRegistered { email, nickname } => {
+                self.registered = true;
+                self.email = email;
+                self.nickname = nickname;
+            }
+            AccountEvent::AccountVerified {} => self.verified = true,
+            AccountEvent::AccountPromoted { role } => self.role = role,
+        }
+    }
+}
+
+impl Account {
+    fn decide(&self, command: AccountCommand) -> Result<Vec<AccountEvent>, DomainError> {
+        match command {
+            AccountCommand::Register { email, nickname } => {
+                let errors = rules::collect([rules::email(&email), rules::nickname(&nickname)]);
+                if !errors.is_empty() {
+                    return Err(DomainError::Invalid(errors));
+                }
+                let email = rules::normalize_email(&email);
+                let nickname = nickname.trim().to_string();
+                if self.registered {
+                    // A retried registration (same id, same data) is a no-op, not a conflict.
+                    return if self.email == email && self.nickname == nickname {
+                        Ok(vec![])
+                    } else {
+                        Err(DomainError::AlreadyExists("account"))
+                    };
+                }
+                Ok(vec![AccountEvent::AccountRegistered { email, nickname }])
+            }
+            AccountCommand::Verify => {
+                self.require_registered()?;
+                Ok(if self.verified {
+                    vec![]
+                } else {
+                    vec![AccountEvent::AccountVerified {}]
+                })
+            }
+            AccountCommand::Promote => {
+                self.require_registered()?;
+                Ok(if self.role == Role::Admin {
+                    vec![]
+                } else {
+                    vec![AccountEvent::AccountPromoted { role: Role::Admin }]
+                })
+            }
+        }
+    }
+
+    fn require_registered(&self) -> Result<(), DomainError> {
+        if self.registered {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound("account"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cqrs_es::test::TestFramework;
+
+    type Given = TestFramework<Account>;
+
+    fn registered() -> AccountEvent {
+        AccountEvent::AccountRegistered {
+            email: "ann@example.com".into(),
+            nickname: "ann".into(),
+        }
+    }
+
+    fn register(email: &str, nickname: &str) -> AccountCommand {
+        AccountCommand::Register {
+            email: email.into(),
+            nickname: nickname.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn register_normalizes_email_and_trims_nickname() {
+        Given::with(())
+            .given_no_previous_events()
+            .when_async(register("Ann@Example.COM", "  ann "))
+            .await
+            .then_expect_events(vec![registered()]);
+    }
+
+    #[tokio::test]
+    async fn register_names_every_bad_field() {
+        let result = Given::with(())
+            .given_no_previous_events()
+            .when_async(register("not-an-email", " x "))
+            .await
+            .inspect_result();
+        let Err(DomainError::Invalid(errors)) = result else {
+            panic!("expected invalid input, got {result:?}");
+        };
+        let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["email", "nickname"]);
+    }
+
+    #[tokio::test]
+    async fn register_retried_with_same_data_records_nothing() {
+        Given::with(())
+            .given(vec![registered()])
+            .when_async(register("ann@example.com", "ann"))
+            .await
+            .then_expect_events(vec![]);
+    }
+
+    #[tokio::test]
+    async fn register_over_an_account_with_other_data_is_refused() {
+        Given::with(())
+            .given(vec![registered()])
+            .when_async(register("bob@example.com", "bob"))
+            .await
+            .then_expect_error(DomainError::AlreadyExists("account"));
+    }
+
+    #[tokio::test]
+    async fn verify_marks_the_account_verified_once() {
+        Given::with(())
+            .given(vec![registered()])
+            .when_async(AccountCommand::Verify)
+            .await
+            .then_expect_events(vec![AccountEvent::AccountVerified {}]);
+        Given::with(())
+            .given(vec![registered(), AccountEvent::AccountVerified {}])
+            .when_async(AccountCommand::Verify)
+            .await
+            .then_expect_events(vec![]);
+    }
+
+    #[tokio::test]
+    async fn verify_of_unknown_account_is_not_found() {
+        Given::with(())
+            .given_no_previous_events()
+            .when_async(AccountCommand::Verify)
+            .await
+            .then_expect_error(DomainError::NotFound("account"));
+    }
+
+    #[tokio::test]
+    async fn promote_makes_an_admin_once() {
+        Given::with(())
+            .given(vec![registered()])
+            .when_async(AccountCommand::Promote)
+            .await
+            .then_expect_events(vec![AccountEvent::AccountPromoted { role: Role::Admin }]);
+        Given::with(())
+            .given(vec![
+                registered(),
+                AccountEvent::AccountPromoted { role: Role::Admin },
+            ])
+            .when_async(AccountCommand::Promote)
+            .await
+            .then_expect_events(vec![]);
+    }
+
+    #[tokio::test]
+    async fn promote_of_unknown_account_is_not_found() {
+        Given::with(())
+            .given_no_previous_events()
+            .when_async(AccountCommand::Promote)
+            .await
+            .then_expect_error(DomainError::NotFound("account"));
+    }
+}

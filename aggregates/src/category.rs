@@ -1,0 +1,187 @@
+//! Categories: created by admins, each with a name unique across the board.
+//!
+//! Name uniqueness spans aggregates, so the event store enforces it (a claim table written
+//! in the same transaction as `CategoryCreated`).
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{rules, Actor, DomainError, EVENT_VERSION_1};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CategoryCommand {
+    Create {
+        actor: Actor,
+        name: String,
+        description: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CategoryEvent {
+    /// `name` is trimmed.
+    CategoryCreated {
+        name: String,
+        description: String,
+        created_by: Uuid,
+    },
+}
+
+impl DomainEvent for CategoryEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::CategoryCreated { .. } => "CategoryCreated".to_string(),
+        }
+    }
+
+    fn event_version(&self) -> String {
+        EVENT_VERSION_1.to_string()
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Category {
+    pub created: bool,
+    pub name: String,
+    pub description: String,
+}
+
+impl Aggregate for Category {
+    const TYPE: &'static str = "category";
+    type Command = CategoryCommand;
+    type Event = CategoryEvent;
+    type Error = DomainError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: CategoryCommand,
+        _services: &(),
+        sink: &EventSink<Self>,
+    ) -> Result<(), DomainError> {
+        let CategoryCommand::Create {
+            actor,
+            name,
+            description,
+        } = command;
+        if !actor.is_admin() {
+            return Err(DomainError::Forbidden("only admins may create categories"));
+        }
+        let name = name.trim().to_string();
+        let errors = rules::collect([
+            rules::category_name(&name),
+            rules::category_description(&description),
+        ]);
+        if !errors.is_empty() {
+            return Err(DomainError::Invalid(errors));
+        }
+        if self.created {
+            // A retried create (same id, same data) is a no-op, not a conflict.
+            return if self.name == name && self.description == description {
+                Ok(())
+            } else {
+                Err(DomainError::AlreadyExists("category"))
+            };
+        }
+        let event = CategoryEvent::CategoryCreated {
+            name,
+            description,
+            created_by: actor.account_id,
+        };
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: CategoryEvent) {
+        let CategoryEvent::CategoryCreated {
+            name, description, ..
+        } = event;
+        self.created = true;
+        self.name = name;
+        self.description = description;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Role;
+    use cqrs_es::test::TestFramework;
+
+    const ADMIN: Actor = Actor {
+        account_id: Uuid::from_u128(1),
+        role: Role::Admin,
+        verified: true,
+    };
+
+    fn create(actor: Actor, name: &str) -> CategoryCommand {
+        CategoryCommand::Create {
+            actor,
+            name: name.into(),
+            description: "about rust".into(),
+        }
+    }
+
+    fn created() -> CategoryEvent {
+        CategoryEvent::CategoryCreated {
+            name: "Rust".into(),
+            description: "about rust".into(),
+            created_by: ADMIN.account_id,
+        }
+    }
+
+    #[tokio::test]
+    async fn admin_creates_a_category_with_trimmed_name() {
+        TestFramework::<Category>::with(())
+            .given_no_previous_events()
+            .when_async(create(ADMIN, " Rust "))
+            .await
+            .then_expect_events(vec![created()]);
+    }
+
+    #[tokio::test]
+    async fn members_may_not_create_categories() {
+        let member = Actor {
+            role: Role::Member,
+            ..ADMIN
+        };
+        TestFramework::<Category>::with(())
+            .given_no_previous_events()
+            .when_async(create(member, "Rust"))
+            .await
+            .then_expect_error(DomainError::Forbidden("only admins may create categories"));
+    }
+
+    #[tokio::test]
+    async fn name_and_description_limits_are_enforced() {
+        let result = TestFramework::<Category>::with(())
+            .given_no_previous_events()
+            .when_async(CategoryCommand::Create {
+                actor: ADMIN,
+                name: "n".repeat(51),
+                description: "d".repeat(501),
+            })
+            .await
+            .inspect_result();
+        let Err(DomainError::Invalid(errors)) = result else {
+            panic!("expected invalid input, got {result:?}");
+        };
+        assert_eq!(errors.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn retried_create_is_a_no_op_and_a_different_one_conflicts() {
+        TestFramework::<Category>::with(())
+            .given(vec![created()])
+            .when_async(create(ADMIN, "Rust"))
+            .await
+            .then_expect_events(vec![]);
+        TestFramework::<Category>::with(())
+            .given(vec![created()])
+            .when_async(create(ADMIN, "Go"))
+            .await
+            .then_expect_error(DomainError::AlreadyExists("category"));
+    }
+}

@@ -1,0 +1,279 @@
+//! Comments: added by verified accounts to a live post, deleted by their author or an admin.
+//!
+//! A comment is its own aggregate so that comments on one post never contend with each
+//! other or with edits of the post. Whether the post is live is asked through
+//! [`BoardLookup`]; a post deleted concurrently can still gain a comment in that instant,
+//! which the read side hides together with the post.
+
+use std::sync::Arc;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::lookup::{BoardLookup, PostStatus};
+use crate::{rules, Actor, DomainError, EVENT_VERSION_1};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CommentCommand {
+    Add {
+        actor: Actor,
+        post_id: Uuid,
+        content: String,
+    },
+    Delete {
+        actor: Actor,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum CommentEvent {
+    CommentAdded {
+        post_id: Uuid,
+        author_id: Uuid,
+        content: String,
+    },
+    CommentDeleted {
+        deleted_by: Uuid,
+    },
+}
+
+impl DomainEvent for CommentEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::CommentAdded { .. } => "CommentAdded",
+            Self::CommentDeleted { .. } => "CommentDeleted",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        EVENT_VERSION_1.to_string()
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comment {
+    pub created: bool,
+    pub deleted: bool,
+    pub post_id: Uuid,
+    pub author_id: Uuid,
+    pub content: String,
+}
+
+impl Aggregate for Comment {
+    const TYPE: &'static str = "comment";
+    type Command = CommentCommand;
+    type Event = CommentEvent;
+    type Error = DomainError;
+    type Services = Arc<dyn BoardLookup>;
+
+    async fn handle(
+        &mut self,
+        command: CommentCommand,
+        lookup: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), DomainError> {
+        let event = match command {
+            CommentCommand::Add {
+                actor,
+                post_id,
+                content,
+            } => match self.add(actor, post_id, content, lookup.as_ref()).await? {
+                Some(event) => event,
+                None => return Ok(()),
+            },
+            CommentCommand::Delete { actor } => self.delete(actor)?,
+        };
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: CommentEvent) {
+        match event {
+            CommentEvent::CommentAdded {
+                post_id,
+                author_id,
+                content,
+            } => {
+                self.created = true;
+                self.post_id = post_id;
+                self.author_id = author_id;
+                self.content = content;
+            }
+            CommentEvent::CommentDeleted { .. } => self.deleted = true,
+        }
+    }
+}
+
+impl Comment {
+    /// `None` when this exact comment already exists (a retried request).
+    async fn add(
+        &self,
+        actor: Actor,
+        post_id: Uuid,
+        content: String,
+        lookup: &dyn BoardLookup,
+    ) -> Result<Option<CommentEvent>, DomainError> {
+        if !actor.verified {
+            return Err(DomainError::NotVerified);
+        }
+        rules::comment_content(&content).map_err(|e| DomainError::Invalid(vec![e]))?;
+        if self.created {
+            let same = self.author_id == actor.account_id
+                && self.post_id == post_id
+                && self.content == content;
+            return if same {
+                Ok(None)
+            } else {
+                Err(DomainError::AlreadyExists("comment"))
+            };
+        }
+        match lookup
+            .post_status(post_id)
+            .await
+            .map_err(DomainError::LookupFailed)?
+        {
+            PostStatus::Live => Ok(Some(CommentEvent::CommentAdded {
+                post_id,
+                author_id: actor.account_id,
+                content,
+            })),
+            PostStatus::Missing | PostStatus::Deleted => Err(DomainError::NotFound("post")),
+        }
+    }
+
+    fn delete(&self, actor: Actor) -> Result<CommentEvent, DomainError> {
+        if !self.created || self.deleted {
+            return Err(DomainError::NotFound("comment"));
+        }
+        if actor.account_id != self.author_id && !actor.is_admin() {
+            return Err(DomainError::Forbidden(
+                "only the author or an admin may delete a comment",
+            ));
+        }
+        Ok(CommentEvent::CommentDeleted {
+            deleted_by: actor.account_id,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::post::tests::{FixedBoard, ADMIN, AUTHOR, DELETED_POST, LIVE_POST, OTHER};
+    use cqrs_es::test::TestFramework;
+
+    fn given() -> TestFramework<Comment> {
+        TestFramework::with(Arc::new(FixedBoard) as Arc<dyn BoardLookup>)
+    }
+
+    fn add(actor: Actor, post_id: Uuid) -> CommentCommand {
+        CommentCommand::Add {
+            actor,
+            post_id,
+            content: "Nice".into(),
+        }
+    }
+
+    fn added() -> CommentEvent {
+        CommentEvent::CommentAdded {
+            post_id: LIVE_POST,
+            author_id: AUTHOR.account_id,
+            content: "Nice".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn verified_account_comments_on_a_live_post() {
+        given()
+            .given_no_previous_events()
+            .when_async(add(AUTHOR, LIVE_POST))
+            .await
+            .then_expect_events(vec![added()]);
+    }
+
+    #[tokio::test]
+    async fn unverified_account_may_not_comment() {
+        let unverified = Actor {
+            verified: false,
+            ..AUTHOR
+        };
+        given()
+            .given_no_previous_events()
+            .when_async(add(unverified, LIVE_POST))
+            .await
+            .then_expect_error(DomainError::NotVerified);
+    }
+
+    #[tokio::test]
+    async fn no_comments_on_deleted_or_unknown_posts() {
+        for post in [DELETED_POST, Uuid::from_u128(404)] {
+            given()
+                .given_no_previous_events()
+                .when_async(add(AUTHOR, post))
+                .await
+                .then_expect_error(DomainError::NotFound("post"));
+        }
+    }
+
+    #[tokio::test]
+    async fn content_limits_are_enforced() {
+        for content in [String::new(), "c".repeat(2_001)] {
+            let result = given()
+                .given_no_previous_events()
+                .when_async(CommentCommand::Add {
+                    actor: AUTHOR,
+                    post_id: LIVE_POST,
+                    content,
+                })
+                .await
+                .inspect_result();
+            assert!(matches!(result, Err(DomainError::Invalid(_))), "{result:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn retried_add_is_a_no_op() {
+        given()
+            .given(vec![added()])
+            .when_async(add(AUTHOR, LIVE_POST))
+            .await
+            .then_expect_events(vec![]);
+    }
+
+    #[tokio::test]
+    async fn author_or_admin_may_delete_someone_else_may_not() {
+        for actor in [AUTHOR, ADMIN] {
+            given()
+                .given(vec![added()])
+                .when_async(CommentCommand::Delete { actor })
+                .await
+                .then_expect_events(vec![CommentEvent::CommentDeleted {
+                    deleted_by: actor.account_id,
+                }]);
+        }
+        given()
+            .given(vec![added()])
+            .when_async(CommentCommand::Delete { actor: OTHER })
+            .await
+            .then_expect_error(DomainError::Forbidden(
+                "only the author or an admin may delete a comment",
+            ));
+    }
+
+    #[tokio::test]
+    async fn deleting_twice_is_not_found() {
+        given()
+            .given(vec![
+                added(),
+                CommentEvent::CommentDeleted {
+                    deleted_by: AUTHOR.account_id,
+                },
+            ])
+            .when_async(CommentCommand::Delete { actor: AUTHOR })
+            .await
+            .then_expect_error(DomainError::NotFound("comment"));
+    }
+}

@@ -1,0 +1,476 @@
+//! Posts: written by verified accounts into a category, edited by their author, deleted by
+//! their author or an admin. A deleted post takes no edits and no comments.
+
+use std::sync::Arc;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::lookup::BoardLookup;
+use crate::{rules, Actor, DomainError, EVENT_VERSION_1};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PostCommand {
+    Create {
+        actor: Actor,
+        category_id: Uuid,
+        title: String,
+        content: String,
+    },
+    /// At least one of the two; a field equal to the current value is not recorded.
+    Edit {
+        actor: Actor,
+        title: Option<String>,
+        content: Option<String>,
+    },
+    Delete {
+        actor: Actor,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum PostEvent {
+    PostCreated {
+        category_id: Uuid,
+        author_id: Uuid,
+        title: String,
+        content: String,
+    },
+    /// Only the fields that changed are present.
+    PostEdited {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        title: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        content: Option<String>,
+    },
+    PostDeleted {
+        deleted_by: Uuid,
+    },
+}
+
+impl DomainEvent for PostEvent {
+    fn event_type(&self) -> String {
+        match self {
+            Self::PostCreated { .. } => "PostCreated",
+            Self::PostEdited { .. } => "PostEdited",
+            Self::PostDeleted { .. } => "PostDeleted",
+        }
+        .to_string()
+    }
+
+    fn event_version(&self) -> String {
+        EVENT_VERSION_1.to_string()
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Post {
+    pub created: bool,
+    pub deleted: bool,
+    pub category_id: Uuid,
+    pub author_id: Uuid,
+    pub title: String,
+    pub content: String,
+}
+
+impl Aggregate for Post {
+    const TYPE: &'static str = "post";
+    type Command = PostCommand;
+    type Event = PostEvent;
+    type Error = DomainError;
+    type Services = Arc<dyn BoardLookup>;
+
+    async fn handle(
+        &mut self,
+        command: PostCommand,
+        lookup: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), DomainError> {
+        let events = match command {
+            PostCommand::Create {
+                actor,
+                category_id,
+                title,
+                content,
+            } => {
+                self.create(actor, category_id, title, content, lookup.as_ref())
+                    .await?
+            }
+            PostCommand::Edit {
+                actor,
+                title,
+                content,
+            } => self.edit(actor, title, content)?,
+            PostCommand::Delete { actor } => self.delete(actor)?,
+        };
+        for event in events {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: PostEvent) {
+        match event {
+            PostEvent::PostCreated {
+                category_id,
+                author_id,
+                title,
+                content,
+            } => {
+                self.created = true;
+                self.category_id = category_id;
+                self.author_id = author_id;
+                self.title = title;
+                self.content = content;
+            }
+            PostEvent::PostEdited { title, content } => {
+                if let Some(title) = title {
+                    self.title = title;
+                }
+                if let Some(content) = content {
+                    self.content = content;
+                }
+            }
+            PostEvent::PostDeleted { .. } => self.deleted = true,
+        }
+    }
+}
+
+impl Post {
+    async fn create(
+        &self,
+        actor: Actor,
+        category_id: Uuid,
+        title: String,
+        content: String,
+        lookup: &dyn BoardLookup,
+    ) -> Result<Vec<PostEvent>, DomainError> {
+        if !actor.verified {
+            return Err(DomainError::NotVerified);
+        }
+        let errors = rules::collect([rules::post_title(&title), rules::post_content(&content)]);
+        if !errors.is_empty() {
+            return Err(DomainError::Invalid(errors));
+        }
+        if self.created {
+            // A retried create (same id, same data) is a no-op, not a conflict.
+            let same = self.author_id == actor.account_id
+                && self.category_id == category_id
+                && self.title == title
+                && self.content == content;
+            return if same {
+                Ok(vec![])
+            } else {
+                Err(DomainError::AlreadyExists("post"))
+            };
+        }
+        if !lookup
+            .category_exists(category_id)
+            .await
+            .map_err(DomainError::LookupFailed)?
+        {
+            return Err(DomainError::NotFound("category"));
+        }
+        Ok(vec![PostEvent::PostCreated {
+            category_id,
+            author_id: actor.account_id,
+            title,
+            content,
+        }])
+    }
+
+    fn edit(
+        &self,
+        actor: Actor,
+        title: Option<String>,
+        content: Option<String>,
+    ) -> Result<Vec<PostEvent>, DomainError> {
+        self.require_live()?;
+        if actor.account_id != self.author_id {
+            return Err(DomainError::Forbidden("only the author may edit a post"));
+        }
+        if title.is_none() && content.is_none() {
+            return Err(DomainError::invalid(
+                "title",
+                "at least one of title and content is required",
+            ));
+        }
+        let errors = rules::collect([
+            title.as_deref().map_or(Ok(()), rules::post_title),
+            content.as_deref().map_or(Ok(()), rules::post_content),
+        ]);
+        if !errors.is_empty() {
+            return Err(DomainError::Invalid(errors));
+        }
+        let title = title.filter(|t| *t != self.title);
+        let content = content.filter(|c| *c != self.content);
+        if title.is_none() && content.is_none() {
+            return Ok(vec![]);
+        }
+        Ok(vec![PostEvent::PostEdited { title, content }])
+    }
+
+    fn delete(&self, actor: Actor) -> Result<Vec<PostEvent>, DomainError> {
+        self.require_live()?;
+        if actor.account_id != self.author_id && !actor.is_admin() {
+            return Err(DomainError::Forbidden(
+                "only the author or an admin may delete a post",
+            ));
+        }
+        Ok(vec![PostEvent::PostDeleted {
+            deleted_by: actor.account_id,
+        }])
+    }
+
+    fn require_live(&self) -> Result<(), DomainError> {
+        if self.created && !self.deleted {
+            Ok(())
+        } else {
+            Err(DomainError::NotFound("post"))
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::lookup::PostStatus;
+    use crate::Role;
+    use async_trait::async_trait;
+    use cqrs_es::test::TestFramework;
+
+    pub const AUTHOR: Actor = Actor {
+        account_id: Uuid::from_u128(10),
+        role: Role::Member,
+        verified: true,
+    };
+    pub const OTHER: Actor = Actor {
+        account_id: Uuid::from_u128(11),
+        ..AUTHOR
+    };
+    pub const ADMIN: Actor = Actor {
+        account_id: Uuid::from_u128(12),
+        role: Role::Admin,
+        verified: true,
+    };
+    pub const CATEGORY: Uuid = Uuid::from_u128(100);
+
+    /// A board with one category and one post of each status.
+    pub struct FixedBoard;
+    pub const LIVE_POST: Uuid = Uuid::from_u128(200);
+    pub const DELETED_POST: Uuid = Uuid::from_u128(201);
+
+    #[async_trait]
+    impl BoardLookup for FixedBoard {
+        async fn category_exists(&self, category_id: Uuid) -> Result<bool, String> {
+            Ok(category_id == CATEGORY)
+        }
+        async fn post_status(&self, post_id: Uuid) -> Result<PostStatus, String> {
+            Ok(match post_id {
+                LIVE_POST => PostStatus::Live,
+                DELETED_POST => PostStatus::Deleted,
+                _ => PostStatus::Missing,
+            })
+        }
+    }
+
+    fn given() -> TestFramework<Post> {
+        TestFramework::with(Arc::new(FixedBoard) as Arc<dyn BoardLookup>)
+    }
+
+    fn create(actor: Actor, category_id: Uuid) -> PostCommand {
+        PostCommand::Create {
+            actor,
+            category_id,
+            title: "Hello".into(),
+            content: "First post".into(),
+        }
+    }
+
+    fn created() -> PostEvent {
+        PostEvent::PostCreated {
+            category_id: CATEGORY,
+            author_id: AUTHOR.account_id,
+            title: "Hello".into(),
+            content: "First post".into(),
+        }
+    }
+
+    fn deleted() -> PostEvent {
+        PostEvent::PostDeleted {
+            deleted_by: AUTHOR.account_id,
+        }
+    }
+
+    fn edit(actor: Actor, title: Option<&str>, content: Option<&str>) -> PostCommand {
+        PostCommand::Edit {
+            actor,
+            title: title.map(Into::into),
+            content: content.map(Into::into),
+        }
+    }
+
+    #[tokio::test]
+    async fn verified_account_creates_a_post() {
+        given()
+            .given_no_previous_events()
+            .when_async(create(AUTHOR, CATEGORY))
+            .await
+            .then_expect_events(vec![created()]);
+    }
+
+    #[tokio::test]
+    async fn unverified_account_may_not_post() {
+        let unverified = Actor {
+            verified: false,
+            ..AUTHOR
+        };
+        given()
+            .given_no_previous_events()
+            .when_async(create(unverified, CATEGORY))
+            .await
+            .then_expect_error(DomainError::NotVerified);
+    }
+
+    #[tokio::test]
+    async fn posting_into_an_unknown_category_is_not_found() {
+        given()
+            .given_no_previous_events()
+            .when_async(create(AUTHOR, Uuid::from_u128(999)))
+            .await
+            .then_expect_error(DomainError::NotFound("category"));
+    }
+
+    #[tokio::test]
+    async fn title_and_content_limits_are_enforced_together() {
+        let result = given()
+            .given_no_previous_events()
+            .when_async(PostCommand::Create {
+                actor: AUTHOR,
+                category_id: CATEGORY,
+                title: String::new(),
+                content: "c".repeat(20_001),
+            })
+            .await
+            .inspect_result();
+        let Err(DomainError::Invalid(errors)) = result else {
+            panic!("expected invalid input, got {result:?}");
+        };
+        let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["title", "content"]);
+    }
+
+    #[tokio::test]
+    async fn retried_create_is_a_no_op_and_a_different_one_conflicts() {
+        given()
+            .given(vec![created()])
+            .when_async(create(AUTHOR, CATEGORY))
+            .await
+            .then_expect_events(vec![]);
+        given()
+            .given(vec![created()])
+            .when_async(create(OTHER, CATEGORY))
+            .await
+            .then_expect_error(DomainError::AlreadyExists("post"));
+    }
+
+    #[tokio::test]
+    async fn author_edits_only_what_changed() {
+        given()
+            .given(vec![created()])
+            .when_async(edit(AUTHOR, Some("Hello"), Some("New text")))
+            .await
+            .then_expect_events(vec![PostEvent::PostEdited {
+                title: None,
+                content: Some("New text".into()),
+            }]);
+    }
+
+    #[tokio::test]
+    async fn edit_that_changes_nothing_records_nothing() {
+        given()
+            .given(vec![created()])
+            .when_async(edit(AUTHOR, Some("Hello"), None))
+            .await
+            .then_expect_events(vec![]);
+    }
+
+    #[tokio::test]
+    async fn edit_needs_at_least_one_field() {
+        given()
+            .given(vec![created()])
+            .when_async(edit(AUTHOR, None, None))
+            .await
+            .then_expect_error(DomainError::invalid(
+                "title",
+                "at least one of title and content is required",
+            ));
+    }
+
+    #[tokio::test]
+    async fn only_the_author_may_edit_not_even_an_admin() {
+        for actor in [OTHER, ADMIN] {
+            given()
+                .given(vec![created()])
+                .when_async(edit(actor, Some("Mine now"), None))
+                .await
+                .then_expect_error(DomainError::Forbidden("only the author may edit a post"));
+        }
+    }
+
+    #[tokio::test]
+    async fn deleted_post_takes_no_edits() {
+        given()
+            .given(vec![created(), deleted()])
+            .when_async(edit(AUTHOR, Some("Back"), None))
+            .await
+            .then_expect_error(DomainError::NotFound("post"));
+    }
+
+    #[tokio::test]
+    async fn editing_an_unknown_post_is_not_found() {
+        given()
+            .given_no_previous_events()
+            .when_async(edit(AUTHOR, Some("x"), None))
+            .await
+            .then_expect_error(DomainError::NotFound("post"));
+    }
+
+    #[tokio::test]
+    async fn author_or_admin_may_delete() {
+        given()
+            .given(vec![created()])
+            .when_async(PostCommand::Delete { actor: AUTHOR })
+            .await
+            .then_expect_events(vec![deleted()]);
+        given()
+            .given(vec![created()])
+            .when_async(PostCommand::Delete { actor: ADMIN })
+            .await
+            .then_expect_events(vec![PostEvent::PostDeleted {
+                deleted_by: ADMIN.account_id,
+            }]);
+    }
+
+    #[tokio::test]
+    async fn someone_else_may_not_delete() {
+        given()
+            .given(vec![created()])
+            .when_async(PostCommand::Delete { actor: OTHER })
+            .await
+            .then_expect_error(DomainError::Forbidden(
+                "only the author or an admin may delete a post",
+            ));
+    }
+
+    #[tokio::test]
+    async fn deleting_twice_is_not_found() {
+        given()
+            .given(vec![created(), deleted()])
+            .when_async(PostCommand::Delete { actor: AUTHOR })
+            .await
+            .then_expect_error(DomainError::NotFound("post"));
+    }
+}

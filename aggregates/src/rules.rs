@@ -1,0 +1,174 @@
+//! Field rules from the API contract, in one place.
+//!
+//! The HTTP layer runs these to name every bad field in one answer; the aggregates run them
+//! again so that no command, from any caller, can record an event that breaks them.
+
+use crate::FieldError;
+
+/// Checks `value`'s length in characters (not bytes) and that it is not blank.
+fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<(), FieldError> {
+    let len = value.chars().count();
+    if len < min || len > max {
+        return Err(FieldError::new(
+            field,
+            format!("must be {min} to {max} characters"),
+        ));
+    }
+    if min > 0 && value.trim().is_empty() {
+        return Err(FieldError::new(field, "must not be blank"));
+    }
+    Ok(())
+}
+
+pub const EMAIL_MAX: usize = 254;
+
+/// A syntactically valid address: `local@domain.tld`, at most 254 characters, no spaces.
+pub fn email(value: &str) -> Result<(), FieldError> {
+    let bad = || FieldError::new("email", "must be a valid email address");
+    if value.chars().count() > EMAIL_MAX {
+        return Err(FieldError::new(
+            "email",
+            format!("must be at most {EMAIL_MAX} characters"),
+        ));
+    }
+    let (local, domain) = value.rsplit_once('@').ok_or_else(bad)?;
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if local_ok && domain_ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
+}
+
+/// The form an email is compared and stored by: case-insensitive, so lowercase.
+pub fn normalize_email(value: &str) -> String {
+    value.trim().to_lowercase()
+}
+
+pub fn password(value: &str) -> Result<(), FieldError> {
+    let len = value.chars().count();
+    if !(8..=128).contains(&len) {
+        return Err(FieldError::new("password", "must be 8 to 128 characters"));
+    }
+    Ok(())
+}
+
+/// Checked after trimming, which is also how it is stored.
+pub fn nickname(value: &str) -> Result<(), FieldError> {
+    text("nickname", value.trim(), 2, 20)
+}
+
+pub fn category_name(value: &str) -> Result<(), FieldError> {
+    text("name", value, 1, 50)
+}
+
+pub fn category_description(value: &str) -> Result<(), FieldError> {
+    text("description", value, 0, 500)
+}
+
+pub fn post_title(value: &str) -> Result<(), FieldError> {
+    text("title", value, 1, 200)
+}
+
+pub fn post_content(value: &str) -> Result<(), FieldError> {
+    text("content", value, 1, 20_000)
+}
+
+pub fn comment_content(value: &str) -> Result<(), FieldError> {
+    text("content", value, 1, 2_000)
+}
+
+/// Runs several checks and keeps every failure, so a client learns all of them at once.
+pub fn collect(checks: impl IntoIterator<Item = Result<(), FieldError>>) -> Vec<FieldError> {
+    checks.into_iter().filter_map(Result::err).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_accepts_ordinary_addresses() {
+        for ok in [
+            "a@b.co",
+            "first.last+tag@mail.example.org",
+            "x_y@sub-d.example.com",
+        ] {
+            assert_eq!(email(ok), Ok(()), "{ok}");
+        }
+    }
+
+    #[test]
+    fn email_rejects_malformed_addresses() {
+        for bad in [
+            "",
+            "plain",
+            "@b.co",
+            "a@",
+            "a@b",
+            "a b@c.de",
+            "a..b@c.de",
+            ".a@c.de",
+            "a@-b.de",
+            "a@b..de",
+            "a@b.de ",
+            "ä@b.de",
+        ] {
+            assert!(email(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn email_is_limited_to_254_characters() {
+        let long = format!("{}@{}.com", "a".repeat(64), "b".repeat(63).repeat(3));
+        assert!(long.len() > 254);
+        assert!(email(&long).unwrap_err().message.contains("254"));
+    }
+
+    #[test]
+    fn lengths_count_characters_not_bytes() {
+        assert_eq!(post_title(&"é".repeat(200)), Ok(()));
+        assert!(post_title(&"é".repeat(201)).is_err());
+        assert_eq!(password(&"ü".repeat(8)), Ok(()));
+    }
+
+    #[test]
+    fn limits_match_the_contract() {
+        assert!(password("1234567").is_err());
+        assert!(password(&"p".repeat(129)).is_err());
+        assert!(nickname(" a ").is_err());
+        assert_eq!(nickname("  ab  "), Ok(()));
+        assert!(nickname(&"n".repeat(21)).is_err());
+        assert!(category_name("").is_err());
+        assert!(category_name(&"c".repeat(51)).is_err());
+        assert_eq!(category_description(""), Ok(()));
+        assert!(category_description(&"d".repeat(501)).is_err());
+        assert!(post_title("   ").is_err());
+        assert!(post_content(&"c".repeat(20_001)).is_err());
+        assert!(comment_content(&"c".repeat(2_001)).is_err());
+        assert_eq!(comment_content(&"c".repeat(2_000)), Ok(()));
+    }
+
+    #[test]
+    fn collect_keeps_every_failure() {
+        let errors = collect([post_title(""), post_content(""), Ok(())]);
+        let fields: Vec<_> = errors.iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["title", "content"]);
+    }
+}
