@@ -1,0 +1,55 @@
+# Board: common tasks. `make` (or `make help`) lists them.
+#
+# Settings come from, strongest first: `make VAR=value`, the .env file (plain
+# KEY=value lines, see .env.example), the environment, the defaults below.
+
+THIS_MAKEFILE := $(lastword $(MAKEFILE_LIST))
+
+-include .env
+
+DATABASE_URL      ?= postgres://board:board@127.0.0.1:5432/board
+READ_DATABASE_URL ?= mysql://board:board@127.0.0.1:3306/board_read
+KAFKA_BROKERS     ?= 127.0.0.1:9092
+export DATABASE_URL READ_DATABASE_URL KAFKA_BROKERS
+
+# Export everything .env set too, so cargo and scripts/services.sh see it.
+ifneq ($(wildcard .env),)
+export $(shell sed -n 's/^[[:space:]]*\(export[[:space:]]\{1,\}\)\{0,1\}\([A-Za-z_][A-Za-z0-9_]*\)[[:space:]]*=.*/\2/p' .env)
+endif
+
+CARGO        ?= cargo
+SERVICES     := scripts/services.sh
+TEST_THREADS ?= 4
+# The whole test command, in one place: `make test TEST_CMD='cargo nextest run --workspace'`.
+TEST_CMD     ?= $(CARGO) test --workspace --all-targets -- --test-threads=$(TEST_THREADS)
+
+.DEFAULT_GOAL := help
+.PHONY: help services services-down services-status run migrate test fmt lint
+
+help: ## List the targets
+	@echo "Board - make targets:"
+	@grep -E '^[a-z-]+:.*## ' $(THIS_MAKEFILE) | sed 's/:.*## /\t/' | awk -F'\t' '{ printf "  %-16s %s\n", $$1, $$2 }'
+
+services: ## Start/reuse PostgreSQL, MariaDB and the Tansu broker; create roles and databases
+	$(SERVICES) up
+
+services-down: ## Stop the broker started by `make services` (databases keep running)
+	$(SERVICES) down
+
+services-status: ## One line per local service
+	$(SERVICES) status
+
+run: services ## Run the server on 127.0.0.1:8080 (migrates at start)
+	$(CARGO) run --release --bin board -- serve
+
+migrate: services ## Apply database migrations
+	$(CARGO) run --release --bin board -- migrate
+
+test: services ## Run all tests (TEST_THREADS, default 4; TEST_CMD)
+	$(TEST_CMD)
+
+fmt: ## Check formatting (cargo fmt --all --check)
+	$(CARGO) fmt --all --check
+
+lint: ## Clippy with warnings as errors
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

@@ -1,0 +1,203 @@
+//! Configuration: every address, secret and knob, from flags or environment variables.
+//! `.env.example` at the repository root lists them with their defaults.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// Used when `JWT_SECRET` is unset. Fine for a laptop; refused in production.
+pub const DEVELOPMENT_JWT_SECRET: &str = "development-only-secret-do-not-deploy-0123456789";
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// `production` refuses to start with development defaults such as the JWT secret.
+    #[arg(long, env = "BOARD_ENV", value_enum, default_value_t = Environment::Development)]
+    pub environment: Environment,
+
+    /// Address the HTTP API listens on.
+    #[arg(long, env = "BOARD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Base URL clients reach the API at; verification links point here.
+    #[arg(long, env = "PUBLIC_BASE_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_base_url: String,
+
+    /// PostgreSQL event store.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://board:board@127.0.0.1:5432/board"
+    )]
+    pub database_url: Secret,
+
+    /// MySQL (or MariaDB) read models.
+    #[arg(
+        long,
+        env = "READ_DATABASE_URL",
+        default_value = "mysql://board:board@127.0.0.1:3306/board_read"
+    )]
+    pub read_database_url: Secret,
+
+    /// Kafka bootstrap servers, comma-separated.
+    #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
+    pub kafka_brokers: String,
+
+    /// Key that signs access and refresh tokens (HMAC-SHA256); at least 32 bytes.
+    #[arg(long, env = "JWT_SECRET", default_value = DEVELOPMENT_JWT_SECRET, hide_default_value = true)]
+    pub jwt_secret: Secret,
+
+    /// Lifetime of access tokens (`30s`, `15m`, `2h`, `14d`).
+    #[arg(long, env = "ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
+    pub access_token_ttl: Duration,
+
+    /// Lifetime of refresh tokens.
+    #[arg(long, env = "REFRESH_TOKEN_TTL", default_value = "14d", value_parser = parse_duration)]
+    pub refresh_token_ttl: Duration,
+
+    /// How long an email verification link stays valid.
+    #[arg(long, env = "VERIFICATION_TTL", default_value = "48h", value_parser = parse_duration)]
+    pub verification_ttl: Duration,
+
+    /// Emails of accounts that are admins, comma-separated (compared case-insensitively).
+    #[arg(long, env = "ADMIN_EMAILS", value_delimiter = ',', default_value = "")]
+    pub admin_emails: Vec<String>,
+
+    /// `file` writes each mail into MAIL_DIR; `smtp` sends it through SMTP_URL.
+    #[arg(long, env = "MAIL_TRANSPORT", value_enum, default_value_t = MailTransport::File)]
+    pub mail_transport: MailTransport,
+
+    /// Where the `file` transport writes messages.
+    #[arg(long, env = "MAIL_DIR", default_value = ".local/mail")]
+    pub mail_dir: PathBuf,
+
+    /// SMTP server for the `smtp` transport, e.g. `smtps://user:pass@smtp.example.com:465`.
+    #[arg(long, env = "SMTP_URL")]
+    pub smtp_url: Option<Secret>,
+
+    /// Sender of outgoing mail.
+    #[arg(
+        long,
+        env = "MAIL_FROM",
+        default_value = "Board <no-reply@board.local>"
+    )]
+    pub mail_from: String,
+
+    /// `text` for people, `json` for log collectors.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+impl Config {
+    /// Refuses settings that would be unsafe or cannot work.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.environment == Environment::Production
+            && self.jwt_secret.expose() == DEVELOPMENT_JWT_SECRET
+        {
+            return Err("JWT_SECRET must be set in production".into());
+        }
+        if self.jwt_secret.expose().len() < 32 {
+            return Err("JWT_SECRET must be at least 32 bytes".into());
+        }
+        if self.mail_transport == MailTransport::Smtp && self.smtp_url.is_none() {
+            return Err("MAIL_TRANSPORT=smtp needs SMTP_URL".into());
+        }
+        if self.access_token_ttl.is_zero() || self.refresh_token_ttl <= self.access_token_ttl {
+            return Err("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL (> 0)".into());
+        }
+        Ok(())
+    }
+
+    pub fn is_admin_email(&self, normalized_email: &str) -> bool {
+        self.admin_emails
+            .iter()
+            .any(|admin| aggregates::rules::normalize_email(admin) == normalized_email)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MailTransport {
+    File,
+    Smtp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A value that must never be printed: `Debug` and `Display` show `***`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_string()))
+    }
+}
+
+/// Parses `90s`, `15m`, `2h`, `14d` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 15m"))?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3_600,
+        "d" => 86_400,
+        _ => return Err(format!("`{text}`: the unit must be s, m, h or d")),
+    };
+    Ok(Duration::from_secs(number * seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("14d"), Ok(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert!(parse_duration("15 minutes").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "***");
+    }
+}

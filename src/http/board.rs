@@ -1,0 +1,281 @@
+//! Board commands: categories, posts and comments.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, patch, post};
+use axum::{Json, Router};
+use serde_json::json;
+use uuid::Uuid;
+
+use aggregates::category::CategoryCommand;
+use aggregates::comment::CommentCommand;
+use aggregates::post::PostCommand;
+use aggregates::rules;
+
+use super::auth::Authenticated;
+use super::body::{Fields, JsonBody};
+use super::concurrency::{etag, IfMatch};
+use super::context::RequestContext;
+use super::idempotency::IdempotentRequest;
+use super::{ApiError, AppState};
+use crate::store::{self, ClaimKind, CommandError};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/board/categories", post(create_category))
+        .route("/board/categories/{category_id}/posts", post(create_post))
+        .route(
+            "/board/posts/{post_id}",
+            patch(edit_post).delete(delete_post),
+        )
+        .route("/board/posts/{post_id}/comments", post(add_comment))
+        .route("/board/comments/{comment_id}", delete(delete_comment))
+}
+
+/// Parses an id from the path; a malformed one is a 400, not a 404.
+fn parse_id(name: &str, raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::bad_request(format!("{name} must be a UUID")))
+}
+
+fn created(version: u64, location: Option<String>, body: serde_json::Value) -> Response {
+    let mut response = (
+        StatusCode::CREATED,
+        [(header::ETAG, etag(version))],
+        Json(body),
+    )
+        .into_response();
+    if let Some(location) = location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LOCATION, location);
+    }
+    response
+}
+
+fn no_content(version: u64) -> Response {
+    (StatusCode::NO_CONTENT, [(header::ETAG, etag(version))]).into_response()
+}
+
+async fn create_category(
+    State(state): State<AppState>,
+    Authenticated(actor): Authenticated,
+    context: RequestContext,
+    headers: HeaderMap,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let scope = actor.account_id.to_string();
+    let idempotent = IdempotentRequest::new(&headers, scope, "/board/categories", &body.raw)?;
+    if !actor.is_admin() {
+        return Err(ApiError::forbidden("only admins may create categories"));
+    }
+    let mut fields = Fields::new(body);
+    let name = fields.required("name", rules::category_name);
+    let description = fields.optional("description", rules::category_description);
+    fields.finish()?;
+    let name = name.expect("finish() reports a missing name");
+    let pool = state.pool.clone();
+    idempotent
+        .run(&pool, |category_id| async move {
+            let command = CategoryCommand::Create {
+                actor,
+                name: name.clone(),
+                description: description.unwrap_or_default(),
+            };
+            let metadata = context.metadata(Some(actor.account_id));
+            match state
+                .buses
+                .categories
+                .execute(category_id, command, None, &metadata)
+                .await
+            {
+                Ok(outcome) => Ok(created(
+                    outcome.version,
+                    None,
+                    json!({ "categoryId": category_id }),
+                )),
+                // The name claim is written with the event; losing that race is a conflict
+                // on a fresh id, so look at who holds the name.
+                Err(CommandError::Conflict)
+                    if store::claim_holder(&state.pool, ClaimKind::CategoryName, name.trim())
+                        .await?
+                        .is_some_and(|holder| holder != category_id.to_string()) =>
+                {
+                    Err(ApiError::conflict(
+                        "a category with this name already exists",
+                    ))
+                }
+                Err(err) => Err(err.into()),
+            }
+        })
+        .await
+}
+
+async fn create_post(
+    State(state): State<AppState>,
+    Authenticated(actor): Authenticated,
+    context: RequestContext,
+    Path(category_id): Path<String>,
+    headers: HeaderMap,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let path = format!("/board/categories/{category_id}/posts");
+    let category_id = parse_id("categoryId", &category_id)?;
+    let scope = actor.account_id.to_string();
+    let idempotent = IdempotentRequest::new(&headers, scope, &path, &body.raw)?;
+    let mut fields = Fields::new(body);
+    let title = fields.required("title", rules::post_title);
+    let content = fields.required("content", rules::post_content);
+    fields.finish()?;
+    let (Some(title), Some(content)) = (title, content) else {
+        unreachable!("finish() reports every missing field");
+    };
+    idempotent
+        .run(&state.pool, |post_id| async move {
+            let command = PostCommand::Create {
+                actor,
+                category_id,
+                title,
+                content,
+            };
+            let metadata = context.metadata(Some(actor.account_id));
+            let outcome = state
+                .buses
+                .posts
+                .execute(post_id, command, None, &metadata)
+                .await?;
+            Ok(created(
+                outcome.version,
+                Some(format!("/board/posts/{post_id}/content")),
+                json!({ "postId": post_id }),
+            ))
+        })
+        .await
+}
+
+async fn edit_post(
+    State(state): State<AppState>,
+    Authenticated(actor): Authenticated,
+    context: RequestContext,
+    Path(post_id): Path<String>,
+    IfMatch(expected): IfMatch,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let post_id = parse_id("postId", &post_id)?;
+    let mut fields = Fields::new(body);
+    let title = fields.optional("title", rules::post_title);
+    let content = fields.optional("content", rules::post_content);
+    fields.finish()?;
+    if title.is_none() && content.is_none() {
+        let mut errors = std::collections::BTreeMap::new();
+        errors.insert(
+            "title".to_string(),
+            vec!["at least one of title and content is required".to_string()],
+        );
+        return Err(ApiError::validation(errors));
+    }
+    let command = PostCommand::Edit {
+        actor,
+        title,
+        content,
+    };
+    let metadata = context.metadata(Some(actor.account_id));
+    let outcome = state
+        .buses
+        .posts
+        .execute(post_id, command, expected.as_deref(), &metadata)
+        .await?;
+    let post = outcome.state;
+    let (author, _) = state.buses.accounts.load(post.author_id).await?;
+    let (created_at, updated_at) = store::recorded_span(&state.pool, "post", post_id).await?;
+    let body = json!({
+        "postId": post_id,
+        "categoryId": post.category_id,
+        "title": post.title,
+        "content": post.content,
+        "author": { "accountId": post.author_id, "nickname": author.nickname },
+        "createdAt": super::format_time(created_at),
+        "updatedAt": super::format_time(updated_at),
+    });
+    Ok(([(header::ETAG, etag(outcome.version))], Json(body)).into_response())
+}
+
+async fn delete_post(
+    State(state): State<AppState>,
+    Authenticated(actor): Authenticated,
+    context: RequestContext,
+    Path(post_id): Path<String>,
+    IfMatch(expected): IfMatch,
+) -> Result<Response, ApiError> {
+    let post_id = parse_id("postId", &post_id)?;
+    let metadata = context.metadata(Some(actor.account_id));
+    let outcome = state
+        .buses
+        .posts
+        .execute(
+            post_id,
+            PostCommand::Delete { actor },
+            expected.as_deref(),
+            &metadata,
+        )
+        .await?;
+    Ok(no_content(outcome.version))
+}
+
+async fn add_comment(
+    State(state): State<AppState>,
+    Authenticated(actor): Authenticated,
+    context: RequestContext,
+    Path(post_id): Path<String>,
+    headers: HeaderMap,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
+    let path = format!("/board/posts/{post_id}/comments");
+    let post_id = parse_id("postId", &post_id)?;
+    let scope = actor.account_id.to_string();
+    let idempotent = IdempotentRequest::new(&headers, scope, &path, &body.raw)?;
+    let mut fields = Fields::new(body);
+    let content = fields.required("content", rules::comment_content);
+    fields.finish()?;
+    let content = content.expect("finish() reports a missing content");
+    idempotent
+        .run(&state.pool, |comment_id| async move {
+            let command = CommentCommand::Add {
+                actor,
+                post_id,
+                content,
+            };
+            let metadata = context.metadata(Some(actor.account_id));
+            let outcome = state
+                .buses
+                .comments
+                .execute(comment_id, command, None, &metadata)
+                .await?;
+            Ok(created(
+                outcome.version,
+                None,
+                json!({ "commentId": comment_id }),
+            ))
+        })
+        .await
+}
+
+async fn delete_comment(
+    State(state): State<AppState>,
+    Authenticated(actor): Authenticated,
+    context: RequestContext,
+    Path(comment_id): Path<String>,
+    IfMatch(expected): IfMatch,
+) -> Result<Response, ApiError> {
+    let comment_id = parse_id("commentId", &comment_id)?;
+    let metadata = context.metadata(Some(actor.account_id));
+    let outcome = state
+        .buses
+        .comments
+        .execute(
+            comment_id,
+            CommentCommand::Delete { actor },
+            expected.as_deref(),
+            &metadata,
+        )
+        .await?;
+    Ok(no_content(outcome.version))
+}

@@ -1,0 +1,136 @@
+//! Per-request plumbing: a request id on every request and response (carried into event
+//! metadata so one user action can be followed end to end), the access log line, and the
+//! `Accept` check that answers 406 when a client rules out JSON.
+
+use std::time::Instant;
+
+use axum::extract::{FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::ApiError;
+use crate::store::Metadata;
+
+pub const REQUEST_ID: &str = "x-request-id";
+pub const CORRELATION_ID: &str = "x-correlation-id";
+
+/// Identifies one request, and the larger user action it belongs to.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub request_id: String,
+    pub correlation_id: String,
+}
+
+impl RequestContext {
+    pub fn metadata(&self, account_id: Option<Uuid>) -> Metadata {
+        Metadata {
+            request_id: self.request_id.clone(),
+            correlation_id: self.correlation_id.clone(),
+            account_id,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<RequestContext>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal(&std::io::Error::other("request context missing")))
+    }
+}
+
+/// A client-supplied id is kept if it is short and printable; otherwise we mint one.
+fn client_id(headers: &HeaderMap, name: &str) -> Option<String> {
+    let value = headers.get(name)?.to_str().ok()?;
+    let ok = !value.is_empty() && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_graphic());
+    ok.then(|| value.to_string())
+}
+
+pub async fn request_context(mut req: Request, next: Next) -> Response {
+    let request_id =
+        client_id(req.headers(), REQUEST_ID).unwrap_or_else(|| Uuid::now_v7().to_string());
+    let correlation_id =
+        client_id(req.headers(), CORRELATION_ID).unwrap_or_else(|| request_id.clone());
+    req.extensions_mut().insert(RequestContext {
+        request_id: request_id.clone(),
+        correlation_id,
+    });
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        request_id = %request_id,
+    );
+    let started = Instant::now();
+    let mut response = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request finished"
+        );
+    });
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// Answers 406 when the `Accept` header rules out JSON. `GET /` answers plain text and is
+/// exempt.
+pub async fn require_json_acceptable(req: Request, next: Next) -> Response {
+    let accept = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    if req.uri().path() != "/" && !accept.is_none_or(accepts_json) {
+        return ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "not-acceptable",
+            "this API answers with application/json only",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// True when some media range in `accept` (with q > 0) admits application/json or
+/// application/problem+json.
+fn accepts_json(accept: &str) -> bool {
+    accept.split(',').any(|range| {
+        let mut parts = range.split(';');
+        let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+        let refused = parts.any(|p| {
+            let p = p.trim().replace(' ', "");
+            p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
+        });
+        !refused
+            && matches!(
+                media.as_str(),
+                "*/*" | "application/*" | "application/json" | "application/problem+json"
+            )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepts_json;
+
+    #[test]
+    fn accept_headers_are_read_by_media_range() {
+        assert!(accepts_json("application/json"));
+        assert!(accepts_json("text/html, */*;q=0.8"));
+        assert!(accepts_json("application/*"));
+        assert!(!accepts_json("text/html"));
+        assert!(!accepts_json("application/json;q=0, text/plain"));
+        assert!(!accepts_json("application/xml"));
+    }
+}

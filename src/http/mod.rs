@@ -1,0 +1,79 @@
+//! The HTTP API: one router built from each part's routes, with the layers every request
+//! passes through (request id, 406, 64 KiB body limit) and problem documents for 404/405.
+
+mod accounts;
+mod auth;
+mod board;
+pub mod body;
+pub mod concurrency;
+pub mod context;
+pub mod idempotency;
+pub mod problem;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware::from_fn;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, SecondsFormat, Utc};
+use sqlx::PgPool;
+
+pub use problem::ApiError;
+
+use crate::accounts::AccountService;
+use crate::auth::tokens::TokenIssuer;
+use crate::config::Config;
+use crate::store::CommandBuses;
+
+/// Everything a handler may need; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub pool: PgPool,
+    pub buses: Arc<CommandBuses>,
+    pub accounts: Arc<AccountService>,
+    pub tokens: TokenIssuer,
+}
+
+/// The whole API. Tests call this directly, without a socket.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(hello))
+        .route("/health/live", get(live))
+        .merge(accounts::router())
+        .merge(board::router())
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
+        .layer(from_fn(context::require_json_acceptable))
+        .layer(from_fn(context::request_context))
+        .with_state(state)
+}
+
+async fn hello() -> &'static str {
+    "Hello World"
+}
+
+/// Liveness: the process answers. (Readiness, which checks dependencies, is separate.)
+async fn live() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn no_such_route() -> ApiError {
+    ApiError::not_found("no such resource")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "this method is not allowed on this resource",
+    )
+}
+
+/// The contract's time format: UTC, milliseconds, `Z`.
+pub fn format_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Millis, true)
+}

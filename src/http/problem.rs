@@ -1,0 +1,212 @@
+//! The one HTTP error type: every failure becomes an RFC 9457 problem document.
+//!
+//! Domain and store errors map to a status here and nowhere else. A 500 carries no cause
+//! to the client; the cause is logged with its whole chain.
+
+use std::collections::BTreeMap;
+
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use aggregates::{DomainError, FieldError};
+
+use crate::accounts::AccountError;
+use crate::auth::tokens::TokenError;
+use crate::store::CommandError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    slug: &'static str,
+    detail: String,
+    errors: Option<BTreeMap<String, Vec<String>>>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, slug: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            status,
+            slug,
+            detail: detail.into(),
+            errors: None,
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// 400 naming every bad field.
+    pub fn validation(errors: BTreeMap<String, Vec<String>>) -> Self {
+        let mut err = Self::new(
+            StatusCode::BAD_REQUEST,
+            "validation",
+            "the request has invalid fields",
+        );
+        err.errors = Some(errors);
+        err
+    }
+
+    pub fn bad_request(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad-request", detail)
+    }
+
+    /// 401, with the challenge that tells a client how to authenticate.
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail).with_header(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"board\""),
+        )
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", detail)
+    }
+
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", detail)
+    }
+
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+    }
+
+    /// 500: logs `cause` with its chain; the client learns only that it was our fault.
+    pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
+        let mut chain = cause.to_string();
+        let mut source = cause.source();
+        while let Some(inner) = source {
+            chain.push_str(": ");
+            chain.push_str(&inner.to_string());
+            source = inner.source();
+        }
+        tracing::error!(error = %chain, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "an unexpected error occurred; it has been logged",
+        )
+    }
+
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({
+            "type": format!("urn:board:problem:{}", self.slug),
+            "title": self.status.canonical_reason().unwrap_or("Error"),
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+        });
+        if let Some(errors) = self.errors {
+            body["errors"] = json!(errors);
+        }
+        let mut response = (self.status, body.to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        for (name, value) in self.headers {
+            headers.insert(name, value);
+        }
+        response
+    }
+}
+
+/// Groups field errors by field, as the `errors` member wants them.
+pub fn field_errors(errors: Vec<FieldError>) -> BTreeMap<String, Vec<String>> {
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for error in errors {
+        map.entry(error.field.to_string())
+            .or_default()
+            .push(error.message);
+    }
+    map
+}
+
+impl From<DomainError> for ApiError {
+    fn from(err: DomainError) -> Self {
+        match err {
+            DomainError::Invalid(errors) => Self::validation(field_errors(errors)),
+            DomainError::NotFound(what) => Self::not_found(format!("no such {what}")),
+            DomainError::AlreadyExists(what) => {
+                Self::conflict(format!("this {what} already exists with other data"))
+            }
+            DomainError::Forbidden(why) => Self::forbidden(why),
+            DomainError::NotVerified => {
+                Self::forbidden("only accounts with a verified email may do this")
+            }
+            DomainError::LookupFailed(cause) => {
+                tracing::warn!(%cause, "lookup in the event store failed");
+                Self::unavailable("the event store is unavailable")
+            }
+        }
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(err: CommandError) -> Self {
+        match err {
+            CommandError::Domain(e) => e.into(),
+            CommandError::VersionMismatch { current } => Self::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                format!("If-Match does not match: the resource is at version {current}"),
+            )
+            .with_header(header::ETAG, crate::http::concurrency::etag(current)),
+            CommandError::Conflict => {
+                Self::conflict("the resource was modified concurrently; reload it and try again")
+            }
+            CommandError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "event store unavailable");
+                Self::unavailable("the event store is unavailable; try again shortly")
+            }
+            CommandError::Unexpected(cause) => Self::internal(&*cause),
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(err: TokenError) -> Self {
+        Self::unauthorized(err.to_string())
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::EmailTaken => Self::conflict(err.to_string()),
+            AccountError::InvalidCredentials => {
+                Self::new(StatusCode::UNAUTHORIZED, "unauthorized", err.to_string()).with_header(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"board\""),
+                )
+            }
+            AccountError::NotVerified => Self::forbidden(err.to_string()),
+            AccountError::UnknownEmail | AccountError::UnknownVerification => {
+                Self::not_found(err.to_string())
+            }
+            AccountError::Token(e) => e.into(),
+            AccountError::Command(e) => e.into(),
+            AccountError::Hashing(e) => Self::internal(e.as_ref()),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        CommandError::from(err).into()
+    }
+}

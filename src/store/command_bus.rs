@@ -1,0 +1,138 @@
+//! Runs commands against aggregates in the event store.
+//!
+//! This does what `cqrs_es::CqrsFramework::execute` does (load, handle, commit) but also
+//! checks an expected version and returns the new version and state, which the HTTP layer
+//! needs for `If-Match` and `ETag`. Concurrency control is postgres-es's: the events are
+//! inserted at sequence numbers after the loaded one, and a primary-key clash means another
+//! command won the race (`CommandError::Conflict`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, EventStore};
+use postgres_es::PostgresEventRepository;
+use sqlx::PgPool;
+use tracing::instrument;
+use uuid::Uuid;
+
+use aggregates::account::Account;
+use aggregates::category::Category;
+use aggregates::comment::Comment;
+use aggregates::lookup::BoardLookup;
+use aggregates::post::Post;
+use aggregates::DomainError;
+
+use super::{CommandError, EventStoreLookup};
+
+/// Who and what caused a command; stored with every event it writes.
+#[derive(Debug, Clone, Default)]
+pub struct Metadata {
+    pub request_id: String,
+    pub correlation_id: String,
+    pub account_id: Option<Uuid>,
+}
+
+impl Metadata {
+    fn to_map(&self) -> HashMap<String, String> {
+        let mut map = HashMap::from([
+            ("requestId".to_string(), self.request_id.clone()),
+            ("correlationId".to_string(), self.correlation_id.clone()),
+        ]);
+        if let Some(account_id) = self.account_id {
+            map.insert("accountId".to_string(), account_id.to_string());
+        }
+        map
+    }
+}
+
+/// The result of an accepted command.
+#[derive(Debug)]
+pub struct CommandOutcome<A> {
+    /// The aggregate's version (its last event's sequence number) after the command.
+    pub version: u64,
+    /// How many events the command recorded; 0 for a no-op such as a retried create.
+    pub recorded: usize,
+    /// The aggregate's state after the command.
+    pub state: A,
+}
+
+pub struct CommandBus<A: Aggregate> {
+    store: PersistedEventStore<PostgresEventRepository, A>,
+    services: A::Services,
+}
+
+impl<A> CommandBus<A>
+where
+    A: Aggregate<Error = DomainError> + Clone,
+{
+    pub fn new(pool: PgPool, services: A::Services) -> Self {
+        let repository = PostgresEventRepository::new(pool);
+        Self {
+            store: PersistedEventStore::new_event_store(repository),
+            services,
+        }
+    }
+
+    /// Runs `command` on aggregate `id`. With `expected_versions` (from `If-Match`), the
+    /// command is applied only if the aggregate is at one of those versions.
+    #[instrument(skip_all, fields(aggregate = A::TYPE, %id))]
+    pub async fn execute(
+        &self,
+        id: Uuid,
+        command: A::Command,
+        expected_versions: Option<&[u64]>,
+        metadata: &Metadata,
+    ) -> Result<CommandOutcome<A>, CommandError> {
+        let mut context = self.store.load_aggregate(&id.to_string()).await?;
+        let current = context.current_sequence as u64;
+        if expected_versions.is_some_and(|expected| !expected.contains(&current)) {
+            return Err(CommandError::VersionMismatch { current });
+        }
+        let sink = EventSink::default();
+        context
+            .aggregate
+            .handle(command, &self.services, &sink)
+            .await?;
+        let events = sink.collect().await;
+        let recorded = events.len();
+        // The sink applied each event to the aggregate as it was written.
+        let state = context.aggregate.clone();
+        self.store
+            .commit(events, context, metadata.to_map())
+            .await?;
+        tracing::debug!(recorded, "command accepted");
+        Ok(CommandOutcome {
+            version: current + recorded as u64,
+            recorded,
+            state,
+        })
+    }
+
+    /// The aggregate's current state and version (0 when it has no events).
+    pub async fn load(&self, id: Uuid) -> Result<(A, u64), CommandError> {
+        let context = self.store.load_aggregate(&id.to_string()).await?;
+        Ok((context.aggregate, context.current_sequence as u64))
+    }
+}
+
+/// One command bus per aggregate type, sharing one pool.
+pub struct CommandBuses {
+    pub accounts: CommandBus<Account>,
+    pub categories: CommandBus<Category>,
+    pub posts: CommandBus<Post>,
+    pub comments: CommandBus<Comment>,
+}
+
+impl CommandBuses {
+    pub fn new(pool: PgPool) -> Self {
+        let lookup: Arc<dyn BoardLookup> = Arc::new(EventStoreLookup::new(pool.clone()));
+        Self {
+            accounts: CommandBus::new(pool.clone(), ()),
+            categories: CommandBus::new(pool.clone(), ()),
+            posts: CommandBus::new(pool.clone(), lookup.clone()),
+            comments: CommandBus::new(pool, lookup),
+        }
+    }
+}

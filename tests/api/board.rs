@@ -1,0 +1,463 @@
+//! Board commands: categories, posts, comments; with versions, races and idempotency.
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::common::TestApp;
+
+#[tokio::test]
+async fn admins_create_categories_members_may_not() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let member = app.member("ann@example.com", "ann").await;
+    let res = app
+        .post("/board/categories")
+        .bearer(&admin.token)
+        .json(json!({ "name": "Rust", "description": "All things Rust" }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    assert_eq!(res.header("etag"), Some("\"1\""));
+    assert!(res.json()["categoryId"].is_string());
+    app.post("/board/categories")
+        .bearer(&member.token)
+        .json(json!({ "name": "Go" }))
+        .send()
+        .await
+        .problem(StatusCode::FORBIDDEN);
+    app.post("/board/categories")
+        .json(json!({ "name": "Go" }))
+        .send()
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn category_fields_are_validated_together() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let doc = app
+        .post("/board/categories")
+        .bearer(&admin.token)
+        .json(json!({ "name": "n".repeat(51), "description": "d".repeat(501), "colour": "red" }))
+        .send()
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    let errors = doc["errors"].as_object().unwrap();
+    assert!(errors.contains_key("name") && errors.contains_key("description"));
+    assert_eq!(errors["colour"][0], "is not a known field");
+}
+
+#[tokio::test]
+async fn a_duplicate_category_name_gets_409_even_when_racing() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    app.category(&admin, "Rust").await;
+    app.post("/board/categories")
+        .bearer(&admin.token)
+        .json(json!({ "name": " rust " }))
+        .send()
+        .await
+        .problem(StatusCode::CONFLICT);
+    let attempts = (0..10).map(|_| {
+        app.post("/board/categories")
+            .bearer(&admin.token)
+            .json(json!({ "name": "Go" }))
+            .send()
+    });
+    let results = futures::future::join_all(attempts.map(tokio::spawn)).await;
+    let created = results
+        .into_iter()
+        .map(|r| r.unwrap().status)
+        .filter(|s| *s == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1);
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_returns_the_first_response_and_writes_once() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let before = app.event_count().await;
+    let send = |name: &str| {
+        app.post("/board/categories")
+            .bearer(&admin.token)
+            .header("idempotency-key", "create-rust")
+            .json(json!({ "name": name }))
+            .send()
+    };
+    let first = send("Rust").await;
+    let retry = send("Rust").await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    assert_eq!(retry.status, StatusCode::CREATED);
+    assert_eq!(first.body, retry.body);
+    assert_eq!(retry.header("etag"), first.header("etag"));
+    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert_eq!(app.event_count().await, before + 1);
+    send("Go").await.problem(StatusCode::UNPROCESSABLE_ENTITY);
+    // The same key from another account is another request.
+    let other = app
+        .post("/board/categories")
+        .bearer(&app.member("ann@example.com", "ann").await.token)
+        .header("idempotency-key", "create-rust")
+        .json(json!({ "name": "Rust" }))
+        .send()
+        .await;
+    other.problem(StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn a_retry_after_a_lost_response_records_nothing_twice() {
+    // The server recorded the post but died before saving the response: the key row has
+    // no response. The retry must run with the reserved id and record nothing new.
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let category = app.category(&admin, "Rust").await;
+    let path = format!("/board/categories/{category}/posts");
+    let send = || {
+        app.post(&path)
+            .bearer(&admin.token)
+            .header("idempotency-key", "post-1")
+            .json(json!({ "title": "Hello", "content": "First" }))
+            .send()
+    };
+    let first = send().await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    sqlx::query("UPDATE idempotency_keys SET response_status = NULL, response_body = NULL")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let before = app.event_count().await;
+    let retry = send().await;
+    assert_eq!(retry.status, StatusCode::CREATED, "{}", retry.text());
+    assert_eq!(retry.json(), first.json());
+    assert_eq!(app.event_count().await, before);
+}
+
+#[tokio::test]
+async fn posting_checks_the_category_and_the_fields() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let ann = app.member("ann@example.com", "ann").await;
+    let category = app.category(&admin, "Rust").await;
+    let res = app
+        .post(&format!("/board/categories/{category}/posts"))
+        .bearer(&ann.token)
+        .json(json!({ "title": "Hello", "content": "First post" }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    let post_id = res.json()["postId"].as_str().unwrap().to_string();
+    assert_eq!(
+        res.header("location"),
+        Some(format!("/board/posts/{post_id}/content").as_str())
+    );
+    let unknown = uuid::Uuid::now_v7();
+    app.post(&format!("/board/categories/{unknown}/posts"))
+        .bearer(&ann.token)
+        .json(json!({ "title": "Hello", "content": "x" }))
+        .send()
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    app.post("/board/categories/not-a-uuid/posts")
+        .bearer(&ann.token)
+        .json(json!({ "title": "Hello", "content": "x" }))
+        .send()
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    let doc = app
+        .post(&format!("/board/categories/{category}/posts"))
+        .bearer(&ann.token)
+        .json(json!({ "title": "", "content": "c".repeat(20_001) }))
+        .send()
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    assert!(doc["errors"]["title"].is_array() && doc["errors"]["content"].is_array());
+    app.post(&format!("/board/categories/{category}/posts"))
+        .json(json!({ "title": "Hello", "content": "x" }))
+        .send()
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_author_edits_a_post_and_gets_it_back_with_its_new_version() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let ann = app.member("ann@example.com", "ann").await;
+    let category = app.category(&admin, "Rust").await;
+    let post = app.post_in(&ann, &category).await;
+    let res = app
+        .patch(&format!("/board/posts/{post}"))
+        .bearer(&ann.token)
+        .header("if-match", "\"1\"")
+        .json(json!({ "title": "Hello again" }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.header("etag"), Some("\"2\""));
+    let body = res.json();
+    assert_eq!(body["title"], "Hello again");
+    assert_eq!(body["content"], "First post");
+    assert_eq!(body["author"]["nickname"], "ann");
+    assert_eq!(body["categoryId"], category);
+    let created = body["createdAt"].as_str().unwrap();
+    assert!(created.ends_with('Z') && created.len() == "2026-01-15T10:36:39.123Z".len());
+}
+
+#[tokio::test]
+async fn edits_are_refused_to_others_to_stale_versions_and_to_bad_bodies() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let ann = app.member("ann@example.com", "ann").await;
+    let bob = app.member("bob@example.com", "bob").await;
+    let category = app.category(&admin, "Rust").await;
+    let post = app.post_in(&ann, &category).await;
+    let path = format!("/board/posts/{post}");
+    for intruder in [&bob, &admin] {
+        app.patch(&path)
+            .bearer(&intruder.token)
+            .json(json!({ "title": "Mine" }))
+            .send()
+            .await
+            .problem(StatusCode::FORBIDDEN);
+    }
+    let stale = app
+        .patch(&path)
+        .bearer(&ann.token)
+        .header("if-match", "\"7\"")
+        .json(json!({ "title": "x" }))
+        .send()
+        .await;
+    stale.problem(StatusCode::PRECONDITION_FAILED);
+    assert_eq!(stale.header("etag"), Some("\"1\""));
+    app.patch(&path)
+        .bearer(&ann.token)
+        .json(json!({}))
+        .send()
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    app.patch(&path)
+        .bearer(&ann.token)
+        .json(json!({ "title": "t".repeat(201) }))
+        .send()
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    app.patch(&format!("/board/posts/{}", uuid::Uuid::now_v7()))
+        .bearer(&ann.token)
+        .json(json!({ "title": "x" }))
+        .send()
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    app.patch(&path)
+        .json(json!({ "title": "x" }))
+        .send()
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn racing_edits_on_one_version_never_both_win() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let ann = app.member("ann@example.com", "ann").await;
+    let category = app.category(&admin, "Rust").await;
+    let post = app.post_in(&ann, &category).await;
+    let path = format!("/board/posts/{post}");
+    let edits = (0..10).map(|i| {
+        app.patch(&path)
+            .bearer(&ann.token)
+            .header("if-match", "\"1\"")
+            .json(json!({ "title": format!("Title {i}") }))
+            .send()
+    });
+    let results = futures::future::join_all(edits.map(tokio::spawn)).await;
+    let statuses: Vec<_> = results.into_iter().map(|r| r.unwrap().status).collect();
+    let won = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    assert_eq!(won, 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| matches!(
+        *s,
+        StatusCode::OK | StatusCode::CONFLICT | StatusCode::PRECONDITION_FAILED
+    )));
+    let edited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'PostEdited'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(edited, 1);
+}
+
+#[tokio::test]
+async fn racing_edits_without_if_match_each_apply_to_fresh_state() {
+    // Every edit that answers 200 recorded exactly one event; every 409 recorded none.
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let ann = app.member("ann@example.com", "ann").await;
+    let category = app.category(&admin, "Rust").await;
+    let post = app.post_in(&ann, &category).await;
+    let path = format!("/board/posts/{post}");
+    let edits = (0..10).map(|i| {
+        app.patch(&path)
+            .bearer(&ann.token)
+            .json(json!({ "content": format!("Version {i}") }))
+            .send()
+    });
+    let results = futures::future::join_all(edits.map(tokio::spawn)).await;
+    let statuses: Vec<_> = results.into_iter().map(|r| r.unwrap().status).collect();
+    assert!(statuses
+        .iter()
+        .all(|s| matches!(*s, StatusCode::OK | StatusCode::CONFLICT)));
+    let won = statuses.iter().filter(|s| **s == StatusCode::OK).count() as i64;
+    let edited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'PostEdited'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(edited, won);
+}
+
+#[tokio::test]
+async fn the_author_or_an_admin_deletes_a_post_once() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let ann = app.member("ann@example.com", "ann").await;
+    let bob = app.member("bob@example.com", "bob").await;
+    let category = app.category(&admin, "Rust").await;
+    let first = app.post_in(&ann, &category).await;
+    let second = app.post_in(&ann, &category).await;
+    app.delete(&format!("/board/posts/{first}"))
+        .bearer(&bob.token)
+        .send()
+        .await
+        .problem(StatusCode::FORBIDDEN);
+    app.delete(&format!("/board/posts/{first}"))
+        .send()
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    app.delete(&format!("/board/posts/{first}"))
+        .bearer(&ann.token)
+        .header("if-match", "\"5\"")
+        .send()
+        .await
+        .problem(StatusCode::PRECONDITION_FAILED);
+    let res = app
+        .delete(&format!("/board/posts/{first}"))
+        .bearer(&ann.token)
+        .header("if-match", "\"1\"")
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
+    assert_eq!(res.header("etag"), Some("\"2\""));
+    app.delete(&format!("/board/posts/{first}"))
+        .bearer(&ann.token)
+        .send()
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    let by_admin = app
+        .delete(&format!("/board/posts/{second}"))
+        .bearer(&admin.token)
+        .send()
+        .await;
+    assert_eq!(by_admin.status, StatusCode::NO_CONTENT);
+    app.patch(&format!("/board/posts/{second}"))
+        .bearer(&ann.token)
+        .json(json!({ "title": "Back" }))
+        .send()
+        .await
+        .problem(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn comments_go_on_live_posts_only() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let ann = app.member("ann@example.com", "ann").await;
+    let category = app.category(&admin, "Rust").await;
+    let post = app.post_in(&ann, &category).await;
+    let res = app
+        .post(&format!("/board/posts/{post}/comments"))
+        .bearer(&ann.token)
+        .json(json!({ "content": "Nice" }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    assert!(res.json()["commentId"].is_string());
+    app.post(&format!("/board/posts/{post}/comments"))
+        .bearer(&ann.token)
+        .json(json!({ "content": "" }))
+        .send()
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    app.post(&format!("/board/posts/{post}/comments"))
+        .json(json!({ "content": "Nice" }))
+        .send()
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    app.post(&format!("/board/posts/{}/comments", uuid::Uuid::now_v7()))
+        .bearer(&ann.token)
+        .json(json!({ "content": "Nice" }))
+        .send()
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    app.delete(&format!("/board/posts/{post}"))
+        .bearer(&ann.token)
+        .send()
+        .await;
+    app.post(&format!("/board/posts/{post}/comments"))
+        .bearer(&ann.token)
+        .json(json!({ "content": "Too late" }))
+        .send()
+        .await
+        .problem(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_author_or_an_admin_deletes_a_comment() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let ann = app.member("ann@example.com", "ann").await;
+    let bob = app.member("bob@example.com", "bob").await;
+    let category = app.category(&admin, "Rust").await;
+    let post = app.post_in(&ann, &category).await;
+    let mut comments = Vec::new();
+    for _ in 0..2 {
+        let res = app
+            .post(&format!("/board/posts/{post}/comments"))
+            .bearer(&ann.token)
+            .json(json!({ "content": "Nice" }))
+            .send()
+            .await;
+        comments.push(res.json()["commentId"].as_str().unwrap().to_string());
+    }
+    app.delete(&format!("/board/comments/{}", comments[0]))
+        .bearer(&bob.token)
+        .send()
+        .await
+        .problem(StatusCode::FORBIDDEN);
+    app.delete(&format!("/board/comments/{}", comments[0]))
+        .send()
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    let res = app
+        .delete(&format!("/board/comments/{}", comments[0]))
+        .bearer(&ann.token)
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT);
+    app.delete(&format!("/board/comments/{}", comments[0]))
+        .bearer(&ann.token)
+        .send()
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    let res = app
+        .delete(&format!("/board/comments/{}", comments[1]))
+        .bearer(&admin.token)
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT);
+    app.delete("/board/comments/nope")
+        .bearer(&ann.token)
+        .send()
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+}

@@ -1,0 +1,361 @@
+//! The test harness: a real Board application on its own fresh PostgreSQL database,
+//! called through its router without a socket, plus helpers that read as the client flow.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::{to_bytes, Body};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
+use axum::Router;
+use base64::Engine;
+use clap::Parser;
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection, PgPool};
+use tokio::sync::OnceCell;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+use board::cli::{self, Cli};
+use board::http::{self, AppState};
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const PASSWORD: &str = "correct horse battery";
+
+/// The PostgreSQL server tests create their databases on.
+fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://board:board@127.0.0.1:5432/postgres".into())
+}
+
+/// A new, empty database for one test. Databases of runs older than two hours are dropped
+/// on the way, so aborted runs do not pile up.
+pub async fn fresh_database() -> String {
+    static SWEPT: OnceCell<()> = OnceCell::const_new();
+    let server = server_url();
+    let mut admin = PgConnection::connect(&server)
+        .await
+        .expect("connect to the test PostgreSQL server (is `make services` up?)");
+    SWEPT
+        .get_or_init(|| async {
+            let mut conn = PgConnection::connect(&server).await.unwrap();
+            let names: Vec<String> = sqlx::query_scalar(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'board\\_test\\_%'",
+            )
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            let cutoff = chrono::Utc::now().timestamp() - 7_200;
+            for name in names {
+                let created: i64 = name
+                    .split('_')
+                    .nth(2)
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(0);
+                if created < cutoff {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            }
+        })
+        .await;
+    let name = format!(
+        "board_test_{}_{}",
+        chrono::Utc::now().timestamp(),
+        &Uuid::new_v4().simple().to_string()[..12]
+    );
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    let base = server.rsplit_once('/').expect("a URL with a database").0;
+    format!("{base}/{name}")
+}
+
+pub struct TestApp {
+    pub router: Router,
+    pub state: AppState,
+    pub pool: PgPool,
+    pub mail_dir: PathBuf,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::with_args(&[]).await
+    }
+
+    /// An application configured by `board`'s own flags, plus `extra`.
+    pub async fn with_args(extra: &[&str]) -> Self {
+        let database_url = fresh_database().await;
+        Self::on_database(&database_url, extra, true).await
+    }
+
+    pub async fn on_database(database_url: &str, extra: &[&str], migrate: bool) -> Self {
+        let mail_dir = std::env::temp_dir().join(format!("board-mail-{}", Uuid::new_v4()));
+        let mail_dir_arg = mail_dir.display().to_string();
+        let mut args = vec![
+            "board",
+            "--database-url",
+            database_url,
+            "--mail-transport",
+            "file",
+            "--mail-dir",
+            &mail_dir_arg,
+            "--admin-emails",
+            ADMIN_EMAIL,
+            "--public-base-url",
+            "http://board.test",
+        ];
+        args.extend_from_slice(extra);
+        args.push("serve");
+        let cli = Cli::try_parse_from(args).expect("test configuration parses");
+        cli.config.validate().expect("test configuration is valid");
+        let state = cli::build_state(Arc::new(cli.config)).expect("application state");
+        if migrate {
+            cli::migrate(&state.pool).await.expect("migrations apply");
+        }
+        Self {
+            router: http::app(state.clone()),
+            pool: state.pool.clone(),
+            state,
+            mail_dir,
+        }
+    }
+
+    pub fn request(&self, method: Method, path: &str) -> Req {
+        Req {
+            router: self.router.clone(),
+            method,
+            path: path.to_string(),
+            headers: HeaderMap::new(),
+            body: Vec::new(),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Req {
+        self.request(Method::GET, path)
+    }
+
+    pub fn post(&self, path: &str) -> Req {
+        self.request(Method::POST, path)
+    }
+
+    pub fn patch(&self, path: &str) -> Req {
+        self.request(Method::PATCH, path)
+    }
+
+    pub fn delete(&self, path: &str) -> Req {
+        self.request(Method::DELETE, path)
+    }
+
+    /// Signs up; returns the account id.
+    pub async fn sign_up(&self, email: &str, nickname: &str) -> Uuid {
+        let res = self
+            .post("/signup")
+            .json(json!({ "email": email, "password": PASSWORD, "nickname": nickname }))
+            .send()
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+        res.json()["accountId"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// The verification link mailed to `email`, read from the file transport's folder.
+    pub fn verification_link(&self, email: &str) -> String {
+        let entries = std::fs::read_dir(&self.mail_dir).expect("the mail folder exists");
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "eml") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                if text.contains(&format!("To: {email}")) {
+                    let start = text.find("http://board.test/verify?verify_id=").unwrap();
+                    let link: String = text[start..]
+                        .chars()
+                        .take_while(|c| !c.is_whitespace())
+                        .collect();
+                    return link;
+                }
+            }
+        }
+        panic!("no mail to {email} in {}", self.mail_dir.display());
+    }
+
+    /// Follows the mailed link; returns the `GET /verify` path and query.
+    pub async fn verify(&self, email: &str) {
+        let link = self.verification_link(email);
+        let path = link.trim_start_matches("http://board.test");
+        let res = self.get(path).send().await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    }
+
+    pub async fn log_in(&self, email: &str) -> Value {
+        let res = self
+            .post("/auth")
+            .json(json!({ "email": email, "password": PASSWORD }))
+            .send()
+            .await;
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        res.json()
+    }
+
+    /// A verified, logged-in account.
+    pub async fn member(&self, email: &str, nickname: &str) -> Member {
+        let id = self.sign_up(email, nickname).await;
+        self.verify(email).await;
+        let tokens = self.log_in(email).await;
+        Member {
+            id,
+            token: tokens["accessToken"].as_str().unwrap().to_string(),
+            refresh: tokens["refreshToken"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// The admin listed in the configuration, verified and logged in.
+    pub async fn admin(&self) -> Member {
+        self.member(ADMIN_EMAIL, "admin").await
+    }
+
+    /// Creates a category as `admin`; returns its id.
+    pub async fn category(&self, admin: &Member, name: &str) -> String {
+        let res = self
+            .post("/board/categories")
+            .bearer(&admin.token)
+            .json(json!({ "name": name }))
+            .send()
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+        res.json()["categoryId"].as_str().unwrap().to_string()
+    }
+
+    /// Creates a post; returns its id.
+    pub async fn post_in(&self, author: &Member, category_id: &str) -> String {
+        let res = self
+            .post(&format!("/board/categories/{category_id}/posts"))
+            .bearer(&author.token)
+            .json(json!({ "title": "Hello", "content": "First post" }))
+            .send()
+            .await;
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+        res.json()["postId"].as_str().unwrap().to_string()
+    }
+
+    /// Every stored event as (aggregate type, event type, payload, metadata), in global order.
+    pub async fn events(&self) -> Vec<(String, String, Value, Value)> {
+        sqlx::query_as(
+            "SELECT aggregate_type, event_type, payload, metadata FROM events
+              ORDER BY transaction_id, global_position",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .unwrap()
+    }
+
+    pub async fn event_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+pub struct Member {
+    pub id: Uuid,
+    pub token: String,
+    pub refresh: String,
+}
+
+/// A request under construction.
+pub struct Req {
+    router: Router,
+    method: Method,
+    path: String,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Req {
+    pub fn json(self, value: Value) -> Self {
+        self.raw("application/json", value.to_string().into_bytes())
+    }
+
+    pub fn raw(mut self, content_type: &str, body: Vec<u8>) -> Self {
+        self.headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_str(content_type).unwrap(),
+        );
+        self.body = body;
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.insert(
+            HeaderName::try_from(name).unwrap(),
+            HeaderValue::from_str(value).unwrap(),
+        );
+        self
+    }
+
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    pub fn basic(self, email: &str, password: &str) -> Self {
+        let encoded =
+            base64::engine::general_purpose::STANDARD.encode(format!("{email}:{password}"));
+        self.header("authorization", &format!("Basic {encoded}"))
+    }
+
+    pub async fn send(self) -> Res {
+        let mut request = Request::builder()
+            .method(self.method)
+            .uri(self.path)
+            .body(Body::from(self.body))
+            .unwrap();
+        *request.headers_mut() = self.headers;
+        let response = self.router.oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        Res {
+            status,
+            headers,
+            body: body.to_vec(),
+        }
+    }
+}
+
+pub struct Res {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Res {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem document with `status`; returns it.
+    #[track_caller]
+    pub fn problem(&self, status: StatusCode) -> Value {
+        assert_eq!(self.status, status, "{}", self.text());
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{}",
+            self.text()
+        );
+        let doc = self.json();
+        assert_eq!(doc["status"], status.as_u16(), "{doc}");
+        assert!(doc["type"].is_string() && doc["title"].is_string() && doc["detail"].is_string());
+        doc
+    }
+}

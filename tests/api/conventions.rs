@@ -1,0 +1,129 @@
+//! The contract's conventions, which every endpoint shares.
+
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::common::TestApp;
+
+#[tokio::test]
+async fn root_answers_hello_world_as_text() {
+    let app = TestApp::spawn().await;
+    let res = app.get("/").send().await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.text(), "Hello World");
+    assert!(res
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain"));
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_gets_415() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .post("/signup")
+        .raw("text/plain", b"email=a@b.co".to_vec())
+        .send()
+        .await;
+    res.problem(StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[tokio::test]
+async fn an_accept_header_that_rules_out_json_gets_406() {
+    let app = TestApp::spawn().await;
+    let res = app
+        .post("/signup")
+        .header("accept", "text/html")
+        .json(json!({}))
+        .send()
+        .await;
+    res.problem(StatusCode::NOT_ACCEPTABLE);
+    let ok = app
+        .get("/check-duplicate/email/a@b.co")
+        .header("accept", "text/html, application/json;q=0.5")
+        .send()
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_body_over_64_kib_gets_413_and_records_nothing() {
+    let app = TestApp::spawn().await;
+    let big = "x".repeat(65 * 1024);
+    let res = app
+        .post("/signup")
+        .json(json!({ "email": "a@b.co", "password": big, "nickname": "ann" }))
+        .send()
+        .await;
+    res.problem(StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(app.event_count().await, 0);
+}
+
+#[tokio::test]
+async fn malformed_json_and_non_objects_get_400() {
+    let app = TestApp::spawn().await;
+    for body in [&b"{\"email\": "[..], b"[1, 2]", b"\"text\""] {
+        let res = app
+            .post("/signup")
+            .raw("application/json", body.to_vec())
+            .send()
+            .await;
+        res.problem(StatusCode::BAD_REQUEST);
+    }
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_problem_documents() {
+    let app = TestApp::spawn().await;
+    app.get("/no/such/thing")
+        .send()
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    app.delete("/signup")
+        .send()
+        .await
+        .problem(StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn the_request_id_and_acting_account_reach_the_event_metadata() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let res = app
+        .post("/board/categories")
+        .bearer(&admin.token)
+        .header("x-request-id", "req-123")
+        .header("x-correlation-id", "journey-9")
+        .json(json!({ "name": "Rust" }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    assert_eq!(res.header("x-request-id"), Some("req-123"));
+    let events = app.events().await;
+    let (_, event_type, _, metadata) = events.last().unwrap();
+    assert_eq!(event_type, "CategoryCreated");
+    assert_eq!(metadata["requestId"], "req-123");
+    assert_eq!(metadata["correlationId"], "journey-9");
+    assert_eq!(metadata["accountId"], admin.id.to_string());
+}
+
+#[tokio::test]
+async fn commands_answer_503_when_postgresql_is_down() {
+    // Port 1 on loopback: nothing listens there, so every connection is refused.
+    let app = TestApp::on_database("postgres://board:board@127.0.0.1:1/board", &[], false).await;
+    let res = app
+        .post("/signup")
+        .json(json!({ "email": "a@b.co", "password": "long enough", "nickname": "ann" }))
+        .send()
+        .await;
+    res.problem(StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.header("retry-after").is_some());
+}
+
+#[tokio::test]
+async fn liveness_answers_without_any_dependency() {
+    let app = TestApp::on_database("postgres://board:board@127.0.0.1:1/board", &[], false).await;
+    let res = app.get("/health/live").send().await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(res.json(), json!({ "status": "ok" }));
+}

@@ -1,0 +1,102 @@
+//! Guarantee 2: a reader that follows the global order never skips an event whose
+//! transaction commits late with a lower position.
+
+use board::store::reader::{read_after, Checkpoint, RecordedEvent};
+use serde_json::json;
+use sqlx::PgPool;
+
+use crate::common::TestApp;
+
+async fn insert_event(executor: impl sqlx::PgExecutor<'_>, aggregate_id: &str) {
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                             payload, metadata)
+         VALUES ('test', $1, 1, 'Happened', '1.0', $2, '{}')",
+    )
+    .bind(aggregate_id)
+    .bind(json!({ "Happened": {} }))
+    .execute(executor)
+    .await
+    .unwrap();
+}
+
+/// Reads until `want` events are visible. Other tests' transactions on the same server
+/// can hold the horizon back for a moment; they never move it forward.
+async fn read_until(pool: &PgPool, want: usize) -> Vec<RecordedEvent> {
+    for _ in 0..600 {
+        let events = read_after(pool, Checkpoint::default(), 100).await.unwrap();
+        if events.len() >= want {
+            return events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {want} events became readable");
+}
+
+#[tokio::test]
+async fn the_reader_waits_for_a_transaction_that_commits_late() {
+    let app = TestApp::spawn().await;
+    let pool = &app.pool;
+
+    // `early` takes its position first and stays open; `late` commits after it.
+    let mut early = pool.begin().await.unwrap();
+    insert_event(&mut *early, "early").await;
+    insert_event(pool, "late").await;
+
+    // While `early` is open the reader must not pass it: it returns nothing at all,
+    // even though `late` is committed.
+    let while_open = read_after(pool, Checkpoint::default(), 100).await.unwrap();
+    assert!(
+        while_open.is_empty(),
+        "read past an open transaction: {while_open:?}"
+    );
+
+    early.commit().await.unwrap();
+    let events = read_until(pool, 2).await;
+    let ids: Vec<_> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
+    assert_eq!(ids, ["early", "late"]);
+    assert!(events[0].checkpoint < events[1].checkpoint);
+}
+
+#[tokio::test]
+async fn a_later_transaction_with_a_lower_position_is_still_read_after_the_checkpoint() {
+    // The case a position-only reader gets wrong: `first` takes a transaction id, then
+    // `second` takes a lower position... here: `a` writes position p and stays open,
+    // `b` writes p+1 and commits, the reader checkpoints, then `a` commits.
+    let app = TestApp::spawn().await;
+    let pool = &app.pool;
+    let mut a = pool.begin().await.unwrap();
+    insert_event(&mut *a, "a").await;
+    insert_event(pool, "b").await;
+    let seen = read_after(pool, Checkpoint::default(), 100).await.unwrap();
+    let checkpoint = seen.last().map_or(Checkpoint::default(), |e| e.checkpoint);
+    a.commit().await.unwrap();
+
+    let mut after = Vec::new();
+    for _ in 0..600 {
+        after = read_after(pool, checkpoint, 100).await.unwrap();
+        if seen.len() + after.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut all: Vec<_> = seen
+        .iter()
+        .chain(&after)
+        .map(|e| e.aggregate_id.clone())
+        .collect();
+    all.sort();
+    assert_eq!(all, ["a", "b"], "an event was skipped");
+}
+
+#[tokio::test]
+async fn events_carry_position_commit_time_and_aggregate_order() {
+    let app = TestApp::spawn().await;
+    app.member("ann@example.com", "ann").await;
+    let events = read_until(&app.pool, 2).await;
+    assert_eq!(events[0].event_type, "AccountRegistered");
+    assert_eq!(events[1].event_type, "AccountVerified");
+    assert_eq!((events[0].sequence, events[1].sequence), (1, 2));
+    assert!(events[0].global_position() < events[1].global_position());
+    assert!(events[0].recorded_at <= events[1].recorded_at);
+}

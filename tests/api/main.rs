@@ -1,0 +1,7 @@
+//! End-to-end tests of the command API against a real PostgreSQL, one database per test.
+
+mod accounts;
+mod board;
+mod common;
+mod conventions;
+mod global_order;
