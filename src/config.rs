@@ -46,6 +46,26 @@ pub struct Config {
     #[arg(long, env = "KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
     pub kafka_brokers: String,
 
+    /// The topic every event is published to.
+    #[arg(long, env = "KAFKA_TOPIC", default_value = "board.events")]
+    pub kafka_topic: String,
+
+    /// Partitions of the events topic when the relay creates it.
+    #[arg(long, env = "KAFKA_PARTITIONS", default_value_t = 6)]
+    pub kafka_partitions: i32,
+
+    /// Replication factor of the events topic when the relay creates it.
+    #[arg(long, env = "KAFKA_REPLICATION", default_value_t = 1)]
+    pub kafka_replication: i32,
+
+    /// Consumer group of the projectors; processes in one group split the partitions.
+    #[arg(long, env = "PROJECTOR_GROUP", default_value = "board-projector")]
+    pub projector_group: String,
+
+    /// How long a query carrying `Event-Position` waits for the read models.
+    #[arg(long, env = "READ_WAIT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub read_wait_timeout: Duration,
+
     /// Key that signs access and refresh tokens (HMAC-SHA256); at least 32 bytes.
     #[arg(long, env = "JWT_SECRET", default_value = DEVELOPMENT_JWT_SECRET, hide_default_value = true)]
     pub jwt_secret: Secret,
@@ -105,10 +125,22 @@ impl Config {
         if self.mail_transport == MailTransport::Smtp && self.smtp_url.is_none() {
             return Err("MAIL_TRANSPORT=smtp needs SMTP_URL".into());
         }
+        if self.kafka_partitions < 1 || self.kafka_replication < 1 {
+            return Err("KAFKA_PARTITIONS and KAFKA_REPLICATION must be at least 1".into());
+        }
         if self.access_token_ttl.is_zero() || self.refresh_token_ttl <= self.access_token_ttl {
             return Err("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL (> 0)".into());
         }
         Ok(())
+    }
+
+    pub fn kafka(&self) -> crate::kafka::KafkaSettings {
+        crate::kafka::KafkaSettings {
+            brokers: self.kafka_brokers.clone(),
+            topic: self.kafka_topic.clone(),
+            partitions: self.kafka_partitions,
+            replication: self.kafka_replication,
+        }
     }
 
     pub fn is_admin_email(&self, normalized_email: &str) -> bool {

@@ -9,6 +9,8 @@
 //!   ([`store::reader`]).
 //! - [`http`] is the axum API: problem documents, validation, auth, `ETag`/`If-Match`,
 //!   `Idempotency-Key`.
+//! - [`relay`] publishes every event to Kafka in global order; [`projector`] consumes them
+//!   into the MySQL read models (the `projections` crate) that [`http`] queries.
 //! - [`accounts`] holds the sign-up, verification and log-in flows shared by HTTP and the
 //!   command line; [`auth`] hashes passwords and signs tokens; [`mail`] sends mail.
 //! - [`cli`] wires it all into the `board` binary; [`config`] is its configuration.
@@ -20,6 +22,9 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod kafka;
 pub mod mail;
+pub mod projector;
+pub mod relay;
 pub mod store;
 pub mod telemetry;

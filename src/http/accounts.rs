@@ -16,6 +16,7 @@ use aggregates::rules;
 use super::auth::bearer_token;
 use super::body::{any_string, Fields, JsonBody};
 use super::concurrency::etag;
+use super::consistency::{event_position, EVENT_POSITION};
 use super::context::RequestContext;
 use super::idempotency::IdempotentRequest;
 use super::{ApiError, AppState};
@@ -73,7 +74,13 @@ async fn sign_up(
                 .await?;
             Ok((
                 StatusCode::CREATED,
-                [(header::ETAG, etag(version))],
+                [
+                    (header::ETAG, etag(version)),
+                    (
+                        EVENT_POSITION,
+                        event_position("account", account_id, version),
+                    ),
+                ],
                 Json(json!({ "accountId": account_id })),
             )
                 .into_response())

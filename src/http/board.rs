@@ -1,7 +1,7 @@
 //! Board commands: categories, posts and comments.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, patch, post};
 use axum::{Json, Router};
@@ -16,9 +16,10 @@ use aggregates::rules;
 use super::auth::Authenticated;
 use super::body::{Fields, JsonBody};
 use super::concurrency::{etag, IfMatch};
+use super::consistency::{event_position, EVENT_POSITION};
 use super::context::RequestContext;
 use super::idempotency::IdempotentRequest;
-use super::{ApiError, AppState};
+use super::{parse_id, ApiError, AppState};
 use crate::store::{self, ClaimKind, CommandError};
 
 pub fn router() -> Router<AppState> {
@@ -33,15 +34,25 @@ pub fn router() -> Router<AppState> {
         .route("/board/comments/{comment_id}", delete(delete_comment))
 }
 
-/// Parses an id from the path; a malformed one is a 400, not a 404.
-fn parse_id(name: &str, raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::bad_request(format!("{name} must be a UUID")))
+/// The headers every command response carries: the resource's new version, and where the
+/// read models will show it.
+fn versioned(aggregate_type: &str, id: Uuid, version: u64) -> [(HeaderName, HeaderValue); 2] {
+    [
+        (header::ETAG, etag(version)),
+        (EVENT_POSITION, event_position(aggregate_type, id, version)),
+    ]
 }
 
-fn created(version: u64, location: Option<String>, body: serde_json::Value) -> Response {
+fn created(
+    aggregate_type: &str,
+    id: Uuid,
+    version: u64,
+    location: Option<String>,
+    body: serde_json::Value,
+) -> Response {
     let mut response = (
         StatusCode::CREATED,
-        [(header::ETAG, etag(version))],
+        versioned(aggregate_type, id, version),
         Json(body),
     )
         .into_response();
@@ -51,8 +62,12 @@ fn created(version: u64, location: Option<String>, body: serde_json::Value) -> R
     response
 }
 
-fn no_content(version: u64) -> Response {
-    (StatusCode::NO_CONTENT, [(header::ETAG, etag(version))]).into_response()
+fn no_content(aggregate_type: &str, id: Uuid, version: u64) -> Response {
+    (
+        StatusCode::NO_CONTENT,
+        versioned(aggregate_type, id, version),
+    )
+        .into_response()
 }
 
 async fn create_category(
@@ -88,6 +103,8 @@ async fn create_category(
                 .await
             {
                 Ok(outcome) => Ok(created(
+                    "category",
+                    category_id,
                     outcome.version,
                     None,
                     json!({ "categoryId": category_id }),
@@ -143,6 +160,8 @@ async fn create_post(
                 .execute(post_id, command, None, &metadata)
                 .await?;
             Ok(created(
+                "post",
+                post_id,
                 outcome.version,
                 Some(format!("/board/posts/{post_id}/content")),
                 json!({ "postId": post_id }),
@@ -195,7 +214,7 @@ async fn edit_post(
         "createdAt": super::format_time(created_at),
         "updatedAt": super::format_time(updated_at),
     });
-    Ok(([(header::ETAG, etag(outcome.version))], Json(body)).into_response())
+    Ok((versioned("post", post_id, outcome.version), Json(body)).into_response())
 }
 
 async fn delete_post(
@@ -217,7 +236,7 @@ async fn delete_post(
             &metadata,
         )
         .await?;
-    Ok(no_content(outcome.version))
+    Ok(no_content("post", post_id, outcome.version))
 }
 
 async fn add_comment(
@@ -250,6 +269,8 @@ async fn add_comment(
                 .execute(comment_id, command, None, &metadata)
                 .await?;
             Ok(created(
+                "comment",
+                comment_id,
                 outcome.version,
                 None,
                 json!({ "commentId": comment_id }),
@@ -277,5 +298,5 @@ async fn delete_comment(
             &metadata,
         )
         .await?;
-    Ok(no_content(outcome.version))
+    Ok(no_content("comment", comment_id, outcome.version))
 }

@@ -6,9 +6,11 @@ mod auth;
 mod board;
 pub mod body;
 pub mod concurrency;
+pub mod consistency;
 pub mod context;
 pub mod idempotency;
 pub mod problem;
+mod queries;
 
 use std::sync::Arc;
 
@@ -18,7 +20,8 @@ use axum::middleware::from_fn;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::PgPool;
+use sqlx::{MySqlPool, PgPool};
+use uuid::Uuid;
 
 pub use problem::ApiError;
 
@@ -31,7 +34,10 @@ use crate::store::CommandBuses;
 #[derive(Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
+    /// The event store (PostgreSQL): commands.
     pub pool: PgPool,
+    /// The read models (MySQL): queries.
+    pub read_pool: MySqlPool,
     pub buses: Arc<CommandBuses>,
     pub accounts: Arc<AccountService>,
     pub tokens: TokenIssuer,
@@ -44,6 +50,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health/live", get(live))
         .merge(accounts::router())
         .merge(board::router())
+        .merge(queries::router())
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
@@ -71,6 +78,11 @@ async fn method_not_allowed() -> ApiError {
         "method-not-allowed",
         "this method is not allowed on this resource",
     )
+}
+
+/// Parses an id from the path; a malformed one is a 400, not a 404.
+pub fn parse_id(name: &str, raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::bad_request(format!("{name} must be a UUID")))
 }
 
 /// The contract's time format: UTC, milliseconds, `Z`.

@@ -1,0 +1,182 @@
+//! The queries the query API runs against the read models.
+//!
+//! Lists page by keyset: the cursor is the last id of the previous page, and each page is
+//! one index range scan (`posts_by_category`, `comments_by_post`), so its cost does not
+//! grow with the page's depth. Ids are UUIDv7, so id order is creation order.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, MySqlPool};
+use uuid::Uuid;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct CategoryRow {
+    pub category_id: String,
+    pub name: String,
+    pub description: String,
+    pub post_count: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct PostRow {
+    pub post_id: String,
+    pub category_id: String,
+    pub title: String,
+    pub content: String,
+    pub author_id: String,
+    pub nickname: Option<String>,
+    pub comment_count: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct CommentRow {
+    pub comment_id: String,
+    pub post_id: String,
+    pub content: String,
+    pub author_id: String,
+    pub nickname: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One page of a list, and where the next one starts.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// An opaque cursor: the last id of the previous page.
+pub fn encode_cursor(last_id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(last_id)
+}
+
+/// `None` for a cursor this API did not hand out.
+pub fn decode_cursor(cursor: &str) -> Option<String> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let id = String::from_utf8(bytes).ok()?;
+    Uuid::parse_str(&id).ok().map(|u| u.to_string())
+}
+
+pub async fn categories(pool: &MySqlPool) -> Result<Vec<CategoryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT category_id, name, COALESCE(description, '') AS description, post_count, created_at
+           FROM categories_view
+          WHERE created_at IS NOT NULL
+          ORDER BY name, category_id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+pub async fn category_exists(pool: &MySqlPool, category_id: Uuid) -> Result<bool, sqlx::Error> {
+    let found: Option<i32> = sqlx::query_scalar(
+        "SELECT 1 FROM categories_view WHERE category_id = ? AND created_at IS NOT NULL",
+    )
+    .bind(category_id.to_string())
+    .fetch_optional(pool)
+    .await?;
+    Ok(found.is_some())
+}
+
+const POST_COLUMNS: &str = "p.post_id, p.category_id, p.title, p.content, p.author_id, a.nickname,
+        p.comment_count, p.created_at, p.updated_at
+   FROM posts_view p LEFT JOIN accounts_view a ON a.account_id = p.author_id";
+
+/// A category's live posts, newest first.
+pub async fn posts_in_category(
+    pool: &MySqlPool,
+    category_id: Uuid,
+    after: Option<&str>,
+    size: u32,
+) -> Result<Page<PostRow>, sqlx::Error> {
+    // One extra row tells whether there is a next page.
+    let rows: Vec<PostRow> = sqlx::query_as(&format!(
+        "SELECT {POST_COLUMNS}
+          WHERE p.category_id = ? AND p.deleted = FALSE AND p.created_at IS NOT NULL
+            AND (? IS NULL OR p.post_id < ?)
+          ORDER BY p.post_id DESC
+          LIMIT ?"
+    ))
+    .bind(category_id.to_string())
+    .bind(after)
+    .bind(after)
+    .bind(size + 1)
+    .fetch_all(pool)
+    .await?;
+    Ok(page(rows, size, |p| &p.post_id))
+}
+
+/// A live post, with its content.
+pub async fn post(pool: &MySqlPool, post_id: Uuid) -> Result<Option<PostRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {POST_COLUMNS}
+          WHERE p.post_id = ? AND p.deleted = FALSE AND p.created_at IS NOT NULL"
+    ))
+    .bind(post_id.to_string())
+    .fetch_optional(pool)
+    .await
+}
+
+/// A post's live comments, oldest first.
+pub async fn comments(
+    pool: &MySqlPool,
+    post_id: Uuid,
+    after: Option<&str>,
+    size: u32,
+) -> Result<Page<CommentRow>, sqlx::Error> {
+    let rows: Vec<CommentRow> = sqlx::query_as(
+        "SELECT c.comment_id, c.post_id, c.content, c.author_id, a.nickname, c.created_at
+           FROM comments_view c LEFT JOIN accounts_view a ON a.account_id = c.author_id
+          WHERE c.post_id = ? AND c.deleted = FALSE AND c.created_at IS NOT NULL
+            AND (? IS NULL OR c.comment_id > ?)
+          ORDER BY c.comment_id
+          LIMIT ?",
+    )
+    .bind(post_id.to_string())
+    .bind(after)
+    .bind(after)
+    .bind(size + 1)
+    .fetch_all(pool)
+    .await?;
+    Ok(page(rows, size, |c| &c.comment_id))
+}
+
+fn page<T>(mut rows: Vec<T>, size: u32, id: impl Fn(&T) -> &String) -> Page<T> {
+    let more = rows.len() > size as usize;
+    rows.truncate(size as usize);
+    let next_cursor = if more {
+        rows.last().map(|last| encode_cursor(id(last)))
+    } else {
+        None
+    };
+    Page {
+        items: rows,
+        next_cursor,
+    }
+}
+
+/// The version (last applied sequence) of an aggregate's row, for read-your-writes.
+/// `None` for an aggregate type with no view.
+pub async fn applied_version(
+    pool: &MySqlPool,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    let (table, key) = match aggregate_type {
+        "account" => ("accounts_view", "account_id"),
+        "category" => ("categories_view", "category_id"),
+        "post" => ("posts_view", "post_id"),
+        "comment" => ("comments_view", "comment_id"),
+        _ => return Ok(None),
+    };
+    let version: Option<i64> =
+        sqlx::query_scalar(&format!("SELECT version FROM {table} WHERE {key} = ?"))
+            .bind(aggregate_id)
+            .fetch_optional(pool)
+            .await?;
+    Ok(Some(version.unwrap_or(0)))
+}

@@ -1,0 +1,175 @@
+//! The projector process: a member of a Kafka consumer group that keeps the MySQL read
+//! models.
+//!
+//! Each batch of messages is applied in one MySQL transaction, together with the progress
+//! of each partition (`projection_progress`); the Kafka offsets are committed only after
+//! that transaction. A crash between the two redelivers the batch, which changes nothing
+//! (see `projections::projector`). While MySQL is down the batch is kept and retried, so
+//! nothing is skipped; the write side is unaffected. Two projector processes in one group
+//! split the partitions between them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use sqlx::MySqlPool;
+use tokio::sync::watch;
+
+use projections::projector::{self, READ_MODELS};
+use projections::{Envelope, ProjectionError};
+
+use crate::kafka::{self, KafkaSettings};
+
+/// How many messages one MySQL transaction takes at most.
+const BATCH: usize = 500;
+/// How long to gather more messages once one has arrived.
+const GATHER: Duration = Duration::from_millis(5);
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
+/// One received message, detached from the consumer's buffers.
+struct Received {
+    partition: i32,
+    offset: i64,
+    event: Option<Envelope>,
+}
+
+pub struct Projector {
+    pool: MySqlPool,
+    settings: KafkaSettings,
+    group: String,
+    /// Names this member in `projection_progress.updated_by`.
+    member: String,
+}
+
+impl Projector {
+    pub fn new(pool: MySqlPool, settings: KafkaSettings, group: String) -> Self {
+        let member = format!("{}:{}", hostname(), std::process::id());
+        Self {
+            pool,
+            settings,
+            group,
+            member,
+        }
+    }
+
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        while !*shutdown.borrow() {
+            if let Err(error) = self.consume(&mut shutdown).await {
+                tracing::warn!(error = %format!("{error:#}"), "projector interrupted; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY_PAUSE) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        tracing::info!("projector stopped");
+    }
+
+    async fn consume(&self, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+        kafka::ensure_topic(&self.settings, &self.settings.topic).await?;
+        let consumer = kafka::consumer(&self.settings, &self.group)?;
+        consumer.subscribe(&[&self.settings.topic])?;
+        tracing::info!(topic = %self.settings.topic, group = %self.group, "projector consuming");
+        loop {
+            let first = tokio::select! {
+                message = consumer.recv() => message?,
+                _ = shutdown.changed() => return Ok(()),
+            };
+            let mut batch = vec![detach(&first)];
+            drop(first);
+            while batch.len() < BATCH {
+                match tokio::time::timeout(GATHER, consumer.recv()).await {
+                    Ok(message) => batch.push(detach(&message?)),
+                    Err(_) => break,
+                }
+            }
+            // Retry until MySQL takes the batch: skipping it would lose events.
+            while let Err(error) = self.apply(&batch).await {
+                tracing::warn!(error = %error, "read models unavailable; retrying the batch");
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY_PAUSE) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+            }
+            commit_offsets(&consumer, &self.settings.topic, &batch);
+        }
+    }
+
+    /// Applies a batch and records progress, in one transaction.
+    async fn apply(&self, batch: &[Received]) -> Result<(), sqlx::Error> {
+        let mut tx = self.pool.begin().await?;
+        let mut last_per_partition: BTreeMap<i32, (i64, &Envelope)> = BTreeMap::new();
+        for received in batch {
+            let Some(event) = &received.event else {
+                continue;
+            };
+            match projector::apply(&mut tx, event).await {
+                Ok(_) => {}
+                Err(ProjectionError::Database(error)) => return Err(error),
+                Err(malformed) => {
+                    tracing::error!(error = %malformed, "skipping an event that cannot be projected");
+                }
+            }
+            last_per_partition.insert(received.partition, (received.offset, event));
+        }
+        for (partition, (offset, event)) in last_per_partition {
+            projector::record_progress(
+                &mut tx,
+                READ_MODELS,
+                &self.settings.topic,
+                partition,
+                offset + 1,
+                event,
+                &self.member,
+            )
+            .await?;
+        }
+        tx.commit().await
+    }
+}
+
+fn detach(message: &rdkafka::message::BorrowedMessage<'_>) -> Received {
+    let event = message.payload().and_then(|bytes| {
+        serde_json::from_slice::<Envelope>(bytes)
+            .map_err(|error| {
+                tracing::error!(
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    %error,
+                    "skipping a message that is not an event envelope"
+                );
+            })
+            .ok()
+    });
+    Received {
+        partition: message.partition(),
+        offset: message.offset(),
+        event,
+    }
+}
+
+/// Commits the offset after the last message of each partition in the batch. A failure
+/// (a rebalance took the partition away, say) only means some redelivery later.
+fn commit_offsets(consumer: &StreamConsumer, topic: &str, batch: &[Received]) {
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for received in batch {
+        next.insert(received.partition, received.offset + 1);
+    }
+    let mut list = TopicPartitionList::new();
+    for (partition, offset) in next {
+        if let Err(error) = list.add_partition_offset(topic, partition, Offset::Offset(offset)) {
+            tracing::warn!(%error, partition, "cannot name an offset to commit");
+        }
+    }
+    if let Err(error) = consumer.commit(&list, CommitMode::Async) {
+        tracing::warn!(%error, "offset commit failed; the batch may be redelivered");
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "board".into())
+}

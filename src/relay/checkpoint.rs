@@ -1,0 +1,40 @@
+//! The relay's checkpoint in PostgreSQL: the last event the broker acknowledged.
+
+use sqlx::PgPool;
+
+use crate::store::reader::Checkpoint;
+
+pub async fn load(pool: &PgPool, relay: &str) -> Result<Checkpoint, sqlx::Error> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text, global_position FROM relay_checkpoints WHERE relay = $1",
+    )
+    .bind(relay)
+    .fetch_optional(pool)
+    .await?;
+    Ok(match row {
+        Some((transaction_id, global_position)) => Checkpoint {
+            transaction_id: transaction_id
+                .parse()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            global_position,
+        },
+        None => Checkpoint::default(),
+    })
+}
+
+pub async fn save(pool: &PgPool, relay: &str, checkpoint: Checkpoint) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO relay_checkpoints (relay, transaction_id, global_position, updated_at)
+         VALUES ($1, $2::text::xid8, $3, now())
+         ON CONFLICT (relay) DO UPDATE
+            SET transaction_id = EXCLUDED.transaction_id,
+                global_position = EXCLUDED.global_position,
+                updated_at = EXCLUDED.updated_at",
+    )
+    .bind(relay)
+    .bind(checkpoint.transaction_id.to_string())
+    .bind(checkpoint.global_position)
+    .execute(pool)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! The relay: publishes every committed event to Kafka, in global order, without loss.
+//!
+//! - Reads with [`crate::store::reader`], which never skips a late-committing event.
+//! - Waits for the broker's acknowledgement of a whole batch before it advances its
+//!   checkpoint in PostgreSQL. Killed at any instant it loses nothing; the next relay
+//!   re-publishes at most the unacknowledged batch (consumers deduplicate by sequence).
+//! - One relay is active at a time: it holds a PostgreSQL advisory lock on a dedicated
+//!   connection; others wait for it, and take over when its connection dies.
+//! - Wakes on `NOTIFY board_events` (sent at commit) and also polls briefly, since an
+//!   event can become readable when an unrelated transaction ends.
+
+mod checkpoint;
+mod leader;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::watch;
+
+use projections::Envelope;
+
+use crate::kafka::{self, KafkaSettings};
+use crate::store::reader::{self, RecordedEvent};
+
+const BATCH: i64 = 500;
+/// How long to wait for a notification before looking anyway.
+const IDLE_POLL: Duration = Duration::from_millis(200);
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+pub struct Relay {
+    pool: PgPool,
+    settings: KafkaSettings,
+    /// The checkpoint's name; one per topic, so replays to other topics keep their own.
+    name: String,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, settings: KafkaSettings) -> Self {
+        let name = format!("relay:{}", settings.topic);
+        Self {
+            pool,
+            settings,
+            name,
+        }
+    }
+
+    /// Runs until `shutdown` turns true, through broker and database outages.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        while !*shutdown.borrow() {
+            if let Err(error) = self.lead(&mut shutdown).await {
+                tracing::warn!(error = %format!("{error:#}"), "relay interrupted; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(RETRY_PAUSE) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+        tracing::info!("relay stopped");
+    }
+
+    /// Waits to become the active relay, then publishes until shutdown or an error.
+    async fn lead(&self, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+        let Some(mut lock) = leader::acquire(&self.pool, &self.name, shutdown).await? else {
+            return Ok(());
+        };
+        tracing::info!(topic = %self.settings.topic, "relay active");
+        kafka::ensure_topic(&self.settings, &self.settings.topic).await?;
+        let producer = kafka::producer(&self.settings)?;
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen("board_events").await?;
+        let mut checkpoint = checkpoint::load(&self.pool, &self.name).await?;
+        loop {
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            lock.check().await?;
+            let events = reader::read_after(&self.pool, checkpoint, BATCH).await?;
+            if events.is_empty() {
+                tokio::select! {
+                    notification = listener.recv() => { notification?; }
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            publish(&producer, &self.settings.topic, &events).await?;
+            let last = events.last().expect("non-empty").checkpoint;
+            checkpoint::save(&self.pool, &self.name, last).await?;
+            checkpoint = last;
+            tracing::debug!(
+                count = events.len(),
+                position = last.global_position,
+                "published"
+            );
+        }
+    }
+}
+
+/// Publishes `events` in order and returns once the broker acknowledged every one.
+pub async fn publish(
+    producer: &FutureProducer,
+    topic: &str,
+    events: &[RecordedEvent],
+) -> anyhow::Result<()> {
+    let mut deliveries = Vec::with_capacity(events.len());
+    for event in events {
+        let envelope = envelope(event);
+        let body = serde_json::to_vec(&envelope)?;
+        let mut headers = OwnedHeaders::new().insert(Header {
+            key: "eventType",
+            value: Some(event.event_type.as_str()),
+        });
+        if let Some(request_id) = event.metadata.get("requestId").and_then(|v| v.as_str()) {
+            headers = headers.insert(Header {
+                key: "requestId",
+                value: Some(request_id),
+            });
+        }
+        // Enqueued in global order; the idempotent producer keeps that order per partition.
+        loop {
+            let record = FutureRecord::to(topic)
+                .key(event.aggregate_id.as_str())
+                .payload(&body)
+                .headers(headers.clone());
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((error, _)) if is_queue_full(&error) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err((error, _)) => return Err(error).context("enqueuing an event"),
+            }
+        }
+    }
+    for delivery in deliveries {
+        delivery
+            .await
+            .context("the producer went away")?
+            .map_err(|(error, _)| error)
+            .context("the broker did not acknowledge an event")?;
+    }
+    Ok(())
+}
+
+fn is_queue_full(error: &rdkafka::error::KafkaError) -> bool {
+    error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+}
+
+/// The Kafka envelope of a stored event.
+pub fn envelope(event: &RecordedEvent) -> Envelope {
+    Envelope {
+        event_id: Envelope::event_id_for(
+            &event.aggregate_type,
+            &event.aggregate_id,
+            event.sequence,
+        ),
+        global_position: event.checkpoint.global_position,
+        transaction_id: event.checkpoint.transaction_id,
+        aggregate_type: event.aggregate_type.clone(),
+        aggregate_id: event.aggregate_id.clone(),
+        sequence: event.sequence,
+        event_type: event.event_type.clone(),
+        event_version: event.event_version.clone(),
+        recorded_at: event.recorded_at,
+        payload: Envelope::untag(&event.event_type, event.payload.clone()),
+        metadata: event.metadata.clone(),
+    }
+}
