@@ -195,7 +195,7 @@ impl FromStr for Secret {
     }
 }
 
-/// Parses `90s`, `15m`, `2h`, `14d` (a bare number is seconds).
+/// Parses `250ms`, `90s`, `15m`, `2h`, `14d` (a bare number is seconds).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -205,14 +205,15 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let number: u64 = number
         .parse()
         .map_err(|_| format!("`{text}` is not a duration like 15m"))?;
-    let seconds = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3_600,
-        "d" => 86_400,
-        _ => return Err(format!("`{text}`: the unit must be s, m, h or d")),
+    let millis = match unit {
+        "ms" => 1,
+        "" | "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return Err(format!("`{text}`: the unit must be ms, s, m, h or d")),
     };
-    Ok(Duration::from_secs(number * seconds))
+    Ok(Duration::from_millis(number * millis))
 }
 
 #[cfg(test)]
@@ -224,6 +225,7 @@ mod tests {
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("14d"), Ok(Duration::from_secs(14 * 86_400)));
         assert_eq!(parse_duration("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("15 minutes").is_err());
         assert!(parse_duration("m").is_err());
     }

@@ -65,7 +65,9 @@ pub async fn ensure_topic(settings: &KafkaSettings, topic: &str) -> anyhow::Resu
         settings.partitions,
         TopicReplication::Fixed(settings.replication),
     );
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
     let results = admin
         .create_topics(&[new_topic], &options)
         .await

@@ -25,6 +25,7 @@ pub mod http;
 pub mod kafka;
 pub mod mail;
 pub mod projector;
+pub mod rebuild;
 pub mod relay;
 pub mod store;
 pub mod telemetry;

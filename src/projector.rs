@@ -54,9 +54,22 @@ impl Projector {
         }
     }
 
+    /// Names this member in `projection_progress` (default: host and process id).
+    pub fn with_member(mut self, member: impl Into<String>) -> Self {
+        self.member = member.into();
+        self
+    }
+
+    /// Runs until `shutdown` turns true. Shutdown interrupts whatever is in flight: an
+    /// uncommitted batch rolls back and is redelivered, which changes nothing.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         while !*shutdown.borrow() {
-            if let Err(error) = self.consume(&mut shutdown).await {
+            let mut watching = shutdown.clone();
+            let result = tokio::select! {
+                result = self.consume(&mut watching) => result,
+                _ = shutdown.changed() => Ok(()),
+            };
+            if let Err(error) = result {
                 tracing::warn!(error = %format!("{error:#}"), "projector interrupted; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(RETRY_PAUSE) => {}

@@ -8,6 +8,7 @@ pub mod envelope;
 mod error;
 pub mod projector;
 pub mod queries;
+pub mod snapshot;
 
 pub use envelope::Envelope;
 pub use error::ProjectionError;

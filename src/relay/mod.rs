@@ -48,10 +48,17 @@ impl Relay {
         }
     }
 
-    /// Runs until `shutdown` turns true, through broker and database outages.
+    /// Runs until `shutdown` turns true, through broker and database outages. Shutdown
+    /// interrupts whatever is in flight: an unacknowledged batch is simply published again
+    /// by the next relay.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         while !*shutdown.borrow() {
-            if let Err(error) = self.lead(&mut shutdown).await {
+            let mut watching = shutdown.clone();
+            let result = tokio::select! {
+                result = self.lead(&mut watching) => result,
+                _ = shutdown.changed() => Ok(()),
+            };
+            if let Err(error) = result {
                 tracing::warn!(error = %format!("{error:#}"), "relay interrupted; retrying");
                 tokio::select! {
                     () = tokio::time::sleep(RETRY_PAUSE) => {}

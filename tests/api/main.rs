@@ -4,4 +4,8 @@ mod accounts;
 mod board;
 mod common;
 mod conventions;
+mod faults;
 mod global_order;
+mod pipeline;
+mod proxy;
+mod read_side;

@@ -1,0 +1,224 @@
+//! Faults on the read side: killed relays, redelivered batches, split consumers, MySQL
+//! going away. After each, the live read model must equal one rebuilt from the store.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::json;
+use tokio::sync::watch;
+
+use board::projector::Projector;
+
+use crate::common::Member;
+use crate::pipeline::Pipeline;
+use crate::proxy::Proxy;
+
+/// Sends commands (posts, edits, comments) until `stop`; returns how many were accepted.
+fn keep_writing(
+    pipeline: &Pipeline,
+    author: Member,
+    category: String,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<usize> {
+    let app_router = pipeline.app.router.clone();
+    let app = crate::common::TestApp {
+        router: app_router,
+        state: pipeline.app.state.clone(),
+        pool: pipeline.app.pool.clone(),
+        mail_dir: pipeline.app.mail_dir.clone(),
+    };
+    tokio::spawn(async move {
+        let mut accepted = 0;
+        let mut i = 0;
+        while !stop.load(Ordering::SeqCst) {
+            i += 1;
+            let res = app
+                .post(&format!("/board/categories/{category}/posts"))
+                .bearer(&author.token)
+                .json(json!({ "title": format!("Post {i}"), "content": "load" }))
+                .send()
+                .await;
+            assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+            let post = res.json()["postId"].as_str().unwrap().to_string();
+            let edit = app
+                .patch(&format!("/board/posts/{post}"))
+                .bearer(&author.token)
+                .json(json!({ "content": "edited" }))
+                .send()
+                .await;
+            assert_eq!(edit.status, StatusCode::OK, "{}", edit.text());
+            let comment = app
+                .post(&format!("/board/posts/{post}/comments"))
+                .bearer(&author.token)
+                .json(json!({ "content": "first" }))
+                .send()
+                .await;
+            assert_eq!(comment.status, StatusCode::CREATED, "{}", comment.text());
+            if i % 3 == 0 {
+                let delete = app
+                    .delete(&format!("/board/posts/{post}"))
+                    .bearer(&author.token)
+                    .send()
+                    .await;
+                assert_eq!(delete.status, StatusCode::NO_CONTENT);
+                accepted += 1;
+            }
+            accepted += 3;
+        }
+        accepted
+    })
+}
+
+async fn seeded(pipeline: &Pipeline) -> (Member, String) {
+    let admin = pipeline.app.admin().await;
+    let category = pipeline.app.category(&admin, "Load").await;
+    (admin, category)
+}
+
+#[tokio::test]
+async fn killing_the_relay_process_mid_stream_loses_nothing_and_keeps_order() {
+    let pipeline = Pipeline::new(3).await;
+    let (author, category) = seeded(&pipeline).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = keep_writing(&pipeline, author, category, stop.clone());
+
+    let first = pipeline.spawn_process("relay");
+    // A second relay started now must wait for the first, then take over.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let standby = pipeline.spawn_process("relay");
+    pipeline.wait_until_relayed(40).await;
+    first.kill(); // SIGKILL, mid-stream: the writer is still writing
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    assert!(writer.await.unwrap() > 0);
+
+    let stored = pipeline.stored_events().await;
+    pipeline.wait_until_relayed(stored).await;
+    drop(standby);
+
+    let envelopes = pipeline.read_topic(stored as usize).await;
+    let mut first_seen: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut seen = HashSet::new();
+    for envelope in &envelopes {
+        if seen.insert((envelope.aggregate_id.clone(), envelope.sequence)) {
+            first_seen
+                .entry(envelope.aggregate_id.clone())
+                .or_default()
+                .push(envelope.sequence);
+        }
+    }
+    assert_eq!(
+        seen.len() as i64,
+        stored,
+        "every stored event reached Kafka"
+    );
+    for (aggregate, sequences) in first_seen {
+        let expected: Vec<i64> = (1..=sequences.len() as i64).collect();
+        assert_eq!(sequences, expected, "order of aggregate {aggregate}");
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_batch_changes_nothing() {
+    // A projector that crashed after its MySQL commit and before its offset commit gets
+    // the batch again. A projector in a fresh group gets every event again: the worst case.
+    let pipeline = Pipeline::new(2).await;
+    let _relay = pipeline.start_relay();
+    let (author, category) = seeded(&pipeline).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = keep_writing(&pipeline, author, category, stop.clone());
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::SeqCst);
+    writer.await.unwrap();
+    {
+        let _projector = pipeline.start_projector();
+        pipeline.converged().await;
+    }
+    let before: Vec<(i32, i64)> = sqlx::query_as(
+        "SELECT partition_id, last_position FROM projection_progress ORDER BY partition_id",
+    )
+    .fetch_all(&pipeline.read_pool)
+    .await
+    .unwrap();
+
+    let (stop_again, stopped) = watch::channel(false);
+    let again = Projector::new(
+        pipeline.app.state.read_pool.clone(),
+        pipeline.app.state.config.kafka(),
+        format!("{}-again", pipeline.group),
+    )
+    .with_member("redelivery");
+    let task = tokio::spawn(again.run(stopped));
+    // Wait until the second projector has gone through every partition to its end.
+    let mut done = false;
+    for _ in 0..600 {
+        let now: Vec<(i32, i64, String)> = sqlx::query_as(
+            "SELECT partition_id, last_position, updated_by FROM projection_progress ORDER BY partition_id",
+        )
+        .fetch_all(&pipeline.read_pool)
+        .await
+        .unwrap();
+        done = now.len() == before.len()
+            && now
+                .iter()
+                .zip(&before)
+                .all(|(n, b)| n.2 == "redelivery" && n.1 == b.1);
+        if done {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(done, "the second projector did not re-read every partition");
+    pipeline.converged().await;
+    let _ = stop_again.send(true);
+    task.await.unwrap();
+}
+
+#[tokio::test]
+async fn two_projector_processes_split_the_partitions_and_build_the_same_model() {
+    let pipeline = Pipeline::new(4).await;
+    let _relay = pipeline.start_relay();
+    let _one = pipeline.spawn_process("projector");
+    let _two = pipeline.spawn_process("projector");
+    let (author, category) = seeded(&pipeline).await;
+    // Both members join the group before most of the load arrives.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = keep_writing(&pipeline, author, category, stop.clone());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::SeqCst);
+    writer.await.unwrap();
+    pipeline.converged().await;
+    let members: Vec<String> =
+        sqlx::query_scalar("SELECT DISTINCT updated_by FROM projection_progress")
+            .fetch_all(&pipeline.read_pool)
+            .await
+            .unwrap();
+    assert_eq!(members.len(), 2, "partitions were not split: {members:?}");
+}
+
+#[tokio::test]
+async fn mysql_going_away_under_load_loses_nothing() {
+    let target: std::net::SocketAddr = "127.0.0.1:3306".parse().unwrap();
+    let proxy = Proxy::start(target).await;
+    let read_url = crate::pipeline::fresh_read_database().await;
+    let via_proxy = read_url.replace("127.0.0.1:3306", &proxy.addr.to_string());
+    let pipeline = Pipeline::with_read_url_override(3, &read_url, &via_proxy).await;
+    let _relay = pipeline.start_relay();
+    let _projector = pipeline.start_projector();
+    let (author, category) = seeded(&pipeline).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = keep_writing(&pipeline, author, category, stop.clone());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    proxy.cut();
+    // Commands keep being accepted (the writer asserts every answer) while MySQL is away.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.restore();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    stop.store(true, Ordering::SeqCst);
+    assert!(writer.await.unwrap() > 0);
+    pipeline.converged().await;
+}

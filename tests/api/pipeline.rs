@@ -1,0 +1,278 @@
+//! The whole pipeline for one test: its own PostgreSQL and MySQL databases, its own Kafka
+//! topic and consumer group, and the relay and projector running in-process (as tasks) or
+//! as real `board` processes.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::ClientConfig;
+use sqlx::{Connection, MySqlConnection, MySqlPool};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use board::projector::Projector;
+use board::relay::Relay;
+use projections::snapshot;
+use projections::Envelope;
+
+use crate::common::{fresh_database, TestApp};
+
+pub fn brokers() -> String {
+    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
+}
+
+fn mysql_server_url() -> String {
+    std::env::var("TEST_READ_DATABASE_URL")
+        .unwrap_or_else(|_| "mysql://board:board@127.0.0.1:3306".into())
+}
+
+/// A new, empty, migrated MySQL database for one test.
+pub async fn fresh_read_database() -> String {
+    let server = mysql_server_url();
+    let mut admin = MySqlConnection::connect(&server)
+        .await
+        .expect("connect to the test MySQL server (is `make services` up?)");
+    let name = format!(
+        "board_test_{}_{}",
+        chrono::Utc::now().timestamp(),
+        &Uuid::new_v4().simple().to_string()[..12]
+    );
+    sqlx::query(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+        .execute(&mut admin)
+        .await
+        .expect("create a test read database");
+    let url = format!("{}/{name}", server.trim_end_matches('/'));
+    let pool = MySqlPool::connect(&url).await.unwrap();
+    board::cli::migrate_read_models(&pool).await.unwrap();
+    pool.close().await;
+    url
+}
+
+pub struct Pipeline {
+    pub app: TestApp,
+    pub database_url: String,
+    pub read_url: String,
+    pub topic: String,
+    pub group: String,
+    pub read_pool: MySqlPool,
+}
+
+/// A running in-process component; asked to stop when dropped.
+pub struct Running {
+    stop: watch::Sender<bool>,
+    _task: JoinHandle<()>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// A `board` process; killed (SIGKILL) when dropped.
+pub struct Process(Child);
+
+impl Process {
+    pub fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Pipeline {
+    pub async fn new(partitions: u32) -> Self {
+        Self::with_read_url(partitions, None).await
+    }
+
+    /// A pipeline whose application reaches the read database `read_url` through
+    /// `app_read_url` (a proxy, say); checks use `read_url` directly.
+    pub async fn with_read_url_override(
+        partitions: u32,
+        read_url: &str,
+        app_read_url: &str,
+    ) -> Self {
+        Self::build(partitions, read_url.to_string(), Some(app_read_url)).await
+    }
+
+    async fn with_read_url(partitions: u32, read_url_for_app: Option<&str>) -> Self {
+        Self::build(partitions, fresh_read_database().await, read_url_for_app).await
+    }
+
+    async fn build(partitions: u32, read_url: String, read_url_for_app: Option<&str>) -> Self {
+        let database_url = fresh_database().await;
+        let suffix = Uuid::new_v4().simple().to_string();
+        let topic = format!("board-test-{suffix}");
+        let group = format!("board-test-{suffix}");
+        let partitions = partitions.to_string();
+        let brokers = brokers();
+        let app_read_url = read_url_for_app.unwrap_or(&read_url).to_string();
+        let app = TestApp::on_database(
+            &database_url,
+            &[
+                "--read-database-url",
+                &app_read_url,
+                "--kafka-brokers",
+                &brokers,
+                "--kafka-topic",
+                &topic,
+                "--kafka-partitions",
+                &partitions,
+                "--projector-group",
+                &group,
+                "--read-wait-timeout",
+                "60s",
+            ],
+            true,
+        )
+        .await;
+        let read_pool = MySqlPool::connect(&read_url).await.unwrap();
+        Self {
+            app,
+            database_url,
+            read_url,
+            topic,
+            group,
+            read_pool,
+        }
+    }
+
+    pub fn start_relay(&self) -> Running {
+        let (stop, stopped) = watch::channel(false);
+        let relay = Relay::new(self.app.pool.clone(), self.app.state.config.kafka());
+        Running {
+            stop,
+            _task: tokio::spawn(relay.run(stopped)),
+        }
+    }
+
+    pub fn start_projector(&self) -> Running {
+        self.start_projector_in_group(&self.group)
+    }
+
+    pub fn start_projector_in_group(&self, group: &str) -> Running {
+        let (stop, stopped) = watch::channel(false);
+        let projector = Projector::new(
+            self.app.state.read_pool.clone(),
+            self.app.state.config.kafka(),
+            group.to_string(),
+        );
+        Running {
+            stop,
+            _task: tokio::spawn(projector.run(stopped)),
+        }
+    }
+
+    /// Runs `board serve --components <components>` against this pipeline's stores.
+    pub fn spawn_process(&self, components: &str) -> Process {
+        let child = Command::new(env!("CARGO_BIN_EXE_board"))
+            .args([
+                "--database-url",
+                &self.database_url,
+                "--read-database-url",
+                &self.read_url,
+                "--kafka-brokers",
+                &brokers(),
+                "--kafka-topic",
+                &self.topic,
+                "--projector-group",
+                &self.group,
+                "serve",
+                "--components",
+                components,
+            ])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the board binary");
+        Process(child)
+    }
+
+    pub async fn stored_events(&self) -> i64 {
+        self.app.event_count().await
+    }
+
+    /// Waits until the relay's checkpoint has passed `count` events of the store.
+    pub async fn relayed(&self) -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM events e, relay_checkpoints c
+              WHERE c.relay = $1
+                AND (e.transaction_id, e.global_position) <= (c.transaction_id, c.global_position)",
+        )
+        .bind(format!("relay:{}", self.topic))
+        .fetch_one(&self.app.pool)
+        .await
+        .unwrap()
+    }
+
+    pub async fn wait_until_relayed(&self, count: i64) {
+        for _ in 0..1_200 {
+            if self.relayed().await >= count {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the relay did not publish {count} events");
+    }
+
+    /// Waits until the live read model equals one rebuilt from the event store, and
+    /// returns its snapshot.
+    pub async fn converged(&self) -> snapshot::Snapshot {
+        let reference_url = fresh_read_database().await;
+        let reference = MySqlPool::connect(&reference_url).await.unwrap();
+        board::rebuild::replay_into(&self.app.pool, &reference)
+            .await
+            .unwrap();
+        let expected = snapshot::take(&reference).await.unwrap();
+        let mut differences = Vec::new();
+        for _ in 0..600 {
+            let live = snapshot::take(&self.read_pool).await.unwrap();
+            differences = snapshot::differences(&live, &expected);
+            if differences.is_empty() {
+                return live;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the live read model never matched the rebuilt one:\n{}",
+            differences.join("\n")
+        );
+    }
+
+    /// Reads the topic from the start with a plain consumer of its own, until it has seen
+    /// `distinct` different events (re-published duplicates come along and are kept).
+    pub async fn read_topic(&self, distinct: usize) -> Vec<Envelope> {
+        let consumer: StreamConsumer = ClientConfig::new()
+            .set("bootstrap.servers", brokers())
+            .set("group.id", format!("reader-{}", Uuid::new_v4()))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .unwrap();
+        consumer.subscribe(&[&self.topic]).unwrap();
+        let mut envelopes = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        while seen.len() < distinct {
+            let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+                .await
+                .unwrap_or_else(|_| panic!("only {} of {distinct} events arrived", seen.len()))
+                .unwrap();
+            let envelope: Envelope = serde_json::from_slice(message.payload().unwrap()).unwrap();
+            assert_eq!(message.key(), Some(envelope.aggregate_id.as_bytes()));
+            seen.insert(envelope.event_id);
+            envelopes.push(envelope);
+        }
+        envelopes
+    }
+}

@@ -1,0 +1,284 @@
+//! The whole pipeline through HTTP: command, event, Kafka, MySQL, query.
+
+use axum::http::StatusCode;
+use serde_json::{json, Value};
+
+use crate::common::{TestApp, ADMIN_EMAIL};
+use crate::pipeline::{fresh_read_database, Pipeline};
+
+/// GET `path`, waiting for the read model to reach `position`.
+async fn read(app: &TestApp, path: &str, position: Option<&str>) -> Value {
+    let mut req = app.get(path);
+    if let Some(position) = position {
+        req = req.header("event-position", position);
+    }
+    let res = req.send().await;
+    assert_eq!(res.status, StatusCode::OK, "GET {path}: {}", res.text());
+    res.json()
+}
+
+#[tokio::test]
+async fn the_full_client_flow_is_seen_through_the_query_api() {
+    let pipeline = Pipeline::new(3).await;
+    let _relay = pipeline.start_relay();
+    let _projector = pipeline.start_projector();
+    let app = &pipeline.app;
+
+    let admin = app.admin().await;
+    let ann = app.member("ann@example.com", "ann").await;
+    let res = app
+        .post("/board/categories")
+        .bearer(&admin.token)
+        .json(json!({ "name": "Rust", "description": "All things Rust" }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED);
+    let category = res.json()["categoryId"].as_str().unwrap().to_string();
+    let position = res.header("event-position").unwrap().to_string();
+    let categories = read(app, "/board/categories", Some(&position)).await;
+    assert_eq!(categories["categories"][0]["name"], "Rust");
+    assert_eq!(categories["categories"][0]["postCount"], 0);
+
+    let res = app
+        .post(&format!("/board/categories/{category}/posts"))
+        .bearer(&ann.token)
+        .json(json!({ "title": "Hello", "content": "First post" }))
+        .send()
+        .await;
+    let post = res.json()["postId"].as_str().unwrap().to_string();
+    let position = res.header("event-position").unwrap().to_string();
+    let content = read(
+        app,
+        &format!("/board/posts/{post}/content"),
+        Some(&position),
+    )
+    .await;
+    assert_eq!(content["title"], "Hello");
+    assert_eq!(content["content"], "First post");
+    assert_eq!(content["author"]["nickname"], "ann");
+    assert_eq!(content["commentCount"], 0);
+    let created_at = content["createdAt"].as_str().unwrap();
+    assert!(
+        created_at.ends_with('Z') && created_at.len() == 24,
+        "{created_at}"
+    );
+
+    let res = app
+        .post(&format!("/board/posts/{post}/comments"))
+        .bearer(&admin.token)
+        .json(json!({ "content": "Welcome" }))
+        .send()
+        .await;
+    let comment = res.json()["commentId"].as_str().unwrap().to_string();
+    let position = res.header("event-position").unwrap().to_string();
+    let comments = read(
+        app,
+        &format!("/board/posts/{post}/comments"),
+        Some(&position),
+    )
+    .await;
+    assert_eq!(comments["comments"][0]["content"], "Welcome");
+    assert_eq!(comments["comments"][0]["author"]["nickname"], "admin");
+    assert_eq!(comments["nextCursor"], Value::Null);
+    let posts = read(app, &format!("/board/categories/{category}/posts"), None).await;
+    assert_eq!(posts["posts"][0]["commentCount"], 1);
+    assert_eq!(
+        read(app, "/board/categories", None).await["categories"][0]["postCount"],
+        1
+    );
+
+    let res = app
+        .patch(&format!("/board/posts/{post}"))
+        .bearer(&ann.token)
+        .json(json!({ "title": "Hello, edited" }))
+        .send()
+        .await;
+    let position = res.header("event-position").unwrap().to_string();
+    let content = read(
+        app,
+        &format!("/board/posts/{post}/content"),
+        Some(&position),
+    )
+    .await;
+    assert_eq!(content["title"], "Hello, edited");
+
+    let res = app
+        .delete(&format!("/board/comments/{comment}"))
+        .bearer(&ann.token)
+        .send()
+        .await;
+    res.problem(StatusCode::FORBIDDEN);
+    let res = app
+        .delete(&format!("/board/comments/{comment}"))
+        .bearer(&admin.token)
+        .send()
+        .await;
+    let position = res.header("event-position").unwrap().to_string();
+    let comments = read(
+        app,
+        &format!("/board/posts/{post}/comments"),
+        Some(&position),
+    )
+    .await;
+    assert_eq!(comments["comments"], json!([]));
+
+    let res = app
+        .delete(&format!("/board/posts/{post}"))
+        .bearer(&ann.token)
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT);
+    let position = res.header("event-position").unwrap().to_string();
+    app.get(&format!("/board/posts/{post}/content"))
+        .header("event-position", &position)
+        .send()
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    app.get(&format!("/board/posts/{post}/comments"))
+        .send()
+        .await
+        .problem(StatusCode::NOT_FOUND);
+    let posts = read(app, &format!("/board/categories/{category}/posts"), None).await;
+    assert_eq!(posts["posts"], json!([]));
+    assert_eq!(
+        read(app, "/board/categories", None).await["categories"][0]["postCount"],
+        0
+    );
+    let _ = ADMIN_EMAIL;
+    pipeline.converged().await;
+}
+
+#[tokio::test]
+async fn lists_page_by_cursor_without_gaps_or_repeats() {
+    let pipeline = Pipeline::new(2).await;
+    let _relay = pipeline.start_relay();
+    let _projector = pipeline.start_projector();
+    let app = &pipeline.app;
+    let admin = app.admin().await;
+    let category = app.category(&admin, "Rust").await;
+    let mut created = Vec::new();
+    let mut position = String::new();
+    for i in 0..7 {
+        let res = app
+            .post(&format!("/board/categories/{category}/posts"))
+            .bearer(&admin.token)
+            .json(json!({ "title": format!("Post {i}"), "content": "x" }))
+            .send()
+            .await;
+        created.push(res.json()["postId"].as_str().unwrap().to_string());
+        position.push_str(res.header("event-position").unwrap());
+        position.push(',');
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            None => format!("/board/categories/{category}/posts?size=3"),
+            Some(c) => format!("/board/categories/{category}/posts?size=3&cursor={c}"),
+        };
+        let page = read(app, &path, Some(position.trim_end_matches(','))).await;
+        for post in page["posts"].as_array().unwrap() {
+            seen.push(post["postId"].as_str().unwrap().to_string());
+        }
+        match page["nextCursor"].as_str() {
+            Some(next) => cursor = Some(next.to_string()),
+            None => break,
+        }
+    }
+    created.reverse();
+    assert_eq!(seen, created, "newest first, each once");
+    for bad in ["size=0", "size=101", "size=abc", "cursor=nope"] {
+        app.get(&format!("/board/categories/{category}/posts?{bad}"))
+            .send()
+            .await
+            .problem(StatusCode::BAD_REQUEST);
+    }
+    app.get(&format!("/board/categories/{}/posts", uuid::Uuid::now_v7()))
+        .send()
+        .await
+        .problem(StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_query_that_cannot_catch_up_says_so_instead_of_answering_stale() {
+    // No relay or projector runs: the read model never reaches the position.
+    let read_url = fresh_read_database().await;
+    let app = TestApp::with_args(&[
+        "--read-database-url",
+        &read_url,
+        "--read-wait-timeout",
+        "200ms",
+    ])
+    .await;
+    let admin = app.admin().await;
+    let res = app
+        .post("/board/categories")
+        .bearer(&admin.token)
+        .json(json!({ "name": "Rust" }))
+        .send()
+        .await;
+    let position = res.header("event-position").unwrap().to_string();
+    let stale = app
+        .get("/board/categories")
+        .header("event-position", &position)
+        .send()
+        .await;
+    stale.problem(StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(stale.header("retry-after"), Some("1"));
+    app.get("/board/categories")
+        .header("event-position", "garbage")
+        .send()
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn commands_are_accepted_with_the_broker_and_mysql_down() {
+    // Nothing listens on port 1: the relay and projector retry, commands do not notice.
+    let app = TestApp::with_args(&[
+        "--kafka-brokers",
+        "127.0.0.1:1",
+        "--read-database-url",
+        "mysql://board:board@127.0.0.1:1/none",
+    ])
+    .await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let relay = tokio::spawn(
+        board::relay::Relay::new(app.pool.clone(), app.state.config.kafka()).run(stopped),
+    );
+    let admin = app.admin().await;
+    app.category(&admin, "Rust").await;
+    app.get("/board/categories")
+        .send()
+        .await
+        .problem(StatusCode::SERVICE_UNAVAILABLE);
+    let _ = stop.send(true);
+    relay.await.unwrap();
+}
+
+#[tokio::test]
+async fn queries_answer_from_mysql_while_postgresql_is_down() {
+    let pipeline = Pipeline::new(1).await;
+    {
+        let _relay = pipeline.start_relay();
+        let _projector = pipeline.start_projector();
+        let admin = pipeline.app.admin().await;
+        pipeline.app.category(&admin, "Rust").await;
+        pipeline.converged().await;
+    }
+    // The same read models behind an application whose PostgreSQL is unreachable.
+    let offline = TestApp::on_database(
+        "postgres://board:board@127.0.0.1:1/board",
+        &["--read-database-url", &pipeline.read_url],
+        false,
+    )
+    .await;
+    let categories = read(&offline, "/board/categories", None).await;
+    assert_eq!(categories["categories"][0]["name"], "Rust");
+    offline
+        .post("/signup")
+        .json(json!({ "email": "x@example.com", "password": "long enough", "nickname": "xx" }))
+        .send()
+        .await
+        .problem(StatusCode::SERVICE_UNAVAILABLE);
+}
