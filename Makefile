@@ -24,7 +24,7 @@ TEST_THREADS ?= 4
 TEST_CMD     ?= $(CARGO) test --workspace --all-targets -- --test-threads=$(TEST_THREADS)
 
 .DEFAULT_GOAL := help
-.PHONY: help services services-down services-status run migrate test fmt lint
+.PHONY: help services services-down services-status run migrate test latency fmt lint
 
 help: ## List the targets
 	@echo "Board - make targets:"
@@ -47,6 +47,9 @@ migrate: services ## Apply database migrations
 
 test: services ## Run all tests (TEST_THREADS, default 4; TEST_CMD)
 	$(TEST_CMD)
+
+latency: services ## Measure command-to-read-model latency at rest on the real services
+	$(CARGO) run --release --example latency
 
 fmt: ## Check formatting (cargo fmt --all --check)
 	$(CARGO) fmt --all --check

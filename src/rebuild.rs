@@ -1,38 +1,241 @@
-//! Rebuilding read models from the event store, the source of truth whatever Kafka still
-//! retains: every event in global order, through the same projector code as the live
-//! path, in batches of one transaction each.
+//! Rebuilding and verifying read models from the event store, the source of truth
+//! whatever Kafka still retains.
+//!
+//! A rebuild replays every event, in global order and through the same projector code as
+//! the live path, into a shadow database beside the live one, then swaps the view tables
+//! in with one `RENAME TABLE` (atomic: queries see the old tables or the new ones, never
+//! neither). While it runs, the live projector keeps the old tables current, so the query
+//! API answers throughout.
+//!
+//! Hand-over: every event the live projector applied to the old tables was readable in
+//! the store before the swap, so after the swap the rebuild replays the store once more
+//! from where it stopped. Events that both apply are applied once, because every row
+//! remembers its version (see `projections::projector`).
+//!
+//! Interrupting (Ctrl-C) before the swap drops the shadow database and leaves the live
+//! read model untouched; the hand-over after the swap is short and not interruptible.
+//! A run starts by dropping whatever an interrupted run left behind.
 
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use sqlx::mysql::MySqlPoolOptions;
 use sqlx::{MySqlPool, PgPool};
+use tokio::sync::watch;
 
-use projections::projector;
+use projections::{projector, snapshot, ProjectionError};
 
+use crate::databases::{database_name, with_database};
 use crate::relay::envelope;
 use crate::store::reader::{self, Checkpoint};
 
+/// The tables a rebuild replaces (progress and migrations stay where they are).
+pub const VIEW_TABLES: [&str; 4] = [
+    "accounts_view",
+    "categories_view",
+    "posts_view",
+    "comments_view",
+];
+
 const BATCH: i64 = 1_000;
 
-/// Applies every readable event to the read models in `target`. Returns how many events
-/// were read and the checkpoint it reached.
-pub async fn replay_into(source: &PgPool, target: &MySqlPool) -> anyhow::Result<(u64, Checkpoint)> {
-    let mut checkpoint = Checkpoint::default();
+/// Called with the number of events just applied.
+pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
+
+/// Applies every readable event after `from` to the read models in `target`. Returns the
+/// number of events and the checkpoint reached, or `None` when `cancel` turned true.
+pub async fn replay(
+    source: &PgPool,
+    target: &MySqlPool,
+    from: Checkpoint,
+    progress: Progress<'_>,
+    cancel: Option<&watch::Receiver<bool>>,
+) -> anyhow::Result<Option<(u64, Checkpoint)>> {
+    let mut checkpoint = from;
     let mut count = 0u64;
     loop {
+        if cancel.is_some_and(|c| *c.borrow()) {
+            return Ok(None);
+        }
         let events = reader::read_after(source, checkpoint, BATCH).await?;
         let Some(last) = events.last() else {
-            return Ok((count, checkpoint));
+            return Ok(Some((count, checkpoint)));
         };
         let mut tx = target.begin().await?;
         for event in &events {
             match projector::apply(&mut tx, &envelope(event)).await {
                 Ok(_) => {}
-                Err(projections::ProjectionError::Database(error)) => return Err(error.into()),
+                Err(ProjectionError::Database(error)) => return Err(error.into()),
                 Err(malformed) => {
-                    tracing::error!(error = %malformed, "skipping an event that cannot be projected")
+                    tracing::error!(error = %malformed, "skipping an event that cannot be projected");
                 }
             }
         }
         tx.commit().await?;
         checkpoint = last.checkpoint;
         count += events.len() as u64;
+        progress(events.len() as u64);
     }
+}
+
+/// Replays everything into `target`; for tests and tools that need a reference model.
+pub async fn replay_into(source: &PgPool, target: &MySqlPool) -> anyhow::Result<(u64, Checkpoint)> {
+    let replayed = replay(source, target, Checkpoint::default(), &|_| {}, None).await?;
+    Ok(replayed.expect("no cancel signal was given"))
+}
+
+#[derive(Debug)]
+pub enum RebuildOutcome {
+    /// The new tables are live. `events` counts every event applied, hand-over included.
+    Swapped { events: u64, elapsed: Duration },
+    /// Interrupted before the swap: the live read model is untouched.
+    Interrupted,
+}
+
+/// Rebuilds the read models of the database `read_url` names, without downtime.
+pub async fn rebuild(
+    source: &PgPool,
+    read_url: &str,
+    progress: Progress<'_>,
+    cancel: watch::Receiver<bool>,
+) -> anyhow::Result<RebuildOutcome> {
+    let started = Instant::now();
+    let live = database_name(read_url).context("READ_DATABASE_URL names no database")?;
+    let shadow = format!("{live}__rebuild");
+    let previous = format!("{live}__previous");
+    let admin = MySqlPool::connect(read_url)
+        .await
+        .context("connecting to the read models")?;
+    for leftover in [&shadow, &previous] {
+        drop_database(&admin, leftover).await?;
+    }
+    let shadow_pool = fresh_database(&admin, read_url, &shadow).await?;
+
+    // A bulk pass, then a catch-up pass, so that the swap leaves little to hand over.
+    let mut events = 0;
+    let mut checkpoint = Checkpoint::default();
+    for _pass in 0..2 {
+        match replay(source, &shadow_pool, checkpoint, progress, Some(&cancel)).await? {
+            Some((count, reached)) => {
+                events += count;
+                checkpoint = reached;
+            }
+            None => {
+                shadow_pool.close().await;
+                drop_database(&admin, &shadow).await?;
+                return Ok(RebuildOutcome::Interrupted);
+            }
+        }
+    }
+    shadow_pool.close().await;
+
+    sqlx::query(&format!("CREATE DATABASE {}", quoted(&previous)?))
+        .execute(&admin)
+        .await?;
+    let renames = VIEW_TABLES
+        .iter()
+        .map(|table| {
+            Ok(format!(
+                "{live}.{table} TO {previous}.{table}, {shadow}.{table} TO {live}.{table}",
+                live = quoted(&live)?,
+                previous = quoted(&previous)?,
+                shadow = quoted(&shadow)?,
+            ))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .join(", ");
+    sqlx::query(&format!("RENAME TABLE {renames}"))
+        .execute(&admin)
+        .await
+        .context("swapping the rebuilt tables in")?;
+    tracing::info!(
+        events,
+        "rebuilt tables swapped in; handing over to the live projector"
+    );
+
+    let (handed_over, _) = replay(source, &admin, checkpoint, progress, None)
+        .await?
+        .expect("no cancel signal was given");
+    for database in [&shadow, &previous] {
+        drop_database(&admin, database).await?;
+    }
+    Ok(RebuildOutcome::Swapped {
+        events: events + handed_over,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Compares the live read models with ones rebuilt from the store. Waits up to `patience`
+/// for the live ones to catch up; returns the differences that remain (none: equal).
+pub async fn verify(
+    source: &PgPool,
+    read_url: &str,
+    patience: Duration,
+    progress: Progress<'_>,
+) -> anyhow::Result<Vec<String>> {
+    let live = database_name(read_url).context("READ_DATABASE_URL names no database")?;
+    let scratch = format!("{live}__verify");
+    let admin = MySqlPool::connect(read_url)
+        .await
+        .context("connecting to the read models")?;
+    drop_database(&admin, &scratch).await?;
+    let reference = fresh_database(&admin, read_url, &scratch).await?;
+    let deadline = Instant::now() + patience;
+    let mut checkpoint = Checkpoint::default();
+    let differences = loop {
+        // Bring the reference up to the store's head, then compare.
+        let (_, reached) = replay(source, &reference, checkpoint, progress, None)
+            .await?
+            .expect("no cancel signal was given");
+        checkpoint = reached;
+        let expected = snapshot::take(&reference).await?;
+        let actual = snapshot::take(&admin).await?;
+        let differences = snapshot::differences(&actual, &expected);
+        if differences.is_empty() || Instant::now() >= deadline {
+            break differences;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    reference.close().await;
+    drop_database(&admin, &scratch).await?;
+    Ok(differences)
+}
+
+/// Creates database `name` next to the live one, with the read-model schema.
+async fn fresh_database(
+    admin: &MySqlPool,
+    read_url: &str,
+    name: &str,
+) -> anyhow::Result<MySqlPool> {
+    sqlx::query(&format!(
+        "CREATE DATABASE {} CHARACTER SET utf8mb4",
+        quoted(name)?
+    ))
+    .execute(admin)
+    .await
+    .with_context(|| format!("creating database {name}"))?;
+    let pool = MySqlPoolOptions::new()
+        .max_connections(2)
+        .connect(&with_database(read_url, name))
+        .await?;
+    projections::MIGRATOR.run(&pool).await?;
+    Ok(pool)
+}
+
+async fn drop_database(admin: &MySqlPool, name: &str) -> anyhow::Result<()> {
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {}", quoted(name)?))
+        .execute(admin)
+        .await
+        .with_context(|| format!("dropping database {name}"))?;
+    Ok(())
+}
+
+/// A database name as an SQL identifier. Names come from configuration; anything beyond
+/// letters, digits and underscores is refused rather than escaped.
+fn quoted(name: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "database name `{name}` must be letters, digits and underscores"
+    );
+    Ok(format!("`{name}`"))
 }

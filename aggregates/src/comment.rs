@@ -15,6 +15,10 @@ use uuid::Uuid;
 use crate::lookup::{BoardLookup, PostStatus};
 use crate::{rules, Actor, DomainError, EVENT_VERSION_1};
 
+/// `CommentAdded` 2.0 names the text `content`; 1.0 (stored by the first release) named it
+/// `text`, and is upcast when read (see `board::store::upcasting`).
+pub const COMMENT_ADDED_VERSION: &str = "2.0";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CommentCommand {
     Add {
@@ -49,7 +53,11 @@ impl DomainEvent for CommentEvent {
     }
 
     fn event_version(&self) -> String {
-        EVENT_VERSION_1.to_string()
+        match self {
+            Self::CommentAdded { .. } => COMMENT_ADDED_VERSION,
+            Self::CommentDeleted { .. } => EVENT_VERSION_1,
+        }
+        .to_string()
     }
 }
 

@@ -70,7 +70,8 @@ where
     pub fn new(pool: PgPool, services: A::Services) -> Self {
         let repository = PostgresEventRepository::new(pool);
         Self {
-            store: PersistedEventStore::new_event_store(repository),
+            store: PersistedEventStore::new_event_store(repository)
+                .with_upcasters(super::upcasting::for_event_store()),
             services,
         }
     }

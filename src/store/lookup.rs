@@ -22,8 +22,10 @@ impl EventStoreLookup {
         Self {
             categories: PersistedEventStore::new_event_store(PostgresEventRepository::new(
                 pool.clone(),
-            )),
-            posts: PersistedEventStore::new_event_store(PostgresEventRepository::new(pool)),
+            ))
+            .with_upcasters(super::upcasting::for_event_store()),
+            posts: PersistedEventStore::new_event_store(PostgresEventRepository::new(pool))
+                .with_upcasters(super::upcasting::for_event_store()),
         }
     }
 }

@@ -5,6 +5,7 @@ mod command_bus;
 mod error;
 mod lookup;
 pub mod reader;
+pub mod upcasting;
 
 use std::time::Duration;
 

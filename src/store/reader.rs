@@ -25,7 +25,7 @@ pub struct Checkpoint {
     pub global_position: i64,
 }
 
-/// One event as stored, with its place in the global order.
+/// One event as stored (raised to its current version), with its place in the global order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RecordedEvent {
     pub checkpoint: Checkpoint,
@@ -45,9 +45,33 @@ impl RecordedEvent {
     }
 }
 
+/// Which events a reader wants; every field narrows, `None` admits all.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    pub aggregate_type: Option<String>,
+    pub aggregate_id: Option<String>,
+    pub event_types: Option<Vec<String>>,
+    /// Recorded at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Recorded before.
+    pub until: Option<DateTime<Utc>>,
+    pub from_position: Option<i64>,
+    pub to_position: Option<i64>,
+}
+
 /// Up to `limit` events after `after` in global order, all from finished transactions.
 pub async fn read_after(
     pool: &PgPool,
+    after: Checkpoint,
+    limit: i64,
+) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    read_filtered(pool, &Filter::default(), after, limit).await
+}
+
+/// Like [`read_after`], only the events `filter` admits.
+pub async fn read_filtered(
+    pool: &PgPool,
+    filter: &Filter,
     after: Checkpoint,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
@@ -58,12 +82,69 @@ pub async fn read_after(
            FROM events
           WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+            AND ($4::text IS NULL OR aggregate_type = $4)
+            AND ($5::text IS NULL OR aggregate_id = $5)
+            AND ($6::text[] IS NULL OR event_type = ANY($6))
+            AND ($7::timestamptz IS NULL OR recorded_at >= $7)
+            AND ($8::timestamptz IS NULL OR recorded_at < $8)
+            AND ($9::bigint IS NULL OR global_position >= $9)
+            AND ($10::bigint IS NULL OR global_position <= $10)
           ORDER BY transaction_id, global_position
           LIMIT $3",
     )
     .bind(after.transaction_id.to_string())
     .bind(after.global_position)
     .bind(limit)
+    .bind(&filter.aggregate_type)
+    .bind(&filter.aggregate_id)
+    .bind(&filter.event_types)
+    .bind(filter.since)
+    .bind(filter.until)
+    .bind(filter.from_position)
+    .bind(filter.to_position)
+    .fetch_all(pool)
+    .await?;
+    rows.iter().map(decode).collect()
+}
+
+/// How many events `filter` admits, for progress reports.
+pub async fn count(pool: &PgPool, filter: &Filter) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM events
+          WHERE ($1::text IS NULL OR aggregate_type = $1)
+            AND ($2::text IS NULL OR aggregate_id = $2)
+            AND ($3::text[] IS NULL OR event_type = ANY($3))
+            AND ($4::timestamptz IS NULL OR recorded_at >= $4)
+            AND ($5::timestamptz IS NULL OR recorded_at < $5)
+            AND ($6::bigint IS NULL OR global_position >= $6)
+            AND ($7::bigint IS NULL OR global_position <= $7)",
+    )
+    .bind(&filter.aggregate_type)
+    .bind(&filter.aggregate_id)
+    .bind(&filter.event_types)
+    .bind(filter.since)
+    .bind(filter.until)
+    .bind(filter.from_position)
+    .bind(filter.to_position)
+    .fetch_one(pool)
+    .await
+}
+
+/// One aggregate's events in sequence order, upcast.
+pub async fn aggregate_events(
+    pool: &PgPool,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT transaction_id::text AS transaction_id, global_position, aggregate_type,
+                aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at
+           FROM events
+          WHERE aggregate_type = $1 AND aggregate_id = $2
+          ORDER BY sequence",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
     .fetch_all(pool)
     .await?;
     rows.iter().map(decode).collect()
@@ -74,6 +155,10 @@ fn decode(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, sqlx::Error> {
     let transaction_id = transaction_id
         .parse()
         .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    let event_type: String = row.try_get("event_type")?;
+    let mut event_version: String = row.try_get("event_version")?;
+    let mut payload: Value = row.try_get("payload")?;
+    super::upcasting::upcast(&event_type, &mut event_version, &mut payload);
     Ok(RecordedEvent {
         checkpoint: Checkpoint {
             transaction_id,
@@ -82,9 +167,9 @@ fn decode(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, sqlx::Error> {
         aggregate_type: row.try_get("aggregate_type")?,
         aggregate_id: row.try_get("aggregate_id")?,
         sequence: row.try_get("sequence")?,
-        event_type: row.try_get("event_type")?,
-        event_version: row.try_get("event_version")?,
-        payload: row.try_get("payload")?,
+        event_type,
+        event_version,
+        payload,
         metadata: row.try_get("metadata")?,
         recorded_at: row.try_get("recorded_at")?,
     })

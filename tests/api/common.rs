@@ -10,8 +10,7 @@ use axum::Router;
 use base64::Engine;
 use clap::Parser;
 use serde_json::{json, Value};
-use sqlx::{Connection, PgConnection, PgPool};
-use tokio::sync::OnceCell;
+use sqlx::PgPool;
 use tower::ServiceExt;
 use uuid::Uuid;
 
@@ -27,49 +26,11 @@ fn server_url() -> String {
         .unwrap_or_else(|_| "postgres://board:board@127.0.0.1:5432/postgres".into())
 }
 
-/// A new, empty database for one test. Databases of runs older than two hours are dropped
-/// on the way, so aborted runs do not pile up.
+/// A new, empty database for one test.
 pub async fn fresh_database() -> String {
-    static SWEPT: OnceCell<()> = OnceCell::const_new();
-    let server = server_url();
-    let mut admin = PgConnection::connect(&server)
+    board::databases::scratch_postgres(&server_url(), "board_test")
         .await
-        .expect("connect to the test PostgreSQL server (is `make services` up?)");
-    SWEPT
-        .get_or_init(|| async {
-            let mut conn = PgConnection::connect(&server).await.unwrap();
-            let names: Vec<String> = sqlx::query_scalar(
-                "SELECT datname FROM pg_database WHERE datname LIKE 'board\\_test\\_%'",
-            )
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-            let cutoff = chrono::Utc::now().timestamp() - 7_200;
-            for name in names {
-                let created: i64 = name
-                    .split('_')
-                    .nth(2)
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or(0);
-                if created < cutoff {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
-                }
-            }
-        })
-        .await;
-    let name = format!(
-        "board_test_{}_{}",
-        chrono::Utc::now().timestamp(),
-        &Uuid::new_v4().simple().to_string()[..12]
-    );
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .expect("create a test database");
-    let base = server.rsplit_once('/').expect("a URL with a database").0;
-    format!("{base}/{name}")
+        .expect("create a test database (is `make services` up?)")
 }
 
 pub struct TestApp {

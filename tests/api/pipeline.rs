@@ -8,7 +8,7 @@ use std::time::Duration;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::ClientConfig;
-use sqlx::{Connection, MySqlConnection, MySqlPool};
+use sqlx::MySqlPool;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -31,20 +31,9 @@ fn mysql_server_url() -> String {
 
 /// A new, empty, migrated MySQL database for one test.
 pub async fn fresh_read_database() -> String {
-    let server = mysql_server_url();
-    let mut admin = MySqlConnection::connect(&server)
+    let url = board::databases::scratch_mysql(&mysql_server_url(), "board_test")
         .await
-        .expect("connect to the test MySQL server (is `make services` up?)");
-    let name = format!(
-        "board_test_{}_{}",
-        chrono::Utc::now().timestamp(),
-        &Uuid::new_v4().simple().to_string()[..12]
-    );
-    sqlx::query(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
-        .execute(&mut admin)
-        .await
-        .expect("create a test read database");
-    let url = format!("{}/{name}", server.trim_end_matches('/'));
+        .expect("create a test read database (is `make services` up?)");
     let pool = MySqlPool::connect(&url).await.unwrap();
     board::cli::migrate_read_models(&pool).await.unwrap();
     pool.close().await;

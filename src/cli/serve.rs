@@ -1,0 +1,130 @@
+//! `board serve`: the API, the relay and the projector, in one process or several.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::{build_state, migrate, migrate_read_models, Component};
+use crate::config::Config;
+use crate::http::{self, AppState};
+use crate::projector::Projector;
+use crate::relay::Relay;
+use crate::store;
+
+/// Migrates, then runs the chosen components until a shutdown signal. In-flight requests
+/// finish; the relay and the projector stop between batches.
+pub async fn serve(config: Arc<Config>, components: &[Component]) -> anyhow::Result<()> {
+    let state = build_state(config.clone())?;
+    migrate_or_defer(&state).await?;
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    if components.contains(&Component::Relay) {
+        let relay = Relay::new(state.pool.clone(), config.kafka());
+        tasks.spawn(relay.run(stopped.clone()));
+    }
+    if components.contains(&Component::Projector) {
+        let projector = Projector::new(
+            state.read_pool.clone(),
+            config.kafka(),
+            config.projector_group.clone(),
+        );
+        tasks.spawn(projector.run(stopped.clone()));
+    }
+    if components.contains(&Component::Api) {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        tracing::info!(address = %config.listen, "listening");
+        axum::serve(listener, http::app(state))
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
+    } else {
+        shutdown_signal().await;
+    }
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Applies both databases' migrations. A database that is down at start does not keep
+/// the rest from running: its migrations are retried in the background until it is back.
+async fn migrate_or_defer(state: &AppState) -> anyhow::Result<()> {
+    if let Err(error) = migrate(&state.pool).await {
+        defer_unless_unavailable(error, "event store", {
+            let pool = state.pool.clone();
+            move || {
+                let pool = pool.clone();
+                async move { migrate(&pool).await }
+            }
+        })?;
+    }
+    if let Err(error) = migrate_read_models(&state.read_pool).await {
+        defer_unless_unavailable(error, "read models", {
+            let pool = state.read_pool.clone();
+            move || {
+                let pool = pool.clone();
+                async move { migrate_read_models(&pool).await }
+            }
+        })?;
+    }
+    Ok(())
+}
+
+fn defer_unless_unavailable<F, Fut>(
+    error: anyhow::Error,
+    what: &'static str,
+    retry: F,
+) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let unavailable = error
+        .chain()
+        .any(|cause| cause.downcast_ref::<sqlx::Error>().is_some_and(store::is_unavailable)
+            || cause.downcast_ref::<sqlx::migrate::MigrateError>().is_some_and(|e| {
+                matches!(e, sqlx::migrate::MigrateError::Execute(inner) if store::is_unavailable(inner))
+            }));
+    if !unavailable {
+        return Err(error);
+    }
+    tracing::warn!(what, error = %format!("{error:#}"), "database unavailable at start; will migrate when it is back");
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            if retry().await.is_ok() {
+                tracing::info!(what, "migrations applied");
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}
