@@ -24,7 +24,7 @@ TEST_THREADS ?= 4
 TEST_CMD     ?= $(CARGO) test --workspace --all-targets -- --test-threads=$(TEST_THREADS)
 
 .DEFAULT_GOAL := help
-.PHONY: help services services-down services-status run migrate test latency fmt lint
+.PHONY: help services services-down services-status run migrate test latency bench-history fmt lint
 
 help: ## List the targets
 	@echo "Board - make targets:"
@@ -50,6 +50,9 @@ test: services ## Run all tests (TEST_THREADS, default 4; TEST_CMD)
 
 latency: services ## Measure command-to-read-model latency at rest on the real services
 	$(CARGO) run --release --example latency
+
+bench-history: services ## Measure rebuild and export rates on 100,000 events
+	$(CARGO) run --release --example history_rates
 
 fmt: ## Check formatting (cargo fmt --all --check)
 	$(CARGO) fmt --all --check

@@ -75,9 +75,10 @@ pub async fn read_filtered(
     after: Checkpoint,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-    // xid8 has no binary mapping in sqlx; it travels as text.
+    // xid8 has no binary mapping in sqlx; it travels as text, under another name than the
+    // column's: ORDER BY would otherwise sort by the text ("10" before "9").
     let rows = sqlx::query(
-        "SELECT transaction_id::text AS transaction_id, global_position, aggregate_type,
+        "SELECT transaction_id::text AS txid, global_position, aggregate_type,
                 aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at
            FROM events
           WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
@@ -137,7 +138,7 @@ pub async fn aggregate_events(
     aggregate_id: &str,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT transaction_id::text AS transaction_id, global_position, aggregate_type,
+        "SELECT transaction_id::text AS txid, global_position, aggregate_type,
                 aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at
            FROM events
           WHERE aggregate_type = $1 AND aggregate_id = $2
@@ -151,7 +152,7 @@ pub async fn aggregate_events(
 }
 
 fn decode(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, sqlx::Error> {
-    let transaction_id: String = row.try_get("transaction_id")?;
+    let transaction_id: String = row.try_get("txid")?;
     let transaction_id = transaction_id
         .parse()
         .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;

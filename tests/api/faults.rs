@@ -17,7 +17,7 @@ use crate::pipeline::Pipeline;
 use crate::proxy::Proxy;
 
 /// Sends commands (posts, edits, comments) until `stop`; returns how many were accepted.
-fn keep_writing(
+pub fn keep_writing(
     pipeline: &Pipeline,
     author: Member,
     category: String,

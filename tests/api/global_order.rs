@@ -100,3 +100,26 @@ async fn events_carry_position_commit_time_and_aggregate_order() {
     assert!(events[0].global_position() < events[1].global_position());
     assert!(events[0].recorded_at <= events[1].recorded_at);
 }
+
+#[tokio::test]
+async fn transaction_ids_order_as_numbers_not_as_text() {
+    // Transaction 9 wrote before transaction 10. Sorted as text, "10" would come first.
+    let app = TestApp::spawn().await;
+    for (aggregate_id, transaction_id) in [("ten", "10"), ("nine", "9")] {
+        sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                                 payload, metadata, transaction_id)
+             VALUES ('test', $1, 1, 'Happened', '1.0', '{\"Happened\": {}}', '{}', $2::text::xid8)",
+        )
+        .bind(aggregate_id)
+        .bind(transaction_id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+    let events = read_after(&app.pool, Checkpoint::default(), 100)
+        .await
+        .unwrap();
+    let order: Vec<_> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
+    assert_eq!(order, ["nine", "ten"]);
+}

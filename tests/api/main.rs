@@ -6,6 +6,7 @@ mod common;
 mod conventions;
 mod faults;
 mod global_order;
+mod operations;
 mod pipeline;
 mod proxy;
 mod read_side;

@@ -62,7 +62,7 @@ impl Drop for Running {
 }
 
 /// A `board` process; killed (SIGKILL) when dropped.
-pub struct Process(Child);
+pub struct Process(pub Child);
 
 impl Process {
     pub fn kill(mut self) {
@@ -161,9 +161,10 @@ impl Pipeline {
         }
     }
 
-    /// Runs `board serve --components <components>` against this pipeline's stores.
-    pub fn spawn_process(&self, components: &str) -> Process {
-        let child = Command::new(env!("CARGO_BIN_EXE_board"))
+    /// `board` with this pipeline's stores, topic and group, then `args`.
+    pub fn board(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_board"));
+        command
             .args([
                 "--database-url",
                 &self.database_url,
@@ -175,11 +176,35 @@ impl Pipeline {
                 &self.topic,
                 "--projector-group",
                 &self.group,
-                "serve",
-                "--components",
-                components,
+                "--admin-emails",
+                crate::common::ADMIN_EMAIL,
             ])
+            .args(args)
             .env("RUST_LOG", "warn")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs `board <args>` to completion; returns its exit code and stdout.
+    pub async fn run_board(&self, args: &[&str]) -> (i32, String) {
+        let mut command = self.board(args);
+        let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !stderr.is_empty() {
+            eprintln!("board {args:?}: {stderr}");
+        }
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    }
+
+    /// Runs `board serve --components <components>` against this pipeline's stores.
+    pub fn spawn_process(&self, components: &str) -> Process {
+        let child = self
+            .board(&["serve", "--components", components])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())

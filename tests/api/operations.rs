@@ -1,0 +1,458 @@
+//! The operators' and analysts' command line, run as the real `board` binary.
+
+use std::collections::{BTreeMap, HashSet};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::ClientConfig;
+use serde_json::{json, Value};
+use sqlx::MySqlPool;
+
+use projections::{snapshot, Envelope};
+
+use crate::faults::keep_writing;
+use crate::pipeline::{brokers, Pipeline};
+
+/// Writes `count` post events straight into the store (valid shapes, `bytes` of content
+/// each), far faster than through the API.
+async fn bulk_events(pipeline: &Pipeline, count: i64, bytes: usize) {
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT 'post', gen_random_uuid()::text, 1, 'PostCreated', '1.0',
+                jsonb_build_object('PostCreated', jsonb_build_object(
+                    'category_id', gen_random_uuid(), 'author_id', gen_random_uuid(),
+                    'title', 'Post ' || n, 'content', repeat('x', $2))),
+                '{}'::jsonb
+           FROM generate_series(1, $1) AS n",
+    )
+    .bind(count)
+    .bind(bytes as i32)
+    .execute(&pipeline.app.pool)
+    .await
+    .unwrap();
+}
+
+async fn shadow_exists(pipeline: &Pipeline) -> bool {
+    let name = board::databases::database_name(&pipeline.read_url).unwrap();
+    let found: Option<String> = sqlx::query_scalar(
+        "SELECT CAST(schema_name AS CHAR) FROM information_schema.schemata WHERE schema_name = ?",
+    )
+    .bind(format!("{name}__rebuild"))
+    .fetch_optional(&pipeline.read_pool)
+    .await
+    .unwrap();
+    found.is_some()
+}
+
+#[tokio::test]
+async fn status_reports_positions_and_lag_as_json() {
+    let pipeline = Pipeline::new(2).await;
+    let _relay = pipeline.start_relay();
+    let _projector = pipeline.start_projector();
+    let admin = pipeline.app.admin().await;
+    pipeline.app.category(&admin, "Rust").await;
+    let stored = pipeline.stored_events().await;
+    pipeline.wait_until_relayed(stored).await;
+    pipeline.converged().await;
+    let (code, out) = pipeline
+        .run_board(&["projections", "status", "--json"])
+        .await;
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["head"]["events"], stored);
+    assert_eq!(status["relays"][0]["lagEvents"], 0);
+    let partitions = status["projectors"].as_array().unwrap();
+    assert_eq!(partitions.len(), 2);
+    assert!(partitions.iter().all(|p| p["lagEvents"] == 0), "{status:#}");
+    let (code, table) = pipeline.run_board(&["projections", "status"]).await;
+    assert_eq!(code, 0);
+    assert!(table.contains("LAG EVENTS"), "{table}");
+}
+
+#[tokio::test]
+async fn an_interrupted_rebuild_leaves_the_live_read_model_untouched_and_a_rerun_completes() {
+    let pipeline = Pipeline::new(2).await;
+    {
+        let _relay = pipeline.start_relay();
+        let _projector = pipeline.start_projector();
+        let admin = pipeline.app.admin().await;
+        pipeline.app.category(&admin, "Rust").await;
+        pipeline.converged().await;
+    }
+    bulk_events(&pipeline, 30_000, 10).await;
+    let before = snapshot::take(&pipeline.read_pool).await.unwrap();
+
+    let mut rebuild = pipeline
+        .board(&["projections", "rebuild", "--all"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..600 {
+        if shadow_exists(&pipeline).await {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await; // half-way through, give or take
+    let pid = rebuild.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || rebuild.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "interrupted before the swap");
+    assert!(
+        !shadow_exists(&pipeline).await,
+        "the shadow database is dropped"
+    );
+    assert_eq!(snapshot::take(&pipeline.read_pool).await.unwrap(), before);
+    let res = pipeline.app.get("/board/categories").send().await;
+    assert_eq!(res.status, StatusCode::OK);
+
+    let (code, out) = pipeline
+        .run_board(&["projections", "rebuild", "read-models"])
+        .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("events/s"), "{out}");
+    let posts: i64 = sqlx::query_scalar("SELECT count(*) FROM posts_view")
+        .fetch_one(&pipeline.read_pool)
+        .await
+        .unwrap();
+    assert_eq!(posts, 30_000);
+}
+
+#[tokio::test]
+async fn a_rebuild_while_commands_arrive_ends_equal_to_the_live_model() {
+    let pipeline = Pipeline::new(3).await;
+    let _relay = pipeline.start_relay();
+    let _projector = pipeline.start_projector();
+    let admin = pipeline.app.admin().await;
+    let category = pipeline.app.category(&admin, "Load").await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = keep_writing(&pipeline, admin, category, stop.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let rebuild = pipeline.run_board(&["projections", "rebuild", "--all"]);
+    let queries = async {
+        // The query API keeps answering throughout.
+        for _ in 0..20 {
+            let res = pipeline.app.get("/board/categories").send().await;
+            assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let ((code, out), ()) = tokio::join!(rebuild, queries);
+    assert_eq!(code, 0, "{out}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    writer.await.unwrap();
+    let stored = pipeline.stored_events().await;
+    pipeline.wait_until_relayed(stored).await;
+    let (code, out) = pipeline
+        .run_board(&["projections", "verify", "--wait", "60s"])
+        .await;
+    assert_eq!(code, 0, "verify found differences:\n{out}");
+    assert!(out.contains("equal"), "{out}");
+}
+
+#[tokio::test]
+async fn verify_prints_differences_and_exits_non_zero() {
+    let pipeline = Pipeline::new(1).await;
+    {
+        let _relay = pipeline.start_relay();
+        let _projector = pipeline.start_projector();
+        let admin = pipeline.app.admin().await;
+        pipeline.app.category(&admin, "Rust").await;
+        pipeline.converged().await;
+    }
+    sqlx::query("UPDATE categories_view SET post_count = 42")
+        .execute(&pipeline.read_pool)
+        .await
+        .unwrap();
+    let (code, out) = pipeline
+        .run_board(&["projections", "verify", "--wait", "0s"])
+        .await;
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("categories_view: - ") && out.contains("|42|"),
+        "{out}"
+    );
+}
+
+/// Peak resident memory of a process that runs to completion, in KiB.
+async fn peak_rss_kib(mut child: std::process::Child) -> (i32, u64) {
+    let pid = child.id();
+    let mut peak = 0;
+    loop {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(hwm) = status.lines().find(|l| l.starts_with("VmHWM:")) {
+                let kib: u64 = hwm.split_whitespace().nth(1).unwrap().parse().unwrap();
+                peak = peak.max(kib);
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status.code().unwrap_or(-1), peak);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn export_streams_a_large_store_in_bounded_memory() {
+    let pipeline = Pipeline::new(1).await;
+    // 60,000 events of 2 KiB each: about 120 MiB of payload.
+    bulk_events(&pipeline, 60_000, 2_048).await;
+    let out = std::env::temp_dir().join(format!("board-export-{}.jsonl", uuid::Uuid::new_v4()));
+    let child = pipeline
+        .board(&["events", "export", "--output", out.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (code, peak_kib) = peak_rss_kib(child).await;
+    assert_eq!(code, 0);
+    let exported = std::fs::metadata(&out).unwrap().len();
+    let lines =
+        std::io::BufRead::lines(std::io::BufReader::new(std::fs::File::open(&out).unwrap()))
+            .count();
+    std::fs::remove_file(&out).unwrap();
+    assert_eq!(lines, 60_000);
+    assert!(exported > 120 * 1024 * 1024, "exported {exported} bytes");
+    // Memory follows the page size, not the store: a small fraction of what went out.
+    assert!(
+        peak_kib * 1024 < exported / 4,
+        "peak RSS {peak_kib} KiB for {exported} bytes exported"
+    );
+}
+
+#[tokio::test]
+async fn export_filters_and_writes_csv() {
+    let pipeline = Pipeline::new(1).await;
+    let ann = pipeline.app.member("ann@example.com", "ann").await;
+    let (code, out) = pipeline
+        .run_board(&[
+            "events",
+            "export",
+            "--event-type",
+            "AccountVerified",
+            "--format",
+            "csv",
+        ])
+        .await;
+    assert_eq!(code, 0);
+    let mut reader = csv::Reader::from_reader(out.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(&rows[0][5], ann.id.to_string());
+    assert_eq!(&rows[0][7], "AccountVerified");
+    let (code, out) = pipeline
+        .run_board(&[
+            "events",
+            "export",
+            "--aggregate-type",
+            "account",
+            "--aggregate-id",
+            &ann.id.to_string(),
+        ])
+        .await;
+    assert_eq!(code, 0);
+    let types: Vec<String> = out
+        .lines()
+        .map(|l| serde_json::from_str::<Envelope>(l).unwrap().event_type)
+        .collect();
+    assert_eq!(types, ["AccountRegistered", "AccountVerified"]);
+}
+
+#[tokio::test]
+async fn a_replayed_topic_holds_every_event_once_in_order_per_aggregate() {
+    let pipeline = Pipeline::new(1).await;
+    let admin = pipeline.app.admin().await;
+    let category = pipeline.app.category(&admin, "Rust").await;
+    for _ in 0..5 {
+        let post = pipeline.app.post_in(&admin, &category).await;
+        pipeline
+            .app
+            .patch(&format!("/board/posts/{post}"))
+            .bearer(&admin.token)
+            .json(json!({ "title": "Edited" }))
+            .send()
+            .await;
+    }
+    let stored = pipeline.stored_events().await as usize;
+    let topic = format!("{}-replay", pipeline.topic);
+    let (code, _) = pipeline
+        .run_board(&["events", "replay", "--topic", &topic])
+        .await;
+    assert_eq!(code, 0);
+
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", format!("analytics-{}", uuid::Uuid::new_v4()))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[&topic]).unwrap();
+    let mut per_aggregate: BTreeMap<String, Vec<i64>> = BTreeMap::new();
+    let mut ids = HashSet::new();
+    for _ in 0..stored {
+        let message = tokio::time::timeout(Duration::from_secs(60), consumer.recv())
+            .await
+            .expect("every replayed event arrives")
+            .unwrap();
+        let envelope: Envelope = serde_json::from_slice(message.payload().unwrap()).unwrap();
+        assert!(
+            ids.insert(envelope.event_id),
+            "event {} twice",
+            envelope.event_id
+        );
+        per_aggregate
+            .entry(envelope.aggregate_id)
+            .or_default()
+            .push(envelope.sequence);
+    }
+    for (aggregate, sequences) in per_aggregate {
+        let expected: Vec<i64> = (1..=sequences.len() as i64).collect();
+        assert_eq!(sequences, expected, "order of {aggregate}");
+    }
+    // And nothing beyond them: the topic's partitions end where the events do.
+    let watcher: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers())
+        .set("group.id", "watermarks")
+        .create()
+        .unwrap();
+    let total: i64 = (0..6)
+        .filter_map(|p| {
+            watcher
+                .fetch_watermarks(&topic, p, Duration::from_secs(5))
+                .ok()
+        })
+        .map(|(low, high)| high - low)
+        .sum();
+    assert_eq!(total as usize, stored);
+    let (code, _) = pipeline
+        .run_board(&["events", "replay", "--topic", &pipeline.topic])
+        .await;
+    assert_ne!(code, 0, "replaying into the live topic is refused");
+}
+
+#[tokio::test]
+async fn show_travels_to_a_version_or_a_moment() {
+    let pipeline = Pipeline::new(1).await;
+    let admin = pipeline.app.admin().await;
+    let category = pipeline.app.category(&admin, "Rust").await;
+    let post = pipeline.app.post_in(&admin, &category).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let between = chrono::Utc::now();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    pipeline
+        .app
+        .patch(&format!("/board/posts/{post}"))
+        .bearer(&admin.token)
+        .json(json!({ "title": "Edited" }))
+        .send()
+        .await;
+    let pipeline = &pipeline;
+    let show = |args: Vec<String>| async move {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out) = pipeline.run_board(&args).await;
+        assert_eq!(code, 0, "{out}");
+        serde_json::from_str::<Value>(&out).unwrap()
+    };
+    let base = vec![
+        "events".to_string(),
+        "show".into(),
+        "post".into(),
+        post.clone(),
+    ];
+    let now = show(base.clone()).await;
+    assert_eq!(now["state"]["title"], "Edited");
+    assert_eq!(now["version"], 2);
+    assert_eq!(now["events"].as_array().unwrap().len(), 2);
+    let first = show([base.clone(), vec!["--version".into(), "1".into()]].concat()).await;
+    assert_eq!(first["state"]["title"], "Hello");
+    let then = show([base, vec!["--as-of".into(), between.to_rfc3339()]].concat()).await;
+    assert_eq!(then["state"]["title"], "Hello");
+    assert_eq!(then["version"], 1);
+}
+
+#[tokio::test]
+async fn a_stored_version_1_comment_still_loads_and_projects() {
+    let pipeline = Pipeline::new(1).await;
+    let admin = pipeline.app.admin().await;
+    let category = pipeline.app.category(&admin, "Rust").await;
+    let post = pipeline.app.post_in(&admin, &category).await;
+    // As the first release stored it: version 1.0, the text under `text`.
+    let comment = uuid::Uuid::now_v7().to_string();
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES ('comment', $1, 1, 'CommentAdded', '1.0', $2, '{}')",
+    )
+    .bind(&comment)
+    .bind(json!({ "CommentAdded": { "post_id": post, "author_id": admin.id, "text": "from 2025" } }))
+    .execute(&pipeline.app.pool)
+    .await
+    .unwrap();
+
+    let reference = MySqlPool::connect(&pipeline.read_url).await.unwrap();
+    board::rebuild::replay_into(&pipeline.app.pool, &reference)
+        .await
+        .unwrap();
+    let content: String =
+        sqlx::query_scalar("SELECT content FROM comments_view WHERE comment_id = ?")
+            .bind(&comment)
+            .fetch_one(&reference)
+            .await
+            .unwrap();
+    assert_eq!(content, "from 2025");
+    let (code, out) = pipeline
+        .run_board(&["events", "export", "--aggregate-id", &comment])
+        .await;
+    assert_eq!(code, 0);
+    let envelope: Envelope = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(envelope.event_version, "2.0");
+    assert_eq!(envelope.payload["content"], "from 2025");
+    // The aggregate loads it too: its author can delete it.
+    let res = pipeline
+        .app
+        .delete(&format!("/board/comments/{comment}"))
+        .bearer(&admin.token)
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
+}
+
+#[tokio::test]
+async fn promote_and_migrate_work_from_the_command_line() {
+    let pipeline = Pipeline::new(1).await;
+    let (code, _) = pipeline.run_board(&["migrate"]).await;
+    assert_eq!(code, 0);
+    pipeline.app.member("bob@example.com", "bob").await;
+    let (code, out) = pipeline
+        .run_board(&["accounts", "promote", "bob@example.com"])
+        .await;
+    assert_eq!(code, 0);
+    assert!(out.contains("is now an admin"), "{out}");
+    let token = pipeline.app.log_in("bob@example.com").await["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let res = pipeline
+        .app
+        .post("/board/categories")
+        .bearer(&token)
+        .json(json!({ "name": "Bob's" }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED);
+    let (code, _) = pipeline
+        .run_board(&["accounts", "promote", "nobody@example.com"])
+        .await;
+    assert_eq!(code, 1);
+}
