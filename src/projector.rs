@@ -18,7 +18,7 @@ use sqlx::MySqlPool;
 use tokio::sync::watch;
 
 use projections::projector::{self, READ_MODELS};
-use projections::{Envelope, ProjectionError};
+use projections::Envelope;
 
 use crate::kafka::{self, KafkaSettings};
 
@@ -112,20 +112,14 @@ impl Projector {
 
     /// Applies a batch and records progress, in one transaction.
     async fn apply(&self, batch: &[Received]) -> Result<(), sqlx::Error> {
+        let events: Vec<Envelope> = batch.iter().filter_map(|r| r.event.clone()).collect();
         let mut tx = self.pool.begin().await?;
+        projector::apply_batch(&mut tx, &events).await?;
         let mut last_per_partition: BTreeMap<i32, (i64, &Envelope)> = BTreeMap::new();
         for received in batch {
-            let Some(event) = &received.event else {
-                continue;
-            };
-            match projector::apply(&mut tx, event).await {
-                Ok(_) => {}
-                Err(ProjectionError::Database(error)) => return Err(error),
-                Err(malformed) => {
-                    tracing::error!(error = %malformed, "skipping an event that cannot be projected");
-                }
+            if let Some(event) = &received.event {
+                last_per_partition.insert(received.partition, (received.offset, event));
             }
-            last_per_partition.insert(received.partition, (received.offset, event));
         }
         for (partition, (offset, event)) in last_per_partition {
             projector::record_progress(

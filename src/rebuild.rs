@@ -23,7 +23,7 @@ use sqlx::mysql::MySqlPoolOptions;
 use sqlx::{MySqlPool, PgPool};
 use tokio::sync::watch;
 
-use projections::{projector, snapshot, ProjectionError};
+use projections::{projector, snapshot};
 
 use crate::databases::{database_name, with_database};
 use crate::relay::envelope;
@@ -61,20 +61,33 @@ pub async fn replay(
         let Some(last) = events.last() else {
             return Ok(Some((count, checkpoint)));
         };
-        let mut tx = target.begin().await?;
-        for event in &events {
-            match projector::apply(&mut tx, &envelope(event)).await {
-                Ok(_) => {}
-                Err(ProjectionError::Database(error)) => return Err(error.into()),
-                Err(malformed) => {
-                    tracing::error!(error = %malformed, "skipping an event that cannot be projected");
-                }
-            }
-        }
-        tx.commit().await?;
+        let envelopes: Vec<_> = events.iter().map(envelope).collect();
+        apply_with_retry(target, &envelopes).await?;
         checkpoint = last.checkpoint;
         count += events.len() as u64;
         progress(events.len() as u64);
+    }
+}
+
+/// Applies one batch in one transaction. While a rebuild hands over, it and the live
+/// projector write the same rows, and MySQL may pick one of them as a deadlock victim:
+/// that batch is simply applied again.
+async fn apply_with_retry(
+    target: &MySqlPool,
+    events: &[projections::Envelope],
+) -> anyhow::Result<()> {
+    let mut attempt = 0;
+    loop {
+        let mut tx = target.begin().await?;
+        let result = projector::apply_batch(&mut tx, events).await;
+        match result {
+            Ok(_) => return Ok(tx.commit().await?),
+            Err(error) if projector::is_retryable(&error) && attempt < 10 => {
+                attempt += 1;
+                tracing::debug!(%error, attempt, "retrying a batch after a lock conflict");
+            }
+            Err(error) => return Err(error.into()),
+        }
     }
 }
 

@@ -1,12 +1,22 @@
-//! Applies events to the read models.
+//! Applies events to the read models, a batch at a time.
 //!
 //! Idempotent and convergent: each row remembers the sequence of the last event of its own
 //! aggregate applied to it (`version`), and an event is applied only if it is newer. The
-//! row is locked while that is decided, so two projectors briefly sharing a partition
-//! during a rebalance cannot both apply one event. Counters (a category's posts, a post's
-//! comments) change only together with the state change of the post or comment they count,
-//! in the same transaction, so a redelivered event never counts twice; and they are
-//! written as upserted deltas, so they are right whichever aggregate's event arrives first.
+//! rows a batch touches are locked while it is decided, so two projectors briefly sharing
+//! a partition during a rebalance (or a rebuild handing over to the live projector) cannot
+//! both apply one event. Counters (a category's posts, a post's comments) change only
+//! together with the state change of the post or comment they count, in the same
+//! transaction, so a redelivered event never counts twice; and a counted row may exist
+//! before its own creating event arrives, so the order in which different aggregates'
+//! events arrive does not matter.
+//!
+//! A batch costs a few statements per table, not per event: the rows are loaded with one
+//! `SELECT … FOR UPDATE`, changed in memory, and written back with multi-row upserts. The
+//! live projector and rebuilds share this code, so they cannot disagree.
+
+mod rows;
+
+use std::collections::BTreeSet;
 
 use aggregates::account::AccountEvent;
 use aggregates::category::CategoryEvent;
@@ -16,162 +26,161 @@ use serde::de::DeserializeOwned;
 use sqlx::MySqlConnection;
 
 use crate::{Envelope, ProjectionError};
+use rows::{Rows, View};
 
 /// The projector's name in `projection_progress`.
 pub const READ_MODELS: &str = "read-models";
 
-/// What `apply` did with an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Applied,
-    /// Already applied (a redelivery or a re-publication).
-    Duplicate,
-    /// An aggregate type these read models do not follow.
-    Ignored,
+/// What a batch did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    pub applied: usize,
+    /// Already applied (redelivered or re-published).
+    pub duplicates: usize,
+    /// Aggregate types these read models do not follow, and malformed events (logged).
+    pub skipped: usize,
 }
 
-/// Applies `event` inside the caller's transaction.
-pub async fn apply(
-    conn: &mut MySqlConnection,
-    event: &Envelope,
-) -> Result<Outcome, ProjectionError> {
-    match event.aggregate_type.as_str() {
-        "account" => apply_account(conn, event, decode(event)?).await,
-        "category" => apply_category(conn, event, decode(event)?).await,
-        "post" => apply_post(conn, event, decode(event)?).await,
-        "comment" => apply_comment(conn, event, decode(event)?).await,
-        _ => Ok(Outcome::Ignored),
+/// An event decoded into its aggregate's event type.
+enum Decoded {
+    Account(AccountEvent),
+    Category(CategoryEvent),
+    Post(PostEvent),
+    Comment(CommentEvent),
+    Skip,
+}
+
+fn decode(event: &Envelope) -> Decoded {
+    fn parse<E: DeserializeOwned>(event: &Envelope) -> Result<E, ProjectionError> {
+        serde_json::from_value(event.tagged_payload()).map_err(|e| ProjectionError::Malformed {
+            event_id: event.event_id,
+            event_type: event.event_type.clone(),
+            version: event.event_version.clone(),
+            reason: e.to_string(),
+        })
     }
-}
-
-fn decode<E: DeserializeOwned>(event: &Envelope) -> Result<E, ProjectionError> {
-    serde_json::from_value(event.tagged_payload()).map_err(|e| ProjectionError::Malformed {
-        event_id: event.event_id,
-        event_type: event.event_type.clone(),
-        version: event.event_version.clone(),
-        reason: e.to_string(),
+    let decoded = match event.aggregate_type.as_str() {
+        "account" => parse(event).map(Decoded::Account),
+        "category" => parse(event).map(Decoded::Category),
+        "post" => parse(event).map(Decoded::Post),
+        "comment" => parse(event).map(Decoded::Comment),
+        _ => Ok(Decoded::Skip),
+    };
+    decoded.unwrap_or_else(|malformed| {
+        // One bad event must not stall its partition: log it and go on.
+        tracing::error!(error = %malformed, "skipping an event that cannot be projected");
+        Decoded::Skip
     })
 }
 
-/// The view tables, each keyed by its aggregate's id.
-#[derive(Clone, Copy)]
-enum View {
-    Accounts,
-    Categories,
-    Posts,
-    Comments,
-}
+/// Applies `events`, in order, inside the caller's transaction.
+pub async fn apply_batch(
+    conn: &mut MySqlConnection,
+    events: &[Envelope],
+) -> Result<Applied, sqlx::Error> {
+    let decoded: Vec<Decoded> = events.iter().map(decode).collect();
+    let mut rows = Rows::default();
 
-impl View {
-    fn table_and_key(self) -> (&'static str, &'static str) {
-        match self {
-            Self::Accounts => ("accounts_view", "account_id"),
-            Self::Categories => ("categories_view", "category_id"),
-            Self::Posts => ("posts_view", "post_id"),
-            Self::Comments => ("comments_view", "comment_id"),
+    // Lock and load every row the batch can touch. Comments first: a deleted comment names
+    // the post whose count drops; then posts, which name the categories whose counts move.
+    let ids = |pick: &dyn Fn(&Envelope, &Decoded) -> Vec<String>| -> BTreeSet<String> {
+        events
+            .iter()
+            .zip(&decoded)
+            .flat_map(|(e, d)| pick(e, d))
+            .collect()
+    };
+    let comment_ids = ids(&|e, d| match d {
+        Decoded::Comment(_) => vec![e.aggregate_id.clone()],
+        _ => vec![],
+    });
+    rows.load(conn, View::Comments, &comment_ids).await?;
+    let mut post_ids = ids(&|e, d| match d {
+        Decoded::Post(_) => vec![e.aggregate_id.clone()],
+        Decoded::Comment(CommentEvent::CommentAdded { post_id, .. }) => vec![post_id.to_string()],
+        _ => vec![],
+    });
+    post_ids.extend(rows.comments.values().filter_map(|c| c.post_id.clone()));
+    rows.load(conn, View::Posts, &post_ids).await?;
+    let mut category_ids = ids(&|e, d| match d {
+        Decoded::Category(_) => vec![e.aggregate_id.clone()],
+        Decoded::Post(PostEvent::PostCreated { category_id, .. }) => vec![category_id.to_string()],
+        _ => vec![],
+    });
+    category_ids.extend(rows.posts.values().filter_map(|p| p.category_id.clone()));
+    rows.load(conn, View::Categories, &category_ids).await?;
+    let account_ids = ids(&|e, d| match d {
+        Decoded::Account(_) => vec![e.aggregate_id.clone()],
+        _ => vec![],
+    });
+    rows.load(conn, View::Accounts, &account_ids).await?;
+
+    let mut outcome = Applied::default();
+    for (event, decoded) in events.iter().zip(decoded) {
+        let applied = match decoded {
+            Decoded::Skip => {
+                outcome.skipped += 1;
+                continue;
+            }
+            Decoded::Account(e) => apply_account(&mut rows, event, e),
+            Decoded::Category(e) => apply_category(&mut rows, event, e),
+            Decoded::Post(e) => apply_post(&mut rows, event, e),
+            Decoded::Comment(e) => apply_comment(&mut rows, event, e),
+        };
+        if applied {
+            outcome.applied += 1;
+        } else {
+            outcome.duplicates += 1;
         }
     }
+    rows.write(conn).await?;
+    Ok(outcome)
 }
 
-/// Makes sure the row exists, locks it, and says whether `event` is newer than it.
-async fn lock_if_newer(
-    conn: &mut MySqlConnection,
-    view: View,
-    event: &Envelope,
-) -> Result<bool, sqlx::Error> {
-    let (table, key) = view.table_and_key();
-    sqlx::query(&format!("INSERT IGNORE INTO {table} ({key}) VALUES (?)"))
-        .bind(&event.aggregate_id)
-        .execute(&mut *conn)
-        .await?;
-    let version: i64 = sqlx::query_scalar(&format!(
-        "SELECT version FROM {table} WHERE {key} = ? FOR UPDATE"
-    ))
-    .bind(&event.aggregate_id)
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(version < event.sequence)
+/// Applies one event; see [`apply_batch`].
+pub async fn apply(conn: &mut MySqlConnection, event: &Envelope) -> Result<Applied, sqlx::Error> {
+    apply_batch(conn, std::slice::from_ref(event)).await
 }
 
-/// Adds `delta` to a counter of the row `id`, creating the row if its own creating event
-/// has not arrived yet.
-async fn add_to_counter(
-    conn: &mut MySqlConnection,
-    view: View,
-    counter: &str,
-    id: &str,
-    delta: i32,
-) -> Result<(), sqlx::Error> {
-    let (table, key) = view.table_and_key();
-    sqlx::query(&format!(
-        "INSERT INTO {table} ({key}, {counter}) VALUES (?, ?)
-         ON DUPLICATE KEY UPDATE {counter} = {counter} + ?"
-    ))
-    .bind(id)
-    .bind(delta)
-    .bind(delta)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
-}
-
-async fn apply_account(
-    conn: &mut MySqlConnection,
-    event: &Envelope,
-    payload: AccountEvent,
-) -> Result<Outcome, ProjectionError> {
-    if !lock_if_newer(conn, View::Accounts, event).await? {
-        return Ok(Outcome::Duplicate);
+/// True when `event` is newer than the row's version; the caller then applies it.
+fn newer(version: &mut i64, event: &Envelope) -> bool {
+    if event.sequence <= *version {
+        return false;
     }
-    let nickname = match payload {
-        AccountEvent::AccountRegistered { nickname, .. } => Some(nickname),
-        AccountEvent::AccountVerified {} | AccountEvent::AccountPromoted { .. } => None,
-    };
-    sqlx::query(
-        "UPDATE accounts_view SET nickname = COALESCE(?, nickname), version = ? WHERE account_id = ?",
-    )
-    .bind(nickname)
-    .bind(event.sequence)
-    .bind(&event.aggregate_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(Outcome::Applied)
+    *version = event.sequence;
+    true
 }
 
-async fn apply_category(
-    conn: &mut MySqlConnection,
-    event: &Envelope,
-    payload: CategoryEvent,
-) -> Result<Outcome, ProjectionError> {
-    if !lock_if_newer(conn, View::Categories, event).await? {
-        return Ok(Outcome::Duplicate);
+fn apply_account(rows: &mut Rows, event: &Envelope, payload: AccountEvent) -> bool {
+    let row = rows.account(&event.aggregate_id);
+    if !newer(&mut row.version, event) {
+        return false;
+    }
+    if let AccountEvent::AccountRegistered { nickname, .. } = payload {
+        row.nickname = Some(nickname);
+    }
+    true
+}
+
+fn apply_category(rows: &mut Rows, event: &Envelope, payload: CategoryEvent) -> bool {
+    let row = rows.category(&event.aggregate_id);
+    if !newer(&mut row.version, event) {
+        return false;
     }
     let CategoryEvent::CategoryCreated {
         name, description, ..
     } = payload;
-    sqlx::query(
-        "UPDATE categories_view SET name = ?, description = ?, created_at = ?, version = ?
-          WHERE category_id = ?",
-    )
-    .bind(name)
-    .bind(description)
-    .bind(event.recorded_at)
-    .bind(event.sequence)
-    .bind(&event.aggregate_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(Outcome::Applied)
+    row.name = Some(name);
+    row.description = Some(description);
+    row.created_at = Some(event.recorded_at);
+    true
 }
 
-async fn apply_post(
-    conn: &mut MySqlConnection,
-    event: &Envelope,
-    payload: PostEvent,
-) -> Result<Outcome, ProjectionError> {
-    if !lock_if_newer(conn, View::Posts, event).await? {
-        return Ok(Outcome::Duplicate);
+fn apply_post(rows: &mut Rows, event: &Envelope, payload: PostEvent) -> bool {
+    let row = rows.post(&event.aggregate_id);
+    if !newer(&mut row.version, event) {
+        return false;
     }
-    let id = &event.aggregate_id;
     match payload {
         PostEvent::PostCreated {
             category_id,
@@ -179,112 +188,58 @@ async fn apply_post(
             title,
             content,
         } => {
-            sqlx::query(
-                "UPDATE posts_view SET category_id = ?, author_id = ?, title = ?, content = ?,
-                        created_at = ?, updated_at = ?, version = ?
-                  WHERE post_id = ?",
-            )
-            .bind(category_id.to_string())
-            .bind(author_id.to_string())
-            .bind(title)
-            .bind(content)
-            .bind(event.recorded_at)
-            .bind(event.recorded_at)
-            .bind(event.sequence)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-            add_to_counter(
-                conn,
-                View::Categories,
-                "post_count",
-                &category_id.to_string(),
-                1,
-            )
-            .await?;
+            row.category_id = Some(category_id.to_string());
+            row.author_id = Some(author_id.to_string());
+            row.title = Some(title);
+            row.content = Some(content);
+            row.created_at = Some(event.recorded_at);
+            row.updated_at = Some(event.recorded_at);
+            rows.category(&category_id.to_string()).post_count += 1;
         }
         PostEvent::PostEdited { title, content } => {
-            sqlx::query(
-                "UPDATE posts_view SET title = COALESCE(?, title), content = COALESCE(?, content),
-                        updated_at = ?, version = ?
-                  WHERE post_id = ?",
-            )
-            .bind(title)
-            .bind(content)
-            .bind(event.recorded_at)
-            .bind(event.sequence)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
+            if title.is_some() {
+                row.title = title;
+            }
+            if content.is_some() {
+                row.content = content;
+            }
+            row.updated_at = Some(event.recorded_at);
         }
         PostEvent::PostDeleted { .. } => {
-            let category_id: Option<String> =
-                sqlx::query_scalar("SELECT category_id FROM posts_view WHERE post_id = ?")
-                    .bind(id)
-                    .fetch_one(&mut *conn)
-                    .await?;
-            sqlx::query("UPDATE posts_view SET deleted = TRUE, version = ? WHERE post_id = ?")
-                .bind(event.sequence)
-                .bind(id)
-                .execute(&mut *conn)
-                .await?;
-            if let Some(category_id) = category_id {
-                add_to_counter(conn, View::Categories, "post_count", &category_id, -1).await?;
+            row.deleted = true;
+            if let Some(category_id) = row.category_id.clone() {
+                rows.category(&category_id).post_count -= 1;
             }
         }
     }
-    Ok(Outcome::Applied)
+    true
 }
 
-async fn apply_comment(
-    conn: &mut MySqlConnection,
-    event: &Envelope,
-    payload: CommentEvent,
-) -> Result<Outcome, ProjectionError> {
-    if !lock_if_newer(conn, View::Comments, event).await? {
-        return Ok(Outcome::Duplicate);
+fn apply_comment(rows: &mut Rows, event: &Envelope, payload: CommentEvent) -> bool {
+    let row = rows.comment(&event.aggregate_id);
+    if !newer(&mut row.version, event) {
+        return false;
     }
-    let id = &event.aggregate_id;
     match payload {
         CommentEvent::CommentAdded {
             post_id,
             author_id,
             content,
         } => {
-            sqlx::query(
-                "UPDATE comments_view SET post_id = ?, author_id = ?, content = ?, created_at = ?,
-                        version = ?
-                  WHERE comment_id = ?",
-            )
-            .bind(post_id.to_string())
-            .bind(author_id.to_string())
-            .bind(content)
-            .bind(event.recorded_at)
-            .bind(event.sequence)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-            add_to_counter(conn, View::Posts, "comment_count", &post_id.to_string(), 1).await?;
+            row.post_id = Some(post_id.to_string());
+            row.author_id = Some(author_id.to_string());
+            row.content = Some(content);
+            row.created_at = Some(event.recorded_at);
+            rows.post(&post_id.to_string()).comment_count += 1;
         }
         CommentEvent::CommentDeleted { .. } => {
-            let post_id: Option<String> =
-                sqlx::query_scalar("SELECT post_id FROM comments_view WHERE comment_id = ?")
-                    .bind(id)
-                    .fetch_one(&mut *conn)
-                    .await?;
-            sqlx::query(
-                "UPDATE comments_view SET deleted = TRUE, version = ? WHERE comment_id = ?",
-            )
-            .bind(event.sequence)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-            if let Some(post_id) = post_id {
-                add_to_counter(conn, View::Posts, "comment_count", &post_id, -1).await?;
+            row.deleted = true;
+            if let Some(post_id) = row.post_id.clone() {
+                rows.post(&post_id).comment_count -= 1;
             }
         }
     }
-    Ok(Outcome::Applied)
+    true
 }
 
 /// Records how far a projector has come on a partition, in the caller's transaction.
@@ -319,4 +274,16 @@ pub async fn record_progress(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// True for the errors after which the same batch may simply be tried again: a deadlock
+/// or lock wait time-out between two appliers.
+pub fn is_retryable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            matches!(db.code().as_deref(), Some("40001") | Some("HY000"))
+                && (db.message().contains("Deadlock") || db.message().contains("Lock wait timeout"))
+        }
+        _ => false,
+    }
 }

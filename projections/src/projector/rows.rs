@@ -1,0 +1,301 @@
+//! The view rows a batch works on: loaded and locked together, changed in memory, written
+//! back together.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use sqlx::{FromRow, MySqlConnection, QueryBuilder};
+
+/// The view tables, each keyed by its aggregate's id.
+#[derive(Clone, Copy)]
+pub enum View {
+    Accounts,
+    Categories,
+    Posts,
+    Comments,
+}
+
+impl View {
+    fn table(self) -> &'static str {
+        match self {
+            Self::Accounts => "accounts_view",
+            Self::Categories => "categories_view",
+            Self::Posts => "posts_view",
+            Self::Comments => "comments_view",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Self::Accounts => "account_id",
+            Self::Categories => "category_id",
+            Self::Posts => "post_id",
+            Self::Comments => "comment_id",
+        }
+    }
+
+    /// Every column, key first.
+    fn columns(self) -> &'static [&'static str] {
+        match self {
+            Self::Accounts => &["account_id", "nickname", "version"],
+            Self::Categories => &[
+                "category_id",
+                "name",
+                "description",
+                "post_count",
+                "created_at",
+                "version",
+            ],
+            Self::Posts => &[
+                "post_id",
+                "category_id",
+                "author_id",
+                "title",
+                "content",
+                "comment_count",
+                "created_at",
+                "updated_at",
+                "deleted",
+                "version",
+            ],
+            Self::Comments => &[
+                "comment_id",
+                "post_id",
+                "author_id",
+                "content",
+                "created_at",
+                "deleted",
+                "version",
+            ],
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, FromRow)]
+pub struct AccountRow {
+    pub nickname: Option<String>,
+    pub version: i64,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, FromRow)]
+pub struct CategoryRow {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub post_count: i32,
+    pub created_at: Option<DateTime<Utc>>,
+    pub version: i64,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, FromRow)]
+pub struct PostRow {
+    pub category_id: Option<String>,
+    pub author_id: Option<String>,
+    pub title: Option<String>,
+    pub content: Option<String>,
+    pub comment_count: i32,
+    pub created_at: Option<DateTime<Utc>>,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub deleted: bool,
+    pub version: i64,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, FromRow)]
+pub struct CommentRow {
+    pub post_id: Option<String>,
+    pub author_id: Option<String>,
+    pub content: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+    pub deleted: bool,
+    pub version: i64,
+}
+
+/// The rows of one batch, by id; each keeps the state it was loaded with, so only changed
+/// rows are written back.
+#[derive(Default)]
+pub struct Rows {
+    pub accounts: BTreeMap<String, AccountRow>,
+    pub categories: BTreeMap<String, CategoryRow>,
+    pub posts: BTreeMap<String, PostRow>,
+    pub comments: BTreeMap<String, CommentRow>,
+    loaded_accounts: BTreeMap<String, AccountRow>,
+    loaded_categories: BTreeMap<String, CategoryRow>,
+    loaded_posts: BTreeMap<String, PostRow>,
+    loaded_comments: BTreeMap<String, CommentRow>,
+}
+
+#[derive(FromRow)]
+struct Keyed<T> {
+    id: String,
+    #[sqlx(flatten)]
+    row: T,
+}
+
+impl Rows {
+    pub fn account(&mut self, id: &str) -> &mut AccountRow {
+        self.accounts.entry(id.to_string()).or_default()
+    }
+    pub fn category(&mut self, id: &str) -> &mut CategoryRow {
+        self.categories.entry(id.to_string()).or_default()
+    }
+    pub fn post(&mut self, id: &str) -> &mut PostRow {
+        self.posts.entry(id.to_string()).or_default()
+    }
+    pub fn comment(&mut self, id: &str) -> &mut CommentRow {
+        self.comments.entry(id.to_string()).or_default()
+    }
+
+    /// Makes sure rows `ids` exist (as placeholders if need be), then locks and loads them.
+    /// Creating them first means the lock is a record lock, not a gap lock that two
+    /// appliers could deadlock on.
+    pub async fn load(
+        &mut self,
+        conn: &mut MySqlConnection,
+        view: View,
+        ids: &BTreeSet<String>,
+    ) -> Result<(), sqlx::Error> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let (table, key) = (view.table(), view.key());
+        let mut insert = QueryBuilder::new(format!("INSERT IGNORE INTO {table} ({key}) "));
+        insert.push_values(ids, |mut b, id| {
+            b.push_bind(id);
+        });
+        insert.build().execute(&mut *conn).await?;
+        let columns = view.columns()[1..].join(", ");
+        let mut select = QueryBuilder::new(format!(
+            "SELECT {key} AS id, {columns} FROM {table} WHERE {key} IN ("
+        ));
+        let mut list = select.separated(", ");
+        for id in ids {
+            list.push_bind(id);
+        }
+        select.push(") FOR UPDATE");
+        match view {
+            View::Accounts => {
+                for k in select
+                    .build_query_as::<Keyed<AccountRow>>()
+                    .fetch_all(&mut *conn)
+                    .await?
+                {
+                    self.loaded_accounts.insert(k.id.clone(), k.row.clone());
+                    self.accounts.insert(k.id, k.row);
+                }
+            }
+            View::Categories => {
+                for k in select
+                    .build_query_as::<Keyed<CategoryRow>>()
+                    .fetch_all(&mut *conn)
+                    .await?
+                {
+                    self.loaded_categories.insert(k.id.clone(), k.row.clone());
+                    self.categories.insert(k.id, k.row);
+                }
+            }
+            View::Posts => {
+                for k in select
+                    .build_query_as::<Keyed<PostRow>>()
+                    .fetch_all(&mut *conn)
+                    .await?
+                {
+                    self.loaded_posts.insert(k.id.clone(), k.row.clone());
+                    self.posts.insert(k.id, k.row);
+                }
+            }
+            View::Comments => {
+                for k in select
+                    .build_query_as::<Keyed<CommentRow>>()
+                    .fetch_all(&mut *conn)
+                    .await?
+                {
+                    self.loaded_comments.insert(k.id.clone(), k.row.clone());
+                    self.comments.insert(k.id, k.row);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes back the rows that changed, a few hundred per statement.
+    pub async fn write(&self, conn: &mut MySqlConnection) -> Result<(), sqlx::Error> {
+        let accounts = changed(&self.accounts, &self.loaded_accounts);
+        upsert(conn, View::Accounts, &accounts, |mut b, (id, r)| {
+            b.push_bind(id.as_str())
+                .push_bind(&r.nickname)
+                .push_bind(r.version);
+        })
+        .await?;
+        let categories = changed(&self.categories, &self.loaded_categories);
+        upsert(conn, View::Categories, &categories, |mut b, (id, r)| {
+            b.push_bind(id.as_str())
+                .push_bind(&r.name)
+                .push_bind(&r.description)
+                .push_bind(r.post_count)
+                .push_bind(r.created_at)
+                .push_bind(r.version);
+        })
+        .await?;
+        let posts = changed(&self.posts, &self.loaded_posts);
+        upsert(conn, View::Posts, &posts, |mut b, (id, r)| {
+            b.push_bind(id.as_str())
+                .push_bind(&r.category_id)
+                .push_bind(&r.author_id)
+                .push_bind(&r.title)
+                .push_bind(&r.content)
+                .push_bind(r.comment_count)
+                .push_bind(r.created_at)
+                .push_bind(r.updated_at)
+                .push_bind(r.deleted)
+                .push_bind(r.version);
+        })
+        .await?;
+        let comments = changed(&self.comments, &self.loaded_comments);
+        upsert(conn, View::Comments, &comments, |mut b, (id, r)| {
+            b.push_bind(id.as_str())
+                .push_bind(&r.post_id)
+                .push_bind(&r.author_id)
+                .push_bind(&r.content)
+                .push_bind(r.created_at)
+                .push_bind(r.deleted)
+                .push_bind(r.version);
+        })
+        .await
+    }
+}
+
+fn changed<'a, T: PartialEq>(
+    rows: &'a BTreeMap<String, T>,
+    loaded: &BTreeMap<String, T>,
+) -> Vec<(&'a String, &'a T)> {
+    rows.iter()
+        .filter(|(id, row)| loaded.get(*id) != Some(*row))
+        .collect()
+}
+
+const ROWS_PER_STATEMENT: usize = 500;
+
+async fn upsert<'a, T: 'a>(
+    conn: &mut MySqlConnection,
+    view: View,
+    rows: &[(&'a String, &'a T)],
+    bind: impl Fn(sqlx::query_builder::Separated<'_, 'a, sqlx::MySql, &'static str>, &(&'a String, &'a T))
+        + Copy,
+) -> Result<(), sqlx::Error> {
+    let columns = view.columns();
+    let updates = columns[1..]
+        .iter()
+        .map(|c| format!("{c} = VALUES({c})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = QueryBuilder::new(format!(
+            "INSERT INTO {} ({}) ",
+            view.table(),
+            columns.join(", ")
+        ));
+        insert.push_values(chunk, bind);
+        insert.push(format!(" ON DUPLICATE KEY UPDATE {updates}"));
+        insert.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
