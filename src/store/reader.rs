@@ -77,58 +77,62 @@ pub async fn read_filtered(
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
     // xid8 has no binary mapping in sqlx; it travels as text, under another name than the
     // column's: ORDER BY would otherwise sort by the text ("10" before "9").
-    let rows = sqlx::query(
+    let sql = format!(
         "SELECT transaction_id::text AS txid, global_position, aggregate_type,
                 aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at
            FROM events
           WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
             AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-            AND ($4::text IS NULL OR aggregate_type = $4)
-            AND ($5::text IS NULL OR aggregate_id = $5)
-            AND ($6::text[] IS NULL OR event_type = ANY($6))
-            AND ($7::timestamptz IS NULL OR recorded_at >= $7)
-            AND ($8::timestamptz IS NULL OR recorded_at < $8)
-            AND ($9::bigint IS NULL OR global_position >= $9)
-            AND ($10::bigint IS NULL OR global_position <= $10)
+            AND {}
           ORDER BY transaction_id, global_position
           LIMIT $3",
-    )
-    .bind(after.transaction_id.to_string())
-    .bind(after.global_position)
-    .bind(limit)
-    .bind(&filter.aggregate_type)
-    .bind(&filter.aggregate_id)
-    .bind(&filter.event_types)
-    .bind(filter.since)
-    .bind(filter.until)
-    .bind(filter.from_position)
-    .bind(filter.to_position)
-    .fetch_all(pool)
-    .await?;
+        Filter::CLAUSE_FROM_4
+    );
+    let query = sqlx::query(&sql)
+        .bind(after.transaction_id.to_string())
+        .bind(after.global_position)
+        .bind(limit);
+    let rows = filter.bind(query).fetch_all(pool).await?;
     rows.iter().map(decode).collect()
 }
 
 /// How many events `filter` admits, for progress reports.
 pub async fn count(pool: &PgPool, filter: &Filter) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM events
-          WHERE ($1::text IS NULL OR aggregate_type = $1)
-            AND ($2::text IS NULL OR aggregate_id = $2)
-            AND ($3::text[] IS NULL OR event_type = ANY($3))
-            AND ($4::timestamptz IS NULL OR recorded_at >= $4)
-            AND ($5::timestamptz IS NULL OR recorded_at < $5)
-            AND ($6::bigint IS NULL OR global_position >= $6)
-            AND ($7::bigint IS NULL OR global_position <= $7)",
-    )
-    .bind(&filter.aggregate_type)
-    .bind(&filter.aggregate_id)
-    .bind(&filter.event_types)
-    .bind(filter.since)
-    .bind(filter.until)
-    .bind(filter.from_position)
-    .bind(filter.to_position)
-    .fetch_one(pool)
-    .await
+    // Numbered from $4 like the reader's; $1..$3 are bound to nothing-filters.
+    let sql = format!(
+        "SELECT count(*) FROM events WHERE $1::int IS NULL AND $2::int IS NULL AND $3::int IS NULL AND {}",
+        Filter::CLAUSE_FROM_4
+    );
+    let query = sqlx::query(&sql)
+        .bind(None::<i32>)
+        .bind(None::<i32>)
+        .bind(None::<i32>);
+    filter.bind(query).fetch_one(pool).await?.try_get(0)
+}
+
+impl Filter {
+    /// The filter as SQL, its parameters numbered $4 to $10 (see [`Filter::bind`]).
+    const CLAUSE_FROM_4: &'static str = "($4::text IS NULL OR aggregate_type = $4)
+            AND ($5::text IS NULL OR aggregate_id = $5)
+            AND ($6::text[] IS NULL OR event_type = ANY($6))
+            AND ($7::timestamptz IS NULL OR recorded_at >= $7)
+            AND ($8::timestamptz IS NULL OR recorded_at < $8)
+            AND ($9::bigint IS NULL OR global_position >= $9)
+            AND ($10::bigint IS NULL OR global_position <= $10)";
+
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.aggregate_type)
+            .bind(&self.aggregate_id)
+            .bind(&self.event_types)
+            .bind(self.since)
+            .bind(self.until)
+            .bind(self.from_position)
+            .bind(self.to_position)
+    }
 }
 
 /// One aggregate's events in sequence order, upcast.

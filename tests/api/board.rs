@@ -3,7 +3,7 @@
 use axum::http::StatusCode;
 use serde_json::json;
 
-use crate::common::TestApp;
+use crate::common::{Board, TestApp};
 
 #[tokio::test]
 async fn admins_create_categories_members_may_not() {
@@ -183,10 +183,12 @@ async fn posting_checks_the_category_and_the_fields() {
 #[tokio::test]
 async fn the_author_edits_a_post_and_gets_it_back_with_its_new_version() {
     let app = TestApp::spawn().await;
-    let admin = app.admin().await;
-    let ann = app.member("ann@example.com", "ann").await;
-    let category = app.category(&admin, "Rust").await;
-    let post = app.post_in(&ann, &category).await;
+    let Board {
+        ann,
+        category,
+        post,
+        ..
+    } = app.with_post().await;
     let res = app
         .patch(&format!("/board/posts/{post}"))
         .bearer(&ann.token)
@@ -259,10 +261,7 @@ async fn edits_are_refused_to_others_to_stale_versions_and_to_bad_bodies() {
 #[tokio::test]
 async fn racing_edits_on_one_version_never_both_win() {
     let app = TestApp::spawn().await;
-    let admin = app.admin().await;
-    let ann = app.member("ann@example.com", "ann").await;
-    let category = app.category(&admin, "Rust").await;
-    let post = app.post_in(&ann, &category).await;
+    let Board { ann, post, .. } = app.with_post().await;
     let path = format!("/board/posts/{post}");
     let edits = (0..10).map(|i| {
         app.patch(&path)
@@ -291,10 +290,7 @@ async fn racing_edits_on_one_version_never_both_win() {
 async fn racing_edits_without_if_match_each_apply_to_fresh_state() {
     // Every edit that answers 200 recorded exactly one event; every 409 recorded none.
     let app = TestApp::spawn().await;
-    let admin = app.admin().await;
-    let ann = app.member("ann@example.com", "ann").await;
-    let category = app.category(&admin, "Rust").await;
-    let post = app.post_in(&ann, &category).await;
+    let Board { ann, post, .. } = app.with_post().await;
     let path = format!("/board/posts/{post}");
     let edits = (0..10).map(|i| {
         app.patch(&path)
@@ -370,10 +366,7 @@ async fn the_author_or_an_admin_deletes_a_post_once() {
 #[tokio::test]
 async fn comments_go_on_live_posts_only() {
     let app = TestApp::spawn().await;
-    let admin = app.admin().await;
-    let ann = app.member("ann@example.com", "ann").await;
-    let category = app.category(&admin, "Rust").await;
-    let post = app.post_in(&ann, &category).await;
+    let Board { ann, post, .. } = app.with_post().await;
     let res = app
         .post(&format!("/board/posts/{post}/comments"))
         .bearer(&ann.token)

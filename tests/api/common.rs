@@ -199,6 +199,20 @@ impl TestApp {
         res.json()["postId"].as_str().unwrap().to_string()
     }
 
+    /// The usual starting point: Ann (a verified member) and her post in a category that
+    /// the configured admin created.
+    pub async fn with_post(&self) -> Board {
+        let admin = self.admin().await;
+        let ann = self.member("ann@example.com", "ann").await;
+        let category = self.category(&admin, "Rust").await;
+        let post = self.post_in(&ann, &category).await;
+        Board {
+            ann,
+            category,
+            post,
+        }
+    }
+
     /// Every stored event as (aggregate type, event type, payload, metadata), in global order.
     pub async fn events(&self) -> Vec<(String, String, Value, Value)> {
         sqlx::query_as(
@@ -216,6 +230,12 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
+
+pub struct Board {
+    pub ann: Member,
+    pub category: String,
+    pub post: String,
 }
 
 pub struct Member {

@@ -77,13 +77,7 @@ async fn status_reports_positions_and_lag_as_json() {
 #[tokio::test]
 async fn an_interrupted_rebuild_leaves_the_live_read_model_untouched_and_a_rerun_completes() {
     let pipeline = Pipeline::new(2).await;
-    {
-        let _relay = pipeline.start_relay();
-        let _projector = pipeline.start_projector();
-        let admin = pipeline.app.admin().await;
-        pipeline.app.category(&admin, "Rust").await;
-        pipeline.converged().await;
-    }
+    pipeline.seed_and_project().await;
     bulk_events(&pipeline, 30_000, 10).await;
     let before = snapshot::take(&pipeline.read_pool).await.unwrap();
 
@@ -165,13 +159,7 @@ async fn a_rebuild_while_commands_arrive_ends_equal_to_the_live_model() {
 #[tokio::test]
 async fn verify_prints_differences_and_exits_non_zero() {
     let pipeline = Pipeline::new(1).await;
-    {
-        let _relay = pipeline.start_relay();
-        let _projector = pipeline.start_projector();
-        let admin = pipeline.app.admin().await;
-        pipeline.app.category(&admin, "Rust").await;
-        pipeline.converged().await;
-    }
+    pipeline.seed_and_project().await;
     sqlx::query("UPDATE categories_view SET post_count = 42")
         .execute(&pipeline.read_pool)
         .await

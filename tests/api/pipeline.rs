@@ -240,6 +240,16 @@ impl Pipeline {
         panic!("the relay did not publish {count} events");
     }
 
+    /// Runs the relay and projector just long enough to project an admin and a category
+    /// named Rust, then stops them.
+    pub async fn seed_and_project(&self) {
+        let _relay = self.start_relay();
+        let _projector = self.start_projector();
+        let admin = self.app.admin().await;
+        self.app.category(&admin, "Rust").await;
+        self.converged().await;
+    }
+
     /// Waits until the live read model equals one rebuilt from the event store, and
     /// returns its snapshot.
     pub async fn converged(&self) -> snapshot::Snapshot {

@@ -259,13 +259,7 @@ async fn commands_are_accepted_with_the_broker_and_mysql_down() {
 #[tokio::test]
 async fn queries_answer_from_mysql_while_postgresql_is_down() {
     let pipeline = Pipeline::new(1).await;
-    {
-        let _relay = pipeline.start_relay();
-        let _projector = pipeline.start_projector();
-        let admin = pipeline.app.admin().await;
-        pipeline.app.category(&admin, "Rust").await;
-        pipeline.converged().await;
-    }
+    pipeline.seed_and_project().await;
     // The same read models behind an application whose PostgreSQL is unreachable.
     let offline = TestApp::on_database(
         "postgres://board:board@127.0.0.1:1/board",
