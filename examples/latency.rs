@@ -118,7 +118,13 @@ async fn main() -> anyhow::Result<()> {
     let relay =
         tokio::spawn(Relay::new(state.pool.clone(), state.config.kafka()).run(stopped.clone()));
     let projector = tokio::spawn(
-        Projector::new(state.read_pool.clone(), state.config.kafka(), topic.clone()).run(stopped),
+        Projector::new(
+            state.read_pool.clone(),
+            state.pool.clone(),
+            state.config.kafka(),
+            topic.clone(),
+        )
+        .run(stopped),
     );
     let app = board::http::app(state.clone());
 

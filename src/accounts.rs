@@ -132,15 +132,23 @@ impl AccountService {
                 self.forget_unregistered(account_id).await;
                 // The email claim is written with the event; losing that race surfaces as
                 // a conflict on an account id nobody else can have.
-                if matches!(err, CommandError::Conflict)
-                    && !self.email_available(&new.email).await?
-                {
-                    return Err(AccountError::EmailTaken);
+                if matches!(err, CommandError::Conflict) {
+                    let holder =
+                        store::claim_holder(&self.pool, ClaimKind::AccountEmail, &new.email)
+                            .await?;
+                    if holder.is_some_and(|holder| holder != account_id.to_string()) {
+                        return Err(AccountError::EmailTaken);
+                    }
                 }
                 return Err(err.into());
             }
         };
-        if outcome.recorded > 0 {
+        // A retry (nothing recorded) re-sends the link if the first attempt never got to.
+        if outcome.recorded > 0
+            || self
+                .needs_verification_link(account_id, &outcome.state)
+                .await?
+        {
             self.send_verification(account_id, &outcome.state.email)
                 .await?;
         }
@@ -160,6 +168,24 @@ impl AccountService {
         if let Err(error) = result {
             tracing::warn!(%account_id, %error, "could not remove orphaned credentials");
         }
+    }
+
+    /// True for an unverified account without a live verification link.
+    async fn needs_verification_link(
+        &self,
+        account_id: Uuid,
+        account: &Account,
+    ) -> Result<bool, AccountError> {
+        if account.verified {
+            return Ok(false);
+        }
+        let live: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM email_verifications WHERE account_id = $1 AND expires_at > now() LIMIT 1",
+        )
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(live.is_none())
     }
 
     async fn send_verification(&self, account_id: Uuid, email: &str) -> Result<(), AccountError> {

@@ -9,9 +9,6 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-/// Used when `JWT_SECRET` is unset. Fine for a laptop; refused in production.
-pub const DEVELOPMENT_JWT_SECRET: &str = "development-only-secret-do-not-deploy-0123456789";
-
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// `production` refuses to start with development defaults such as the JWT secret.
@@ -66,9 +63,11 @@ pub struct Config {
     #[arg(long, env = "READ_WAIT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub read_wait_timeout: Duration,
 
-    /// Key that signs access and refresh tokens (HMAC-SHA256); at least 32 bytes.
-    #[arg(long, env = "JWT_SECRET", default_value = DEVELOPMENT_JWT_SECRET, hide_default_value = true)]
-    pub jwt_secret: Secret,
+    /// Key that signs access and refresh tokens (HMAC-SHA256); at least 32 bytes. Required
+    /// in production; unset in development, each process makes up a random one (tokens
+    /// then die with the process).
+    #[arg(long, env = "JWT_SECRET")]
+    pub jwt_secret: Option<Secret>,
 
     /// Lifetime of access tokens (`30s`, `15m`, `2h`, `14d`).
     #[arg(long, env = "ACCESS_TOKEN_TTL", default_value = "15m", value_parser = parse_duration)]
@@ -114,13 +113,14 @@ pub struct Config {
 impl Config {
     /// Refuses settings that would be unsafe or cannot work.
     pub fn validate(&self) -> Result<(), String> {
-        if self.environment == Environment::Production
-            && self.jwt_secret.expose() == DEVELOPMENT_JWT_SECRET
-        {
-            return Err("JWT_SECRET must be set in production".into());
-        }
-        if self.jwt_secret.expose().len() < 32 {
-            return Err("JWT_SECRET must be at least 32 bytes".into());
+        match &self.jwt_secret {
+            None if self.environment == Environment::Production => {
+                return Err("JWT_SECRET must be set in production".into());
+            }
+            Some(secret) if secret.expose().len() < 32 => {
+                return Err("JWT_SECRET must be at least 32 bytes".into());
+            }
+            _ => {}
         }
         if self.mail_transport == MailTransport::Smtp && self.smtp_url.is_none() {
             return Err("MAIL_TRANSPORT=smtp needs SMTP_URL".into());
@@ -132,6 +132,23 @@ impl Config {
             return Err("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL (> 0)".into());
         }
         Ok(())
+    }
+
+    /// The key that signs tokens (and keys idempotency fingerprints): JWT_SECRET, or in
+    /// development a random key made once per process.
+    pub fn signing_secret(&self) -> &[u8] {
+        static GENERATED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        match &self.jwt_secret {
+            Some(secret) => secret.expose().as_bytes(),
+            None => GENERATED
+                .get_or_init(|| {
+                    use rand::RngCore;
+                    let mut key = [0u8; 48];
+                    rand::thread_rng().fill_bytes(&mut key);
+                    key.iter().map(|b| format!("{b:02x}")).collect()
+                })
+                .as_bytes(),
+        }
     }
 
     pub fn kafka(&self) -> crate::kafka::KafkaSettings {

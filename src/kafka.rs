@@ -36,7 +36,9 @@ pub fn producer(settings: &KafkaSettings) -> anyhow::Result<FutureProducer> {
         .set("acks", "all")
         .set("compression.type", "lz4")
         .set("linger.ms", "2")
-        .set("message.timeout.ms", "15000")
+        // Never give up on a message: a producer that times messages out leaves gaps in a
+        // partition ("1, 4, 5"). Outages are waited out; the relay's checkpoint waits too.
+        .set("message.timeout.ms", "0")
         .create()
         .context("creating the Kafka producer")
 }

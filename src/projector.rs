@@ -5,7 +5,9 @@
 //! of each partition (`projection_progress`); the Kafka offsets are committed only after
 //! that transaction. A crash between the two redelivers the batch, which changes nothing
 //! (see `projections::projector`). While MySQL is down the batch is kept and retried, so
-//! nothing is skipped; the write side is unaffected. Two projector processes in one group
+//! nothing is skipped; the write side is unaffected. Events missing from the stream (a
+//! producer gave up on them, or the broker no longer keeps them) are fetched from the
+//! event store, so a gap in Kafka never becomes a gap in the read models. Two projector processes in one group
 //! split the partitions between them.
 
 use std::collections::BTreeMap;
@@ -14,13 +16,15 @@ use std::time::Duration;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
-use sqlx::MySqlPool;
+use sqlx::{MySqlPool, PgPool};
 use tokio::sync::watch;
 
-use projections::projector::{self, READ_MODELS};
+use projections::projector::{self, BatchError, Gap, READ_MODELS};
 use projections::Envelope;
 
 use crate::kafka::{self, KafkaSettings};
+use crate::relay::envelope;
+use crate::store::reader;
 
 /// How many messages one MySQL transaction takes at most.
 const BATCH: usize = 500;
@@ -37,6 +41,8 @@ struct Received {
 
 pub struct Projector {
     pool: MySqlPool,
+    /// The event store, to fetch events missing from the stream (see `fill`).
+    store: PgPool,
     settings: KafkaSettings,
     group: String,
     /// Names this member in `projection_progress.updated_by`.
@@ -44,10 +50,11 @@ pub struct Projector {
 }
 
 impl Projector {
-    pub fn new(pool: MySqlPool, settings: KafkaSettings, group: String) -> Self {
+    pub fn new(pool: MySqlPool, store: PgPool, settings: KafkaSettings, group: String) -> Self {
         let member = format!("{}:{}", hostname(), std::process::id());
         Self {
             pool,
+            store,
             settings,
             group,
             member,
@@ -110,30 +117,66 @@ impl Projector {
         }
     }
 
-    /// Applies a batch and records progress, in one transaction.
-    async fn apply(&self, batch: &[Received]) -> Result<(), sqlx::Error> {
-        let events: Vec<Envelope> = batch.iter().filter_map(|r| r.event.clone()).collect();
-        let mut tx = self.pool.begin().await?;
-        projector::apply_batch(&mut tx, &events).await?;
-        let mut last_per_partition: BTreeMap<i32, (i64, &Envelope)> = BTreeMap::new();
-        for received in batch {
-            if let Some(event) = &received.event {
-                last_per_partition.insert(received.partition, (received.offset, event));
+    /// Applies a batch and records progress, in one transaction. Events missing from the
+    /// stream are fetched from the event store and applied in their place.
+    async fn apply(&self, batch: &[Received]) -> anyhow::Result<()> {
+        let mut events: Vec<Envelope> = batch.iter().filter_map(|r| r.event.clone()).collect();
+        loop {
+            let mut tx = self.pool.begin().await?;
+            projector::share_lock(&mut tx).await?;
+            match projector::apply_batch(&mut tx, &events).await {
+                Ok(_) => {}
+                Err(BatchError::Gap(gap)) => {
+                    drop(tx);
+                    let missing = self.fill(&gap).await?;
+                    events.splice(gap.index..gap.index, missing);
+                    continue;
+                }
+                Err(BatchError::Database(error)) => return Err(error.into()),
             }
+            let mut last_per_partition: BTreeMap<i32, (i64, &Envelope)> = BTreeMap::new();
+            for received in batch {
+                if let Some(event) = &received.event {
+                    last_per_partition.insert(received.partition, (received.offset, event));
+                }
+            }
+            for (partition, (offset, event)) in last_per_partition {
+                projector::record_progress(
+                    &mut tx,
+                    READ_MODELS,
+                    &self.settings.topic,
+                    partition,
+                    offset + 1,
+                    event,
+                    &self.member,
+                )
+                .await?;
+            }
+            return Ok(tx.commit().await?);
         }
-        for (partition, (offset, event)) in last_per_partition {
-            projector::record_progress(
-                &mut tx,
-                READ_MODELS,
-                &self.settings.topic,
-                partition,
-                offset + 1,
-                event,
-                &self.member,
-            )
-            .await?;
-        }
-        tx.commit().await
+    }
+
+    /// The events of a gap, from the event store (the source of truth).
+    async fn fill(&self, gap: &Gap) -> anyhow::Result<Vec<Envelope>> {
+        tracing::warn!(
+            aggregate = %gap.aggregate_id, from = gap.from, to = gap.to,
+            "events missing from the stream; fetching them from the event store"
+        );
+        let missing: Vec<Envelope> =
+            reader::aggregate_events(&self.store, &gap.aggregate_type, &gap.aggregate_id)
+                .await?
+                .iter()
+                .filter(|e| (gap.from..=gap.to).contains(&e.sequence))
+                .map(envelope)
+                .collect();
+        anyhow::ensure!(
+            missing.len() as i64 == gap.to - gap.from + 1,
+            "the event store lacks events {}..={} of {}",
+            gap.from,
+            gap.to,
+            gap.aggregate_id
+        );
+        Ok(missing)
     }
 }
 

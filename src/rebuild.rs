@@ -7,14 +7,15 @@
 //! neither). While it runs, the live projector keeps the old tables current, so the query
 //! API answers throughout.
 //!
-//! Hand-over: every event the live projector applied to the old tables was readable in
-//! the store before the swap, so after the swap the rebuild replays the store once more
-//! from where it stopped. Events that both apply are applied once, because every row
-//! remembers its version (see `projections::projector`).
+//! Hand-over: for its last catch-up and the swap, the rebuild holds the projection's lock
+//! exclusively, which the live projector takes in shared mode for every batch. So the live
+//! projector pauses between two batches; every event it had applied was readable in the
+//! store before that, so the last catch-up has it too. After the swap the live projector
+//! goes on where it was: what the rebuild already applied, it finds applied (every row
+//! remembers its version), and nothing is missing. Reads never go backwards.
 //!
 //! Interrupting (Ctrl-C) before the swap drops the shadow database and leaves the live
-//! read model untouched; the hand-over after the swap is short and not interruptible.
-//! A run starts by dropping whatever an interrupted run left behind.
+//! read model untouched. A run starts by dropping whatever an interrupted run left behind.
 
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,8 @@ use sqlx::mysql::MySqlPoolOptions;
 use sqlx::{MySqlPool, PgPool};
 use tokio::sync::watch;
 
-use projections::{projector, snapshot};
+use projections::projector::{self, BatchError};
+use projections::snapshot;
 
 use crate::databases::{database_name, with_database};
 use crate::relay::envelope;
@@ -82,10 +84,11 @@ async fn apply_with_retry(
         let result = projector::apply_batch(&mut tx, events).await;
         match result {
             Ok(_) => return Ok(tx.commit().await?),
-            Err(error) if projector::is_retryable(&error) && attempt < 10 => {
+            Err(BatchError::Database(error)) if projector::is_retryable(&error) && attempt < 10 => {
                 attempt += 1;
                 tracing::debug!(%error, attempt, "retrying a batch after a lock conflict");
             }
+            // The store is read in global order, so a gap here is a bug, not a lost message.
             Err(error) => return Err(error.into()),
         }
     }
@@ -99,7 +102,7 @@ pub async fn replay_into(source: &PgPool, target: &MySqlPool) -> anyhow::Result<
 
 #[derive(Debug)]
 pub enum RebuildOutcome {
-    /// The new tables are live. `events` counts every event applied, hand-over included.
+    /// The new tables are live. `events` counts every event applied.
     Swapped { events: u64, elapsed: Duration },
     /// Interrupted before the swap: the live read model is untouched.
     Interrupted,
@@ -140,8 +143,19 @@ pub async fn rebuild(
             }
         }
     }
-    shadow_pool.close().await;
 
+    // Pause the live projector between batches, catch up the last events, swap.
+    // RENAME TABLE commits implicitly, so the lock is held on a connection of its own.
+    let mut lock = admin.begin().await?;
+    sqlx::query("SELECT projection FROM projection_locks WHERE projection = ? FOR UPDATE")
+        .bind(projector::READ_MODELS)
+        .fetch_optional(&mut *lock)
+        .await?;
+    let (last, _) = replay(source, &shadow_pool, checkpoint, progress, None)
+        .await?
+        .expect("no cancel signal was given");
+    events += last;
+    shadow_pool.close().await;
     sqlx::query(&format!("CREATE DATABASE {}", quoted(&previous)?))
         .execute(&admin)
         .await?;
@@ -161,19 +175,16 @@ pub async fn rebuild(
         .execute(&admin)
         .await
         .context("swapping the rebuilt tables in")?;
+    lock.commit().await?;
     tracing::info!(
         events,
-        "rebuilt tables swapped in; handing over to the live projector"
+        "rebuilt tables swapped in; the live projector goes on from here"
     );
-
-    let (handed_over, _) = replay(source, &admin, checkpoint, progress, None)
-        .await?
-        .expect("no cancel signal was given");
     for database in [&shadow, &previous] {
         drop_database(&admin, database).await?;
     }
     Ok(RebuildOutcome::Swapped {
-        events: events + handed_over,
+        events,
         elapsed: started.elapsed(),
     })
 }

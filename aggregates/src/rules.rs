@@ -5,8 +5,18 @@
 
 use crate::FieldError;
 
-/// Checks `value`'s length in characters (not bytes) and that it is not blank.
+/// Checks `value`'s length in characters (not bytes), that it is not blank, and that it
+/// holds no control characters but line breaks and tabs (NUL cannot even be stored).
 fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<(), FieldError> {
+    if value
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
+    }
     let len = value.chars().count();
     if len < min || len > max {
         return Err(FieldError::new(
@@ -62,6 +72,12 @@ pub fn normalize_email(value: &str) -> String {
 }
 
 pub fn password(value: &str) -> Result<(), FieldError> {
+    if value.contains('\0') {
+        return Err(FieldError::new(
+            "password",
+            "must not contain NUL characters",
+        ));
+    }
     let len = value.chars().count();
     if !(8..=128).contains(&len) {
         return Err(FieldError::new("password", "must be 8 to 128 characters"));
@@ -163,6 +179,14 @@ mod tests {
         assert!(post_content(&"c".repeat(20_001)).is_err());
         assert!(comment_content(&"c".repeat(2_001)).is_err());
         assert_eq!(comment_content(&"c".repeat(2_000)), Ok(()));
+    }
+
+    #[test]
+    fn control_characters_are_refused_but_line_breaks_are_not() {
+        assert!(post_title("a\u{0}b").is_err());
+        assert!(category_name("bell\u{7}").is_err());
+        assert!(password("12345678\u{0}").is_err());
+        assert_eq!(post_content("line one\nline two\ttabbed"), Ok(()));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Applies events to the read models, a batch at a time.
 //!
 //! Idempotent and convergent: each row remembers the sequence of the last event of its own
-//! aggregate applied to it (`version`), and an event is applied only if it is newer. The
+//! aggregate applied to it (`version`). An event at `version + 1` is applied; an older one
+//! is a duplicate and changes nothing; a newer one means events are missing (a producer
+//! dropped them, or the broker no longer has them), and the batch stops with a [`Gap`]
+//! so the caller can fetch them from the event store: nothing is ever skipped. The
 //! rows a batch touches are locked while it is decided, so two projectors briefly sharing
 //! a partition during a rebalance (or a rebuild handing over to the live projector) cannot
 //! both apply one event. Counters (a category's posts, a post's comments) change only
@@ -73,11 +76,31 @@ fn decode(event: &Envelope) -> Decoded {
     })
 }
 
-/// Applies `events`, in order, inside the caller's transaction.
+/// Events of one aggregate that must be applied before `events[index]`: sequences
+/// `from..=to` of `aggregate_type` `aggregate_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub index: usize,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub from: i64,
+    pub to: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("events {} to {} of {} {} are missing before this batch", .0.from, .0.to, .0.aggregate_type, .0.aggregate_id)]
+    Gap(Gap),
+}
+
+/// Applies `events`, in order, inside the caller's transaction. On a [`Gap`] nothing has
+/// been written; roll back, put the missing events in front, and apply again.
 pub async fn apply_batch(
     conn: &mut MySqlConnection,
     events: &[Envelope],
-) -> Result<Applied, sqlx::Error> {
+) -> Result<Applied, BatchError> {
     let decoded: Vec<Decoded> = events.iter().map(decode).collect();
     let mut rows = Rows::default();
 
@@ -116,8 +139,8 @@ pub async fn apply_batch(
     rows.load(conn, View::Accounts, &account_ids).await?;
 
     let mut outcome = Applied::default();
-    for (event, decoded) in events.iter().zip(decoded) {
-        let applied = match decoded {
+    for (index, (event, decoded)) in events.iter().zip(decoded).enumerate() {
+        let step = match decoded {
             Decoded::Skip => {
                 outcome.skipped += 1;
                 continue;
@@ -127,60 +150,81 @@ pub async fn apply_batch(
             Decoded::Post(e) => apply_post(&mut rows, event, e),
             Decoded::Comment(e) => apply_comment(&mut rows, event, e),
         };
-        if applied {
-            outcome.applied += 1;
-        } else {
-            outcome.duplicates += 1;
+        match step {
+            Step::Applied => outcome.applied += 1,
+            Step::Duplicate => outcome.duplicates += 1,
+            Step::Missing { from } => {
+                return Err(BatchError::Gap(Gap {
+                    index,
+                    aggregate_type: event.aggregate_type.clone(),
+                    aggregate_id: event.aggregate_id.clone(),
+                    from,
+                    to: event.sequence - 1,
+                }));
+            }
         }
     }
     rows.write(conn).await?;
     Ok(outcome)
 }
 
-/// Applies one event; see [`apply_batch`].
-pub async fn apply(conn: &mut MySqlConnection, event: &Envelope) -> Result<Applied, sqlx::Error> {
-    apply_batch(conn, std::slice::from_ref(event)).await
+/// What one event does to its row.
+enum Step {
+    Applied,
+    Duplicate,
+    /// Sequences `from..event.sequence` have not been applied yet.
+    Missing {
+        from: i64,
+    },
 }
 
-/// True when `event` is newer than the row's version; the caller then applies it.
-fn newer(version: &mut i64, event: &Envelope) -> bool {
+/// Decides by the row's version; on [`Step::Applied`] the version has moved and the caller
+/// applies the event's changes.
+fn next(version: &mut i64, event: &Envelope) -> Step {
     if event.sequence <= *version {
-        return false;
+        Step::Duplicate
+    } else if event.sequence > *version + 1 {
+        Step::Missing { from: *version + 1 }
+    } else {
+        *version = event.sequence;
+        Step::Applied
     }
-    *version = event.sequence;
-    true
 }
 
-fn apply_account(rows: &mut Rows, event: &Envelope, payload: AccountEvent) -> bool {
+/// Returns early from an `apply_*` unless the event is the row's next one.
+macro_rules! unless_next {
+    ($version:expr, $event:expr) => {
+        match next(&mut $version, $event) {
+            Step::Applied => {}
+            other => return other,
+        }
+    };
+}
+
+fn apply_account(rows: &mut Rows, event: &Envelope, payload: AccountEvent) -> Step {
     let row = rows.account(&event.aggregate_id);
-    if !newer(&mut row.version, event) {
-        return false;
-    }
+    unless_next!(row.version, event);
     if let AccountEvent::AccountRegistered { nickname, .. } = payload {
         row.nickname = Some(nickname);
     }
-    true
+    Step::Applied
 }
 
-fn apply_category(rows: &mut Rows, event: &Envelope, payload: CategoryEvent) -> bool {
+fn apply_category(rows: &mut Rows, event: &Envelope, payload: CategoryEvent) -> Step {
     let row = rows.category(&event.aggregate_id);
-    if !newer(&mut row.version, event) {
-        return false;
-    }
+    unless_next!(row.version, event);
     let CategoryEvent::CategoryCreated {
         name, description, ..
     } = payload;
     row.name = Some(name);
     row.description = Some(description);
     row.created_at = Some(event.recorded_at);
-    true
+    Step::Applied
 }
 
-fn apply_post(rows: &mut Rows, event: &Envelope, payload: PostEvent) -> bool {
+fn apply_post(rows: &mut Rows, event: &Envelope, payload: PostEvent) -> Step {
     let row = rows.post(&event.aggregate_id);
-    if !newer(&mut row.version, event) {
-        return false;
-    }
+    unless_next!(row.version, event);
     match payload {
         PostEvent::PostCreated {
             category_id,
@@ -212,14 +256,12 @@ fn apply_post(rows: &mut Rows, event: &Envelope, payload: PostEvent) -> bool {
             }
         }
     }
-    true
+    Step::Applied
 }
 
-fn apply_comment(rows: &mut Rows, event: &Envelope, payload: CommentEvent) -> bool {
+fn apply_comment(rows: &mut Rows, event: &Envelope, payload: CommentEvent) -> Step {
     let row = rows.comment(&event.aggregate_id);
-    if !newer(&mut row.version, event) {
-        return false;
-    }
+    unless_next!(row.version, event);
     match payload {
         CommentEvent::CommentAdded {
             post_id,
@@ -239,7 +281,18 @@ fn apply_comment(rows: &mut Rows, event: &Envelope, payload: CommentEvent) -> bo
             }
         }
     }
-    true
+    Step::Applied
+}
+
+/// Takes the projection's lock in shared mode for the caller's transaction: the live
+/// projector does this first in every batch, so that a rebuild (which takes it
+/// exclusively) can swap tables between two batches, never during one.
+pub async fn share_lock(conn: &mut MySqlConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT projection FROM projection_locks WHERE projection = ? LOCK IN SHARE MODE")
+        .bind(READ_MODELS)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Records how far a projector has come on a partition, in the caller's transaction.

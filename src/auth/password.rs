@@ -1,13 +1,26 @@
-//! Password hashing with Argon2id. Hashing is deliberately slow, so it runs on the blocking
-//! thread pool rather than stalling the async workers.
+//! Password hashing with Argon2id. Hashing is deliberately slow and takes 19 MiB, so it
+//! runs on the blocking thread pool (not on the async workers), a few at a time: a burst
+//! of log-ins queues instead of exhausting memory.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use std::sync::OnceLock;
 
+use tokio::sync::Semaphore;
+
+/// At most this many hashes at once: two per core keeps every core busy.
+fn hashing_slots() -> &'static Semaphore {
+    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Semaphore::new(cores * 2)
+    })
+}
+
 /// Hashes `password` with a fresh random salt (PHC string format).
 pub async fn hash(password: String) -> anyhow::Result<String> {
+    let _slot = hashing_slots().acquire().await?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -21,6 +34,7 @@ pub async fn hash(password: String) -> anyhow::Result<String> {
 /// Checks `password` against `stored`. With no stored hash (unknown email) it checks
 /// against a fixed dummy so that the answer takes as long either way.
 pub async fn verify(password: String, stored: Option<String>) -> anyhow::Result<bool> {
+    let _slot = hashing_slots().acquire().await?;
     tokio::task::spawn_blocking(move || {
         let known = stored.is_some();
         let stored = stored.unwrap_or_else(|| dummy_hash().to_string());

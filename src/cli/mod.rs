@@ -153,7 +153,7 @@ pub fn build_state(config: Arc<Config>) -> anyhow::Result<AppState> {
         .connect_lazy(config.read_database_url.expose())?;
     let buses = Arc::new(CommandBuses::new(pool.clone()));
     let tokens = TokenIssuer::new(
-        config.jwt_secret.expose().as_bytes(),
+        config.signing_secret(),
         config.access_token_ttl,
         config.refresh_token_ttl,
     );

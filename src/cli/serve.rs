@@ -19,6 +19,11 @@ use crate::store;
 /// finish; the relay and the projector stop between batches.
 pub async fn serve(config: Arc<Config>, components: &[Component]) -> anyhow::Result<()> {
     let state = build_state(config.clone())?;
+    if config.jwt_secret.is_none() {
+        tracing::warn!(
+            "JWT_SECRET is unset: tokens are signed with a random key and die with this process"
+        );
+    }
     migrate_or_defer(&state).await?;
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -29,6 +34,7 @@ pub async fn serve(config: Arc<Config>, components: &[Component]) -> anyhow::Res
     if components.contains(&Component::Projector) {
         let projector = Projector::new(
             state.read_pool.clone(),
+            state.pool.clone(),
             config.kafka(),
             config.projector_group.clone(),
         );

@@ -52,7 +52,13 @@ async fn sign_up(
     headers: HeaderMap,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let idempotent = IdempotentRequest::new(&headers, "anonymous".into(), "/signup", &body.raw)?;
+    let idempotent = IdempotentRequest::new(
+        &headers,
+        "anonymous".into(),
+        "/signup",
+        &body.raw,
+        state.config.signing_secret(),
+    )?;
     let mut fields = Fields::new(body);
     let email = fields.required("email", rules::email);
     let password = fields.required("password", rules::password);

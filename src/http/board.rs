@@ -78,7 +78,13 @@ async fn create_category(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let scope = actor.account_id.to_string();
-    let idempotent = IdempotentRequest::new(&headers, scope, "/board/categories", &body.raw)?;
+    let idempotent = IdempotentRequest::new(
+        &headers,
+        scope,
+        "/board/categories",
+        &body.raw,
+        state.config.signing_secret(),
+    )?;
     if !actor.is_admin() {
         return Err(ApiError::forbidden("only admins may create categories"));
     }
@@ -137,7 +143,13 @@ async fn create_post(
     let path = format!("/board/categories/{category_id}/posts");
     let category_id = parse_id("categoryId", &category_id)?;
     let scope = actor.account_id.to_string();
-    let idempotent = IdempotentRequest::new(&headers, scope, &path, &body.raw)?;
+    let idempotent = IdempotentRequest::new(
+        &headers,
+        scope,
+        &path,
+        &body.raw,
+        state.config.signing_secret(),
+    )?;
     let mut fields = Fields::new(body);
     let title = fields.required("title", rules::post_title);
     let content = fields.required("content", rules::post_content);
@@ -250,7 +262,13 @@ async fn add_comment(
     let path = format!("/board/posts/{post_id}/comments");
     let post_id = parse_id("postId", &post_id)?;
     let scope = actor.account_id.to_string();
-    let idempotent = IdempotentRequest::new(&headers, scope, &path, &body.raw)?;
+    let idempotent = IdempotentRequest::new(
+        &headers,
+        scope,
+        &path,
+        &body.raw,
+        state.config.signing_secret(),
+    )?;
     let mut fields = Fields::new(body);
     let content = fields.required("content", rules::comment_content);
     fields.finish()?;

@@ -18,6 +18,8 @@ use super::{ApiError, AppState};
 
 pub const EVENT_POSITION: HeaderName = HeaderName::from_static("event-position");
 const POLL: Duration = Duration::from_millis(10);
+/// Each position polls MySQL until it is reached; a request may not ask for many.
+const MAX_POSITIONS: usize = 10;
 
 /// The header value that names `version` of aggregate `id`.
 pub fn event_position(
@@ -63,7 +65,9 @@ where
         let state = AppState::from_ref(state);
         let mut positions = Vec::new();
         for value in parts.headers.get_all(EVENT_POSITION) {
-            let text = value.to_str().unwrap_or("");
+            let text = value
+                .to_str()
+                .map_err(|_| ApiError::bad_request("Event-Position must be ASCII"))?;
             for token in text.split(',').filter(|t| !t.trim().is_empty()) {
                 positions.push(parse(token).ok_or_else(|| {
                     ApiError::bad_request(format!(
@@ -72,6 +76,11 @@ where
                     ))
                 })?);
             }
+        }
+        if positions.len() > MAX_POSITIONS {
+            return Err(ApiError::bad_request(format!(
+                "at most {MAX_POSITIONS} Event-Position values per request"
+            )));
         }
         let deadline = Instant::now() + state.config.read_wait_timeout;
         for position in positions {

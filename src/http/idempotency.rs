@@ -8,14 +8,20 @@
 //! is replayed as it was, marked `Idempotent-Replayed: true`. Errors are not saved: a
 //! retry after one runs again (for the same id), which is what a client retrying wants.
 //! A key reused for a different request (other path or body) gets 422.
+//!
+//! Requests with the same key queue on the key's row lock, so a retry sent while the
+//! first attempt is still running waits for it and gets its response. The fingerprint is
+//! an HMAC under a server secret: bodies hold passwords, and a plain hash of one could be
+//! brute-forced from a database dump.
 
 use std::future::Future;
 
 use axum::body::{to_bytes, Body};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
-use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::ApiError;
@@ -23,7 +29,12 @@ use super::ApiError;
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 const REPLAYED: &str = "idempotent-replayed";
 /// Response headers worth replaying; the rest (dates, request ids) belong to each answer.
-const KEPT_HEADERS: [HeaderName; 3] = [header::CONTENT_TYPE, header::LOCATION, header::ETAG];
+const KEPT_HEADERS: [HeaderName; 4] = [
+    header::CONTENT_TYPE,
+    header::LOCATION,
+    header::ETAG,
+    super::consistency::EVENT_POSITION,
+];
 
 /// A request's claim on idempotent execution: who sent it, under which key, and what
 /// exactly it asked for.
@@ -34,12 +45,14 @@ pub struct IdempotentRequest<'a> {
 }
 
 impl<'a> IdempotentRequest<'a> {
-    /// `scope` is the acting account's id, or `anonymous` before log-in.
+    /// `scope` is the acting account's id, or `anonymous` before log-in; `secret` keys the
+    /// fingerprint.
     pub fn new(
         headers: &'a HeaderMap,
         scope: String,
         path: &str,
         body: &[u8],
+        secret: &[u8],
     ) -> Result<Self, ApiError> {
         let key = match headers.get(IDEMPOTENCY_KEY) {
             None => None,
@@ -54,15 +67,16 @@ impl<'a> IdempotentRequest<'a> {
                 })?)
             }
         };
-        let mut hasher = Sha256::new();
-        hasher.update(b"POST ");
-        hasher.update(path.as_bytes());
-        hasher.update(b"\n");
-        hasher.update(body);
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+        mac.update(b"POST ");
+        mac.update(path.as_bytes());
+        mac.update(b"\n");
+        mac.update(body);
         Ok(Self {
             scope,
             key,
-            fingerprint: hasher.finalize().to_vec(),
+            fingerprint: mac.finalize().into_bytes().to_vec(),
         })
     }
 
@@ -75,33 +89,35 @@ impl<'a> IdempotentRequest<'a> {
         let Some(key) = self.key else {
             return create(Uuid::now_v7()).await;
         };
-        let reserved: Option<Uuid> = sqlx::query_scalar(
+        // The reservation commits on its own: whatever happens next, every retry of this
+        // key creates (at most) this one resource.
+        sqlx::query(
             "INSERT INTO idempotency_keys (scope, idempotency_key, request_fingerprint, resource_id)
              VALUES ($1, $2, $3, $4)
-             ON CONFLICT (scope, idempotency_key) DO NOTHING
-             RETURNING resource_id",
+             ON CONFLICT (scope, idempotency_key) DO NOTHING",
         )
         .bind(&self.scope)
         .bind(key)
         .bind(&self.fingerprint)
         .bind(Uuid::now_v7())
-        .fetch_optional(pool)
+        .execute(pool)
         .await?;
-        let resource_id = match reserved {
-            Some(id) => id,
-            None => match self.earlier(pool, key).await? {
-                Earlier::Answered(response) => return Ok(response),
-                Earlier::Unanswered(id) => id,
-            },
+        // Held until the response is saved: a concurrent retry waits here for it.
+        let mut lock = pool.begin().await?;
+        let resource_id = match self.earlier(&mut lock, key).await? {
+            Earlier::Answered(response) => return Ok(response),
+            Earlier::Unanswered(id) => id,
         };
         let response = create(resource_id).await?;
-        if response.status().is_success() {
-            return self.save(pool, key, response).await;
+        if !response.status().is_success() {
+            return Ok(response);
         }
+        let response = self.save(&mut lock, key, response).await?;
+        lock.commit().await?;
         Ok(response)
     }
 
-    async fn earlier(&self, pool: &PgPool, key: &str) -> Result<Earlier, ApiError> {
+    async fn earlier(&self, conn: &mut PgConnection, key: &str) -> Result<Earlier, ApiError> {
         type Row = (
             Vec<u8>,
             Uuid,
@@ -111,11 +127,12 @@ impl<'a> IdempotentRequest<'a> {
         );
         let (fingerprint, resource_id, status, headers, body): Row = sqlx::query_as(
             "SELECT request_fingerprint, resource_id, response_status, response_headers, response_body
-               FROM idempotency_keys WHERE scope = $1 AND idempotency_key = $2",
+               FROM idempotency_keys WHERE scope = $1 AND idempotency_key = $2
+                FOR UPDATE",
         )
         .bind(&self.scope)
         .bind(key)
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await?;
         if fingerprint != self.fingerprint {
             return Err(ApiError::new(
@@ -148,7 +165,7 @@ impl<'a> IdempotentRequest<'a> {
 
     async fn save(
         &self,
-        pool: &PgPool,
+        conn: &mut PgConnection,
         key: &str,
         response: Response,
     ) -> Result<Response, ApiError> {
@@ -173,7 +190,7 @@ impl<'a> IdempotentRequest<'a> {
         .bind(parts.status.as_u16() as i16)
         .bind(serde_json::Value::Object(kept))
         .bind(body.as_ref())
-        .execute(pool)
+        .execute(&mut *conn)
         .await?;
         Ok(Response::from_parts(parts, Body::from(body)))
     }

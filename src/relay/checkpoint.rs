@@ -29,7 +29,10 @@ pub async fn save(pool: &PgPool, relay: &str, checkpoint: Checkpoint) -> Result<
          ON CONFLICT (relay) DO UPDATE
             SET transaction_id = EXCLUDED.transaction_id,
                 global_position = EXCLUDED.global_position,
-                updated_at = EXCLUDED.updated_at",
+                updated_at = EXCLUDED.updated_at
+          -- Only forward: a relay that lost its lock unnoticed cannot move it back.
+          WHERE (relay_checkpoints.transaction_id, relay_checkpoints.global_position)
+              < (EXCLUDED.transaction_id, EXCLUDED.global_position)",
     )
     .bind(relay)
     .bind(checkpoint.transaction_id.to_string())

@@ -15,9 +15,12 @@ pub struct Leadership {
 }
 
 impl Leadership {
-    /// Fails when the lock's connection is gone (and with it, the lock).
-    pub async fn check(&mut self) -> Result<(), sqlx::Error> {
-        self.conn.ping().await
+    /// Fails when the lock's connection is gone (and with it, the lock), or hangs.
+    pub async fn check(&mut self) -> anyhow::Result<()> {
+        tokio::time::timeout(Duration::from_secs(5), self.conn.ping())
+            .await
+            .map_err(|_| anyhow::anyhow!("the leadership connection does not answer"))??;
+        Ok(())
     }
 }
 

@@ -63,9 +63,14 @@ pub struct CommandBus<A: Aggregate> {
     services: A::Services,
 }
 
+/// How often a command is decided again after losing a race, when the client did not ask
+/// for a specific version.
+const ATTEMPTS: usize = 3;
+
 impl<A> CommandBus<A>
 where
     A: Aggregate<Error = DomainError> + Clone,
+    A::Command: Clone,
 {
     pub fn new(pool: PgPool, services: A::Services) -> Self {
         let repository = PostgresEventRepository::new(pool);
@@ -77,9 +82,35 @@ where
     }
 
     /// Runs `command` on aggregate `id`. With `expected_versions` (from `If-Match`), the
-    /// command is applied only if the aggregate is at one of those versions.
+    /// command is applied only if the aggregate is at one of those versions. Without them,
+    /// a command that lost a race is decided again on the new state (it is never applied
+    /// to a stale one), a few times before answering `Conflict`.
     #[instrument(skip_all, fields(aggregate = A::TYPE, %id))]
     pub async fn execute(
+        &self,
+        id: Uuid,
+        command: A::Command,
+        expected_versions: Option<&[u64]>,
+        metadata: &Metadata,
+    ) -> Result<CommandOutcome<A>, CommandError> {
+        let mut attempt = 1;
+        loop {
+            let result = self
+                .attempt(id, command.clone(), expected_versions, metadata)
+                .await;
+            match result {
+                Err(CommandError::Conflict)
+                    if expected_versions.is_none() && attempt < ATTEMPTS =>
+                {
+                    attempt += 1;
+                    tracing::debug!(attempt, "lost a race; deciding again on the new state");
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn attempt(
         &self,
         id: Uuid,
         command: A::Command,

@@ -241,7 +241,7 @@ async fn refresh_gives_a_new_access_token_and_renews_an_ageing_refresh_token() {
     );
     // Same key, but only an hour left of the configured 14 days: less than a third.
     let ageing = TokenIssuer::new(
-        app.state.config.jwt_secret.expose().as_bytes(),
+        app.state.config.signing_secret(),
         Duration::from_secs(60),
         Duration::from_secs(3_600),
     )
@@ -276,7 +276,7 @@ async fn expired_and_forged_tokens_get_401() {
         &jsonwebtoken::Header::default(),
         &json!({ "sub": ann.id, "role": "member", "typ": "access", "iat": 1, "exp": 60,
                  "jti": uuid::Uuid::now_v7() }),
-        &jsonwebtoken::EncodingKey::from_secret(app.state.config.jwt_secret.expose().as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(app.state.config.signing_secret()),
     )
     .unwrap();
     let doc = app
@@ -341,4 +341,44 @@ async fn a_retried_sign_up_with_an_idempotency_key_returns_the_first_answer() {
     assert_eq!(first.body, second.body);
     assert_eq!(second.header("idempotent-replayed"), Some("true"));
     assert_eq!(app.event_count().await, 1);
+}
+
+#[tokio::test]
+async fn verifying_several_times_at_once_is_harmless() {
+    // A mail scanner prefetching the link while its owner clicks it.
+    let app = TestApp::spawn().await;
+    app.sign_up("ann@example.com", "ann").await;
+    let link = app.verification_link("ann@example.com");
+    let path = link.trim_start_matches("http://board.test").to_string();
+    let clicks = (0..4).map(|_| app.get(&path).send());
+    let results = futures::future::join_all(clicks.map(tokio::spawn)).await;
+    for res in results {
+        let res = res.unwrap();
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    }
+}
+
+#[tokio::test]
+async fn a_retried_sign_up_mails_the_link_the_first_attempt_could_not() {
+    let app = TestApp::spawn().await;
+    let send = || {
+        app.post("/signup")
+            .json(json!({ "email": "ann@example.com", "password": PASSWORD, "nickname": "ann" }))
+            .header("idempotency-key", "signup-ann")
+            .send()
+    };
+    assert_eq!(send().await.status, StatusCode::CREATED);
+    // As if the first attempt died after recording the account, before saving its answer
+    // and writing the link.
+    sqlx::query("DELETE FROM email_verifications")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE idempotency_keys SET response_status = NULL, response_body = NULL")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&app.mail_dir).unwrap();
+    assert_eq!(send().await.status, StatusCode::CREATED);
+    app.verify("ann@example.com").await;
 }

@@ -95,15 +95,28 @@ async fn an_idempotent_retry_returns_the_first_response_and_writes_once() {
     assert_eq!(retry.header("idempotent-replayed"), Some("true"));
     assert_eq!(app.event_count().await, before + 1);
     send("Go").await.problem(StatusCode::UNPROCESSABLE_ENTITY);
-    // The same key from another account is another request.
-    let other = app
+    // The same key from another admin is another request: it runs (and finds the name
+    // taken) instead of replaying the first admin's answer.
+    let other = app.member("ann@example.com", "ann").await;
+    app.state
+        .accounts
+        .promote("ann@example.com", &board::store::Metadata::default())
+        .await
+        .unwrap();
+    let other_token = app.log_in("ann@example.com").await["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let _ = other;
+    let res = app
         .post("/board/categories")
-        .bearer(&app.member("ann@example.com", "ann").await.token)
+        .bearer(&other_token)
         .header("idempotency-key", "create-rust")
         .json(json!({ "name": "Rust" }))
         .send()
         .await;
-    other.problem(StatusCode::FORBIDDEN);
+    res.problem(StatusCode::CONFLICT);
+    assert!(res.header("idempotent-replayed").is_none());
 }
 
 #[tokio::test]
@@ -450,6 +463,49 @@ async fn the_author_or_an_admin_deletes_a_comment() {
     assert_eq!(res.status, StatusCode::NO_CONTENT);
     app.delete("/board/comments/nope")
         .bearer(&ann.token)
+        .send()
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn concurrent_retries_with_one_key_all_get_the_first_answer() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let category = app.category(&admin, "Rust").await;
+    let before = app.event_count().await;
+    let path = format!("/board/categories/{category}/posts");
+    let attempts = (0..6).map(|_| {
+        app.post(&path)
+            .bearer(&admin.token)
+            .header("idempotency-key", "same-post")
+            .json(json!({ "title": "Once", "content": "only once" }))
+            .send()
+    });
+    let results = futures::future::join_all(attempts.map(tokio::spawn)).await;
+    let responses: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+    for res in &responses {
+        assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+        assert_eq!(res.body, responses[0].body);
+        assert!(res.header("event-position").is_some());
+    }
+    assert_eq!(app.event_count().await, before + 1);
+}
+
+#[tokio::test]
+async fn control_characters_in_text_are_a_400_not_a_500() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let doc = app
+        .post("/board/categories")
+        .bearer(&admin.token)
+        .json(json!({ "name": "Nul\u{0}name" }))
+        .send()
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    assert!(doc["errors"]["name"].is_array());
+    app.post("/signup")
+        .json(json!({ "email": "nul@example.com", "password": "12345678\u{0}", "nickname": "nul" }))
         .send()
         .await
         .problem(StatusCode::BAD_REQUEST);

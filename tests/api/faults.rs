@@ -90,6 +90,15 @@ async fn killing_the_relay_process_mid_stream_loses_nothing_and_keeps_order() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let standby = pipeline.spawn_process("relay");
     pipeline.wait_until_relayed(40).await;
+    // Two relay processes, one lock holder: the standby is waiting, not publishing.
+    let holders: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+          WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()",
+    )
+    .fetch_one(&pipeline.app.pool)
+    .await
+    .unwrap();
+    assert_eq!(holders, 1, "exactly one relay is active");
     first.kill(); // SIGKILL, mid-stream: the writer is still writing
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::SeqCst);
@@ -147,6 +156,7 @@ async fn a_redelivered_batch_changes_nothing() {
     let (stop_again, stopped) = watch::channel(false);
     let again = Projector::new(
         pipeline.app.state.read_pool.clone(),
+        pipeline.app.pool.clone(),
         pipeline.app.state.config.kafka(),
         format!("{}-again", pipeline.group),
     )
@@ -221,4 +231,51 @@ async fn mysql_going_away_under_load_loses_nothing() {
     stop.store(true, Ordering::SeqCst);
     assert!(writer.await.unwrap() > 0);
     pipeline.converged().await;
+}
+
+#[tokio::test]
+async fn events_missing_from_the_stream_are_fetched_from_the_store() {
+    // The broker lost PostCreated (a producer timed it out, or retention dropped it):
+    // only the edit arrives. The projector must not apply it on a row that never saw
+    // the post created, and must not skip the creation either.
+    let pipeline = Pipeline::new(1).await;
+    let admin = pipeline.app.admin().await;
+    let category = pipeline.app.category(&admin, "Rust").await;
+    let post = pipeline.app.post_in(&admin, &category).await;
+    pipeline
+        .app
+        .patch(&format!("/board/posts/{post}"))
+        .bearer(&admin.token)
+        .json(json!({ "title": "Edited" }))
+        .send()
+        .await;
+    let all = board::store::reader::read_after(
+        &pipeline.app.pool,
+        board::store::reader::Checkpoint::default(),
+        1_000,
+    )
+    .await
+    .unwrap();
+    let without_creation: Vec<_> = all
+        .into_iter()
+        .filter(|e| e.event_type != "PostCreated")
+        .collect();
+    let settings = pipeline.app.state.config.kafka();
+    board::kafka::ensure_topic(&settings, &pipeline.topic)
+        .await
+        .unwrap();
+    let producer = board::kafka::producer(&settings).unwrap();
+    board::relay::publish(&producer, &pipeline.topic, &without_creation)
+        .await
+        .unwrap();
+
+    let _projector = pipeline.start_projector();
+    pipeline.converged().await;
+    let res = pipeline
+        .app
+        .get(&format!("/board/posts/{post}/content"))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.json()["title"], "Edited");
 }

@@ -444,3 +444,30 @@ async fn promote_and_migrate_work_from_the_command_line() {
         .await;
     assert_eq!(code, 1);
 }
+
+#[tokio::test]
+async fn a_rebuild_of_large_posts_stays_under_the_packet_limit() {
+    // 300 posts of 20,000 three-byte characters: 18 MB, over MariaDB's default
+    // max_allowed_packet of 16 MiB if written in one statement.
+    let pipeline = Pipeline::new(1).await;
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         SELECT 'post', gen_random_uuid()::text, 1, 'PostCreated', '1.0',
+                jsonb_build_object('PostCreated', jsonb_build_object(
+                    'category_id', gen_random_uuid(), 'author_id', gen_random_uuid(),
+                    'title', 'Big ' || n, 'content', repeat('字', 20000))),
+                '{}'::jsonb
+           FROM generate_series(1, 300) AS n",
+    )
+    .execute(&pipeline.app.pool)
+    .await
+    .unwrap();
+    let (code, out) = pipeline
+        .run_board(&["projections", "rebuild", "--all"])
+        .await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = pipeline
+        .run_board(&["projections", "verify", "--wait", "0s"])
+        .await;
+    assert_eq!(code, 0, "{out}");
+}

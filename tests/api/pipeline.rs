@@ -152,6 +152,7 @@ impl Pipeline {
         let (stop, stopped) = watch::channel(false);
         let projector = Projector::new(
             self.app.state.read_pool.clone(),
+            self.app.pool.clone(),
             self.app.state.config.kafka(),
             group.to_string(),
         );

@@ -273,8 +273,64 @@ fn changed<'a, T: PartialEq>(
 }
 
 const ROWS_PER_STATEMENT: usize = 500;
+/// Far below MySQL's and MariaDB's default `max_allowed_packet` (64 and 16 MiB): a
+/// statement of 500 posts of 20,000 four-byte characters each would be 40 MiB.
+const BYTES_PER_STATEMENT: usize = 4 * 1024 * 1024;
 
-async fn upsert<'a, T: 'a>(
+/// Roughly how many bytes a row takes in an INSERT: its text plus room for the rest.
+pub trait RowSize {
+    fn text_bytes(&self) -> usize;
+}
+
+fn len(text: &Option<String>) -> usize {
+    text.as_ref().map_or(0, String::len)
+}
+
+impl RowSize for AccountRow {
+    fn text_bytes(&self) -> usize {
+        len(&self.nickname)
+    }
+}
+
+impl RowSize for CategoryRow {
+    fn text_bytes(&self) -> usize {
+        len(&self.name) + len(&self.description)
+    }
+}
+
+impl RowSize for PostRow {
+    fn text_bytes(&self) -> usize {
+        len(&self.title) + len(&self.content)
+    }
+}
+
+impl RowSize for CommentRow {
+    fn text_bytes(&self) -> usize {
+        len(&self.content)
+    }
+}
+
+/// Splits `rows` into statements of at most 500 rows and about 4 MiB.
+fn statements<'r, 'a, T: RowSize>(
+    rows: &'r [(&'a String, &'a T)],
+) -> Vec<&'r [(&'a String, &'a T)]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, (_, row)) in rows.iter().enumerate() {
+        let size = row.text_bytes() + 256;
+        if i > start && (i - start == ROWS_PER_STATEMENT || bytes + size > BYTES_PER_STATEMENT) {
+            chunks.push(&rows[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < rows.len() {
+        chunks.push(&rows[start..]);
+    }
+    chunks
+}
+
+async fn upsert<'a, T: RowSize + 'a>(
     conn: &mut MySqlConnection,
     view: View,
     rows: &[(&'a String, &'a T)],
@@ -287,7 +343,7 @@ async fn upsert<'a, T: 'a>(
         .map(|c| format!("{c} = VALUES({c})"))
         .collect::<Vec<_>>()
         .join(", ");
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statements(rows) {
         let mut insert = QueryBuilder::new(format!(
             "INSERT INTO {} ({}) ",
             view.table(),
@@ -298,4 +354,34 @@ async fn upsert<'a, T: 'a>(
         insert.build().execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_stay_under_the_packet_limit() {
+        let big = PostRow {
+            content: Some("字".repeat(20_000)),
+            ..PostRow::default()
+        };
+        let ids: Vec<String> = (0..600).map(|i| i.to_string()).collect();
+        let rows: Vec<(&String, &PostRow)> = ids.iter().map(|id| (id, &big)).collect();
+        let chunks = statements(&rows);
+        assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 600);
+        for chunk in &chunks {
+            let bytes: usize = chunk.iter().map(|(_, r)| r.text_bytes()).sum();
+            assert!(bytes <= BYTES_PER_STATEMENT, "{bytes}");
+        }
+        let small = AccountRow::default();
+        let rows: Vec<(&String, &AccountRow)> = ids.iter().map(|id| (id, &small)).collect();
+        assert_eq!(
+            statements(&rows)
+                .iter()
+                .map(|c| c.len())
+                .collect::<Vec<_>>(),
+            [500, 100]
+        );
+    }
 }
