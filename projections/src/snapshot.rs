@@ -53,14 +53,15 @@ pub async fn take(pool: &MySqlPool) -> Result<Snapshot, sqlx::Error> {
 
 /// Lines present in one snapshot and not in the other, per table (`-` left, `+` right).
 pub fn differences(left: &Snapshot, right: &Snapshot) -> Vec<String> {
+    use std::collections::BTreeSet;
     let mut out = Vec::new();
     for (table, left_rows) in left {
-        let empty = Vec::new();
-        let right_rows = right.get(table).unwrap_or(&empty);
-        for row in left_rows.iter().filter(|r| !right_rows.contains(r)) {
+        let left_set: BTreeSet<&String> = left_rows.iter().collect();
+        let right_set: BTreeSet<&String> = right.get(table).into_iter().flatten().collect();
+        for row in left_set.difference(&right_set) {
             out.push(format!("{table}: - {row}"));
         }
-        for row in right_rows.iter().filter(|r| !left_rows.contains(r)) {
+        for row in right_set.difference(&left_set) {
             out.push(format!("{table}: + {row}"));
         }
     }

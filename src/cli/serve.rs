@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use sqlx::mysql::MySqlPoolOptions;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -32,8 +33,14 @@ pub async fn serve(config: Arc<Config>, components: &[Component]) -> anyhow::Res
         tasks.spawn(relay.run(stopped.clone()));
     }
     if components.contains(&Component::Projector) {
+        // A pool of its own, so that queries (which may wait on Event-Position) can never
+        // starve the projector they are waiting for.
+        let projector_pool = MySqlPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect_lazy(config.read_database_url.expose())?;
         let projector = Projector::new(
-            state.read_pool.clone(),
+            projector_pool,
             state.pool.clone(),
             config.kafka(),
             config.projector_group.clone(),

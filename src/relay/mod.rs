@@ -75,6 +75,7 @@ impl Relay {
             return Ok(());
         };
         tracing::info!(topic = %self.settings.topic, "relay active");
+        check_transaction_ids(&self.pool).await?;
         kafka::ensure_topic(&self.settings, &self.settings.topic).await?;
         let producer = kafka::producer(&self.settings)?;
         let mut listener = PgListener::connect_with(&self.pool).await?;
@@ -105,6 +106,25 @@ impl Relay {
             );
         }
     }
+}
+
+/// The global order rests on this server's transaction ids. After a logical dump and
+/// restore into another server, restored events can carry ids above the new server's
+/// counter; every new event would then sort before them and the relay, waiting past its
+/// checkpoint, would publish nothing. Refuse loudly instead.
+async fn check_transaction_ids(pool: &PgPool) -> anyhow::Result<()> {
+    let ahead: bool = sqlx::query_scalar(
+        "SELECT COALESCE((SELECT transaction_id FROM events ORDER BY transaction_id DESC LIMIT 1)
+                         >= pg_snapshot_xmax(pg_current_snapshot()), false)",
+    )
+    .fetch_one(pool)
+    .await?;
+    anyhow::ensure!(
+        !ahead,
+        "the event store holds transaction ids above this server's counter (restored from \
+         another server?): advance it (pg_resetwal -x) before relaying"
+    );
+    Ok(())
 }
 
 /// Publishes `events` in order and returns once the broker acknowledged every one.
