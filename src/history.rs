@@ -31,7 +31,8 @@ pub enum Format {
 }
 
 /// Calls `each` with every page of events `filter` admits, in global order, until done or
-/// cancelled. Returns the number of events, and whether it was cancelled.
+/// cancelled: everything committed before the call, and what commits meanwhile. Returns
+/// the number of events, and whether it was cancelled.
 async fn pages<F, Fut>(
     pool: &PgPool,
     filter: &Filter,
@@ -42,6 +43,7 @@ where
     F: FnMut(Vec<RecordedEvent>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
+    reader::settle(pool, std::time::Duration::from_secs(30)).await?;
     let mut after = Checkpoint::default();
     let mut count = 0;
     loop {

@@ -94,12 +94,6 @@ async fn apply_with_retry(
     }
 }
 
-/// Replays everything into `target`; for tests and tools that need a reference model.
-pub async fn replay_into(source: &PgPool, target: &MySqlPool) -> anyhow::Result<(u64, Checkpoint)> {
-    let replayed = replay(source, target, Checkpoint::default(), &|_| {}, None).await?;
-    Ok(replayed.expect("no cancel signal was given"))
-}
-
 #[derive(Debug)]
 pub enum RebuildOutcome {
     /// The new tables are live. `events` counts every event applied.
@@ -126,6 +120,8 @@ pub async fn rebuild(
         drop_database(&admin, leftover).await?;
     }
     let shadow_pool = fresh_database(&admin, read_url, &shadow).await?;
+    // Everything committed before the rebuild began is in it, whatever else is running.
+    reader::settle(source, Duration::from_secs(30)).await?;
 
     // A bulk pass, then a catch-up pass, so that the swap leaves little to hand over.
     let mut events = 0;

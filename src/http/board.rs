@@ -217,12 +217,14 @@ async fn edit_post(
     let post = outcome.state;
     let (author, _) = state.buses.accounts.load(post.author_id).await?;
     let (created_at, updated_at) = store::recorded_span(&state.pool, "post", post_id).await?;
+    let comment_count = store::live_comment_count(&state.pool, post_id).await?;
     let body = json!({
         "postId": post_id,
         "categoryId": post.category_id,
         "title": post.title,
         "content": post.content,
         "author": { "accountId": post.author_id, "nickname": author.nickname },
+        "commentCount": comment_count,
         "createdAt": super::format_time(created_at),
         "updatedAt": super::format_time(updated_at),
     });

@@ -45,6 +45,32 @@ impl RecordedEvent {
     }
 }
 
+/// Waits until every transaction that was running when this was called has ended, so that
+/// everything committed before the call is readable. Gives up after `patience` (a
+/// transaction left open for that long holds readers back; it is logged).
+pub async fn settle(pool: &PgPool, patience: std::time::Duration) -> Result<(), sqlx::Error> {
+    let started = std::time::Instant::now();
+    let target: String = sqlx::query_scalar("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
+        .fetch_one(pool)
+        .await?;
+    loop {
+        let settled: bool = sqlx::query_scalar(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8",
+        )
+        .bind(&target)
+        .fetch_one(pool)
+        .await?;
+        if settled {
+            return Ok(());
+        }
+        if started.elapsed() >= patience {
+            tracing::warn!("an old transaction is still open; reading what is readable so far");
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Which events a reader wants; every field narrows, `None` admits all.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {

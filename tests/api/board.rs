@@ -202,6 +202,20 @@ async fn the_author_edits_a_post_and_gets_it_back_with_its_new_version() {
         post,
         ..
     } = app.with_post().await;
+    let mut comments = Vec::new();
+    for _ in 0..2 {
+        let res = app
+            .post(&format!("/board/posts/{post}/comments"))
+            .bearer(&ann.token)
+            .json(json!({ "content": "Nice" }))
+            .send()
+            .await;
+        comments.push(res.json()["commentId"].as_str().unwrap().to_string());
+    }
+    app.delete(&format!("/board/comments/{}", comments[0]))
+        .bearer(&ann.token)
+        .send()
+        .await;
     let res = app
         .patch(&format!("/board/posts/{post}"))
         .bearer(&ann.token)
@@ -216,6 +230,7 @@ async fn the_author_edits_a_post_and_gets_it_back_with_its_new_version() {
     assert_eq!(body["content"], "First post");
     assert_eq!(body["author"]["nickname"], "ann");
     assert_eq!(body["categoryId"], category);
+    assert_eq!(body["commentCount"], 1, "two comments, one deleted");
     let created = body["createdAt"].as_str().unwrap();
     assert!(created.ends_with('Z') && created.len() == "2026-01-15T10:36:39.123Z".len());
 }

@@ -252,16 +252,21 @@ impl Pipeline {
     }
 
     /// Waits until the live read model equals one rebuilt from the event store, and
-    /// returns its snapshot.
+    /// returns its snapshot. The reference keeps replaying too: events become readable
+    /// only once every older transaction on the server has ended.
     pub async fn converged(&self) -> snapshot::Snapshot {
         let reference_url = fresh_read_database().await;
         let reference = MySqlPool::connect(&reference_url).await.unwrap();
-        board::rebuild::replay_into(&self.app.pool, &reference)
-            .await
-            .unwrap();
-        let expected = snapshot::take(&reference).await.unwrap();
+        let mut checkpoint = board::store::reader::Checkpoint::default();
         let mut differences = Vec::new();
         for _ in 0..600 {
+            let (_, reached) =
+                board::rebuild::replay(&self.app.pool, &reference, checkpoint, &|_| {}, None)
+                    .await
+                    .unwrap()
+                    .expect("no cancel signal");
+            checkpoint = reached;
+            let expected = snapshot::take(&reference).await.unwrap();
             let live = snapshot::take(&self.read_pool).await.unwrap();
             differences = snapshot::differences(&live, &expected);
             if differences.is_empty() {
