@@ -63,6 +63,10 @@ pub struct Config {
     #[arg(long, env = "READ_WAIT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub read_wait_timeout: Duration,
 
+    /// Requests a minute (and burst) each client address may make to /auth and /signup.
+    #[arg(long, env = "AUTH_RATE_PER_MINUTE", default_value_t = 20)]
+    pub auth_rate_per_minute: u32,
+
     /// Key that signs access and refresh tokens (HMAC-SHA256); at least 32 bytes. Required
     /// in production; unset in development, each process makes up a random one (tokens
     /// then die with the process).

@@ -165,6 +165,9 @@ pub fn build_state(config: Arc<Config>) -> anyhow::Result<AppState> {
         mailer,
         config.clone(),
     ));
+    let auth_limiter = Arc::new(crate::http::rate_limit::RateLimiter::new(
+        config.auth_rate_per_minute,
+    ));
     Ok(AppState {
         config,
         pool,
@@ -172,5 +175,6 @@ pub fn build_state(config: Arc<Config>) -> anyhow::Result<AppState> {
         buses,
         accounts,
         tokens,
+        auth_limiter,
     })
 }

@@ -52,7 +52,9 @@ pub async fn serve(config: Arc<Config>, components: &[Component]) -> anyhow::Res
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         tracing::info!(address = %config.listen, "listening");
-        axum::serve(listener, http::app(state))
+        // Peer addresses reach the handlers (per-client rate limits).
+        let app = http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(listener, app)
             .with_graceful_shutdown(shutdown_signal())
             .await?;
     } else {

@@ -19,6 +19,7 @@ use super::concurrency::etag;
 use super::consistency::{event_position, EVENT_POSITION};
 use super::context::RequestContext;
 use super::idempotency::IdempotentRequest;
+use super::rate_limit::AuthRateLimit;
 use super::{ApiError, AppState};
 use crate::accounts::{NewAccount, Tokens};
 
@@ -47,6 +48,7 @@ async fn check_duplicate_email(
 }
 
 async fn sign_up(
+    _: AuthRateLimit,
     State(state): State<AppState>,
     context: RequestContext,
     headers: HeaderMap,
@@ -117,6 +119,7 @@ async fn verify(
 
 /// `GET /auth` with `Authorization: Basic base64(email:password)`.
 async fn log_in_basic(
+    _: AuthRateLimit,
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -132,7 +135,11 @@ async fn log_in_basic(
 }
 
 /// `POST /auth` with `{email, password}`.
-async fn log_in_json(State(state): State<AppState>, body: JsonBody) -> Result<Response, ApiError> {
+async fn log_in_json(
+    _: AuthRateLimit,
+    State(state): State<AppState>,
+    body: JsonBody,
+) -> Result<Response, ApiError> {
     let mut fields = Fields::new(body);
     let email = fields.required("email", any_string);
     let password = fields.required("password", any_string);

@@ -84,6 +84,27 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     response
 }
 
+/// Headers that keep browsers from misreading or framing what this API returns. The API
+/// serves no HTML, so nothing may run or be embedded.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+    ] {
+        headers
+            .entry(name)
+            .or_insert(HeaderValue::from_static(value));
+    }
+    response
+}
+
 /// Answers 406 when the `Accept` header rules out JSON. `GET /` answers plain text and is
 /// exempt.
 pub async fn require_json_acceptable(req: Request, next: Next) -> Response {

@@ -8,9 +8,11 @@ pub mod body;
 pub mod concurrency;
 pub mod consistency;
 pub mod context;
+mod health;
 pub mod idempotency;
 pub mod problem;
 mod queries;
+pub mod rate_limit;
 
 use std::sync::Arc;
 
@@ -41,31 +43,29 @@ pub struct AppState {
     pub buses: Arc<CommandBuses>,
     pub accounts: Arc<AccountService>,
     pub tokens: TokenIssuer,
+    /// Per-client limits on `/auth` and `/signup`.
+    pub auth_limiter: Arc<rate_limit::RateLimiter>,
 }
 
 /// The whole API. Tests call this directly, without a socket.
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(hello))
-        .route("/health/live", get(live))
         .merge(accounts::router())
         .merge(board::router())
         .merge(queries::router())
+        .merge(health::router())
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
         .layer(from_fn(context::require_json_acceptable))
+        .layer(from_fn(context::security_headers))
         .layer(from_fn(context::request_context))
         .with_state(state)
 }
 
 async fn hello() -> &'static str {
     "Hello World"
-}
-
-/// Liveness: the process answers. (Readiness, which checks dependencies, is separate.)
-async fn live() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
 async fn no_such_route() -> ApiError {

@@ -54,12 +54,11 @@ pub async fn settle(pool: &PgPool, patience: std::time::Duration) -> Result<(), 
         .fetch_one(pool)
         .await?;
     loop {
-        let settled: bool = sqlx::query_scalar(
-            "SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8",
-        )
-        .bind(&target)
-        .fetch_one(pool)
-        .await?;
+        let settled: bool =
+            sqlx::query_scalar("SELECT pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8")
+                .bind(&target)
+                .fetch_one(pool)
+                .await?;
         if settled {
             return Ok(());
         }

@@ -382,3 +382,28 @@ async fn a_retried_sign_up_mails_the_link_the_first_attempt_could_not() {
     assert_eq!(send().await.status, StatusCode::CREATED);
     app.verify("ann@example.com").await;
 }
+
+#[tokio::test]
+async fn log_in_attempts_past_the_rate_limit_get_429_with_retry_after() {
+    let app = TestApp::with_args(&["--auth-rate-per-minute", "3"]).await;
+    for _ in 0..3 {
+        app.get("/auth")
+            .basic("ann@example.com", "guess")
+            .send()
+            .await
+            .problem(StatusCode::UNAUTHORIZED);
+    }
+    let limited = app
+        .get("/auth")
+        .basic("ann@example.com", "guess")
+        .send()
+        .await;
+    limited.problem(StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=20).contains(&retry_after), "{retry_after}");
+    app.post("/signup")
+        .json(json!({ "email": "x@example.com", "password": PASSWORD, "nickname": "xx" }))
+        .send()
+        .await
+        .problem(StatusCode::TOO_MANY_REQUESTS);
+}

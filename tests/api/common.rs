@@ -67,6 +67,11 @@ impl TestApp {
             "--public-base-url",
             "http://board.test",
         ];
+        // Tests call the router without a socket, so every request shares one client
+        // address; the auth rate limit is raised unless a test is about it.
+        if !extra.contains(&"--auth-rate-per-minute") {
+            args.extend_from_slice(&["--auth-rate-per-minute", "100000"]);
+        }
         args.extend_from_slice(extra);
         args.push("serve");
         let cli = Cli::try_parse_from(args).expect("test configuration parses");

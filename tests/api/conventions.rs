@@ -127,3 +127,40 @@ async fn liveness_answers_without_any_dependency() {
     assert_eq!(res.status, StatusCode::OK);
     assert_eq!(res.json(), json!({ "status": "ok" }));
 }
+
+#[tokio::test]
+async fn readiness_reports_each_dependency() {
+    let app = TestApp::spawn().await;
+    let res = app.get("/health/ready").send().await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(
+        res.json()["checks"],
+        json!({ "postgres": "up", "mysql": "up", "broker": "up" })
+    );
+    let degraded = TestApp::on_database(
+        "postgres://board:board@127.0.0.1:1/board",
+        &["--kafka-brokers", "127.0.0.1:1"],
+        false,
+    )
+    .await;
+    let res = degraded.get("/health/ready").send().await;
+    assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        res.json()["checks"],
+        json!({ "postgres": "down", "mysql": "up", "broker": "down" })
+    );
+}
+
+#[tokio::test]
+async fn every_response_carries_the_security_headers() {
+    let app = TestApp::spawn().await;
+    for res in [
+        app.get("/").send().await,
+        app.get("/no/such/thing").send().await,
+    ] {
+        assert_eq!(res.header("x-content-type-options"), Some("nosniff"));
+        assert_eq!(res.header("x-frame-options"), Some("DENY"));
+        assert_eq!(res.header("referrer-policy"), Some("no-referrer"));
+        assert!(res.header("content-security-policy").is_some());
+    }
+}
