@@ -26,6 +26,7 @@ pub mod history;
 pub mod http;
 pub mod kafka;
 pub mod mail;
+pub mod metrics;
 pub mod projector;
 pub mod rebuild;
 pub mod relay;

@@ -146,6 +146,7 @@ pub async fn migrate_read_models(pool: &MySqlPool) -> anyhow::Result<()> {
 /// Builds the application state from configuration. Connections open lazily, so a
 /// process starts (and serves what it can) while a database is away.
 pub fn build_state(config: Arc<Config>) -> anyhow::Result<AppState> {
+    crate::metrics::handle();
     let pool = store::connect_lazy(config.database_url.expose(), 16)?;
     let read_pool = MySqlPoolOptions::new()
         .max_connections(16)

@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -63,6 +63,11 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         request_id: request_id.clone(),
         correlation_id,
     });
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().to_string();
     let span = tracing::info_span!(
         "request",
         method = %req.method(),
@@ -71,10 +76,12 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     );
     let started = Instant::now();
     let mut response = next.run(req).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    crate::metrics::record_request(&method, &route, response.status().as_u16(), elapsed);
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),
-            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            elapsed_ms = elapsed.as_secs_f64() * 1000.0,
             "request finished"
         );
     });
@@ -105,14 +112,15 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     response
 }
 
-/// Answers 406 when the `Accept` header rules out JSON. `GET /` answers plain text and is
-/// exempt.
+/// Answers 406 when the `Accept` header rules out JSON. `GET /` and `/metrics` answer
+/// plain text and are exempt.
 pub async fn require_json_acceptable(req: Request, next: Next) -> Response {
     let accept = req
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());
-    if req.uri().path() != "/" && !accept.is_none_or(accepts_json) {
+    let text_only = matches!(req.uri().path(), "/" | "/metrics");
+    if !text_only && !accept.is_none_or(accepts_json) {
         return ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
             "not-acceptable",

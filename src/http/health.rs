@@ -1,5 +1,6 @@
-//! Health: `/health/live` (the process answers) and `/health/ready` (each dependency,
-//! reported on its own; 503 when any is down, so a load balancer can route around it).
+//! Health and metrics: `/health/live` (the process answers), `/health/ready` (each
+//! dependency, reported on its own; 503 when any is down, so a load balancer can route
+//! around it), and `/metrics` (see [`crate::metrics`]).
 
 use std::time::Duration;
 
@@ -20,6 +21,20 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+}
+
+/// Prometheus' text exposition format.
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = crate::metrics::render(&state).await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 async fn live() -> Json<serde_json::Value> {

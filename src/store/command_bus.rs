@@ -105,7 +105,10 @@ where
                     attempt += 1;
                     tracing::debug!(attempt, "lost a race; deciding again on the new state");
                 }
-                other => return other,
+                other => {
+                    crate::metrics::record_command(A::TYPE, &other);
+                    return other;
+                }
             }
         }
     }

@@ -276,3 +276,31 @@ async fn queries_answer_from_mysql_while_postgresql_is_down() {
         .await
         .problem(StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn metrics_show_requests_commands_and_lag() {
+    let pipeline = Pipeline::new(2).await;
+    pipeline.seed_and_project().await;
+    let stored = pipeline.stored_events().await;
+    {
+        let _relay = pipeline.start_relay();
+        pipeline.wait_until_relayed(stored).await;
+    }
+    let res = pipeline
+        .app
+        .get("/metrics")
+        .header("accept", "text/plain")
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK);
+    let text = res.text();
+    for expected in [
+        "http_request_duration_seconds_bucket{method=\"POST\",route=\"/board/categories\",status=\"201\"",
+        "board_commands_total{aggregate=\"category\",outcome=\"accepted\"}",
+        &format!("board_relay_lag_events{{relay=\"relay:{}\"}} 0", pipeline.topic),
+        "board_projector_lag_events{partition=\"0\"} 0",
+        "board_projector_lag_seconds{partition=\"1\"}",
+    ] {
+        assert!(text.contains(expected), "missing {expected} in:\n{text}");
+    }
+}
