@@ -24,7 +24,7 @@ TEST_THREADS ?= 4
 TEST_CMD     ?= $(CARGO) test --workspace --all-targets -- --test-threads=$(TEST_THREADS)
 
 .DEFAULT_GOAL := help
-.PHONY: help services services-down services-status run migrate test latency bench-history fmt lint
+.PHONY: help services services-down services-status run migrate test check-compose latency bench-history fmt lint
 
 help: ## List the targets
 	@echo "Board - make targets:"
@@ -45,8 +45,12 @@ run: services ## Run the server on 127.0.0.1:8080 (migrates at start)
 migrate: services ## Apply database migrations
 	$(CARGO) run --release --bin board -- migrate
 
-test: services ## Run all tests (TEST_THREADS, default 4; TEST_CMD)
+test: services ## Run all tests (TEST_THREADS, default 4; TEST_CMD) and check docker-compose.yml
+	scripts/check-compose.sh
 	$(TEST_CMD)
+
+check-compose: ## Validate docker-compose.yml against the Compose Specification schema
+	scripts/check-compose.sh
 
 latency: services ## Measure command-to-read-model latency at rest on the real services
 	$(CARGO) run --release --example latency
