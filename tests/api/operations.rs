@@ -483,3 +483,52 @@ async fn a_rebuild_of_large_posts_stays_under_the_packet_limit() {
         .await;
     assert_eq!(code, 0, "{out}");
 }
+
+#[tokio::test]
+async fn serve_stops_cleanly_on_sigterm() {
+    let pipeline = Pipeline::new(1).await;
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let listen = format!("127.0.0.1:{port}");
+    let mut server = pipeline
+        .board(&["--listen", &listen, "serve"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut answered = false;
+    for _ in 0..300 {
+        if std::net::TcpStream::connect(&listen).is_ok() {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(answered, "the server never listened");
+    let pid = server.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = tokio::task::spawn_blocking(move || server.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "a clean stop exits 0");
+}
+
+#[tokio::test]
+async fn production_refuses_to_start_without_a_jwt_secret() {
+    let pipeline = Pipeline::new(1).await;
+    let output = pipeline
+        .board(&["--environment", "production", "migrate"])
+        .env_remove("JWT_SECRET")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("JWT_SECRET must be set in production"),
+        "{stderr}"
+    );
+}
