@@ -24,7 +24,7 @@ TEST_THREADS ?= 4
 TEST_CMD     ?= $(CARGO) test --workspace --all-targets -- --test-threads=$(TEST_THREADS)
 
 .DEFAULT_GOAL := help
-.PHONY: help services services-down services-status run migrate test check-compose latency bench-history fmt lint
+.PHONY: help services services-down services-status run migrate test check-compose bench latency bench-history fmt lint
 
 help: ## List the targets
 	@echo "Board - make targets:"
@@ -51,6 +51,9 @@ test: services ## Run all tests (TEST_THREADS, default 4; TEST_CMD) and check do
 
 check-compose: ## Validate docker-compose.yml against the Compose Specification schema
 	scripts/check-compose.sh
+
+bench: services ## The benchmark: commands, queries, relay and memory beside same-run baselines (writes target/bench.json)
+	$(CARGO) run --release --example bench
 
 latency: services ## Measure command-to-read-model latency at rest on the real services
 	$(CARGO) run --release --example latency

@@ -1,0 +1,366 @@
+//! The benchmark: the real system through HTTP, every figure beside a baseline measured in
+//! the same run on the same machine.
+//!
+//!     make bench        (or: cargo run --release --example bench -- [COMMANDS])
+//!
+//! Prints a table and writes `target/bench.json`. Figures:
+//! - commands through HTTP (16 clients) against plain INSERTs of the same event rows;
+//! - command-to-read-model latency under that load (a sample of the commands);
+//! - post list and post content queries through HTTP against the same SELECTs run directly;
+//! - the relay's rate against raw acknowledged produce of the same messages;
+//! - the process's peak memory.
+//! Rebuild and export rates have their own benchmark: `make bench-history`.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use rdkafka::producer::FutureRecord;
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+use board::kafka;
+use board::relay::{envelope, Relay};
+use board::store::reader::{self, Checkpoint};
+use support::{call, percentiles, Stack};
+
+const CLIENTS: usize = 16;
+
+/// Runs `total` operations over `CLIENTS` concurrent tasks; returns per-operation
+/// latencies and the elapsed wall time.
+async fn load<F, Fut>(total: usize, op: F) -> (Vec<Duration>, Duration)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(Mutex::new(0usize));
+    let started = Instant::now();
+    let workers = (0..CLIENTS).map(|_| {
+        let (op, next) = (op.clone(), next.clone());
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            loop {
+                let i = {
+                    let mut n = next.lock().await;
+                    if *n >= total {
+                        break;
+                    }
+                    *n += 1;
+                    *n - 1
+                };
+                let t = Instant::now();
+                op(i).await;
+                samples.push(t.elapsed());
+            }
+            samples
+        })
+    });
+    let samples = join_all(workers)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    (samples, started.elapsed())
+}
+
+struct Figure {
+    name: &'static str,
+    value: f64,
+    unit: &'static str,
+    baseline_name: &'static str,
+    baseline: f64,
+    detail: String,
+}
+
+impl Figure {
+    fn ratio(&self) -> f64 {
+        self.value / self.baseline
+    }
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let commands: usize = std::env::args().nth(1).map_or(Ok(2_000), |n| n.parse())?;
+    let mut figures = Vec::new();
+
+    // 1 and 2: commands under load, and how soon the read model shows a sample of them.
+    let stack = Arc::new(Stack::start(true, true).await?);
+    // Every 20th command is also followed to the read model by one watcher, which looks
+    // for all pending ones in a single query every 10 ms: probing must not load MySQL
+    // (and so slow the projector it measures) more than the projector itself does.
+    let pending: Arc<Mutex<Vec<(String, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
+    let loading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = tokio::spawn({
+        let (pool, pending, loading) = (stack.read_pool.clone(), pending.clone(), loading.clone());
+        async move {
+            let mut seen = Vec::new();
+            loop {
+                let waiting: Vec<(String, Instant)> = pending.lock().await.clone();
+                if waiting.is_empty() && !loading.load(std::sync::atomic::Ordering::SeqCst) {
+                    return seen;
+                }
+                if !waiting.is_empty() {
+                    let mut query = sqlx::QueryBuilder::new(
+                        "SELECT post_id FROM posts_view WHERE version >= 1 AND post_id IN (",
+                    );
+                    let mut ids = query.separated(", ");
+                    for (id, _) in &waiting {
+                        ids.push_bind(id.clone());
+                    }
+                    query.push(")");
+                    let visible: Vec<String> =
+                        query.build_query_scalar().fetch_all(&pool).await.unwrap();
+                    let now = Instant::now();
+                    let mut pending = pending.lock().await;
+                    pending.retain(|(id, sent)| {
+                        let done = visible.contains(id);
+                        if done {
+                            seen.push(now - *sent);
+                        }
+                        !done
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+    let (latencies, elapsed) = load(commands, {
+        let (stack, pending) = (stack.clone(), pending.clone());
+        move |i| {
+            let (stack, pending) = (stack.clone(), pending.clone());
+            async move {
+                let sent = Instant::now();
+                let (status, body) = stack.create_post(i).await;
+                assert_eq!(status, 201, "{body}");
+                if i % 20 == 0 {
+                    let id = body["postId"].as_str().unwrap().to_string();
+                    pending.lock().await.push((id, sent));
+                }
+            }
+        }
+    })
+    .await;
+    loading.store(false, std::sync::atomic::Ordering::SeqCst);
+    let visible = watcher.await?;
+    let command_rate = commands as f64 / elapsed.as_secs_f64();
+    let (p50, p99, _) = percentiles(latencies);
+
+    // Baseline: the same number of event rows, plain single-row INSERTs, same concurrency.
+    let pool = stack.state.pool.clone();
+    sqlx::query("CREATE TABLE baseline_events (LIKE events INCLUDING ALL)")
+        .execute(&pool)
+        .await?;
+    let (base_latencies, base_elapsed) = load(commands, move |i| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query(
+                "INSERT INTO baseline_events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+                 VALUES ('post', $1, 1, 'PostCreated', '1.0', $2, '{}')",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(json!({"PostCreated": {"title": format!("Post {i}"), "content": "benchmark content"}}))
+            .execute(&pool)
+            .await
+            .unwrap();
+        }
+    })
+    .await;
+    let (base_p50, _, _) = percentiles(base_latencies);
+    figures.push(Figure {
+        name: "commands through HTTP",
+        value: command_rate,
+        unit: "/s",
+        baseline_name: "plain INSERT of the event rows",
+        baseline: commands as f64 / base_elapsed.as_secs_f64(),
+        detail: format!("p50 {p50:.2} ms, p99 {p99:.2} ms (baseline p50 {base_p50:.2} ms)"),
+    });
+    let (vis_p50, vis_p99, _) = percentiles(visible);
+
+    // 3: queries through HTTP against the same SELECT run directly.
+    let post_id = {
+        let (_, body) = stack.create_post(usize::MAX).await;
+        body["postId"].as_str().unwrap().to_string()
+    };
+    stack
+        .wait_visible(&post_id, Duration::from_millis(5))
+        .await?;
+    let category: uuid::Uuid = stack.category.parse()?;
+    let post: uuid::Uuid = post_id.parse()?;
+    let queries = commands;
+    for (name, path) in [
+        (
+            "post list (30) through HTTP",
+            format!("/board/categories/{category}/posts?size=30"),
+        ),
+        (
+            "post content through HTTP",
+            format!("/board/posts/{post}/content"),
+        ),
+    ] {
+        let (http, http_elapsed) = load(queries, {
+            let (app, path) = (stack.app.clone(), path.clone());
+            move |_| {
+                let (app, path) = (app.clone(), path.clone());
+                async move {
+                    assert_eq!(call(&app, "GET", &path, None, Value::Null).await.0, 200);
+                }
+            }
+        })
+        .await;
+        let list = name.starts_with("post list");
+        let (direct, direct_elapsed) = load(queries, {
+            let pool = stack.read_pool.clone();
+            move |_| {
+                let pool = pool.clone();
+                async move {
+                    if list {
+                        projections::queries::posts_in_category(&pool, category, None, 30)
+                            .await
+                            .unwrap();
+                    } else {
+                        projections::queries::post(&pool, post).await.unwrap();
+                    }
+                }
+            }
+        })
+        .await;
+        let (h50, h99, _) = percentiles(http);
+        let (d50, _, _) = percentiles(direct);
+        figures.push(Figure {
+            name: if list {
+                "post list (30) through HTTP"
+            } else {
+                "post content through HTTP"
+            },
+            value: queries as f64 / http_elapsed.as_secs_f64(),
+            unit: "/s",
+            baseline_name: "the same SELECT run directly",
+            baseline: queries as f64 / direct_elapsed.as_secs_f64(),
+            detail: format!("p50 {h50:.2} ms, p99 {h99:.2} ms (direct p50 {d50:.2} ms)"),
+        });
+    }
+    let memory = peak_rss_mib();
+    Arc::try_unwrap(stack)
+        .ok()
+        .expect("no load is running")
+        .stop()
+        .await;
+
+    // 4: the relay's rate on a backlog, against raw acknowledged produce of the same messages.
+    let backlog = Stack::start(false, false).await?;
+    for i in 0..commands {
+        backlog.create_post(i).await;
+    }
+    let events = reader::read_after(&backlog.state.pool, Checkpoint::default(), i64::MAX).await?;
+    let settings = backlog.state.config.kafka();
+    let raw_topic = format!("{}-raw", backlog.topic);
+    kafka::ensure_topic(&settings, &raw_topic).await?;
+    let producer = kafka::producer(&settings)?;
+    let bodies: Vec<(String, Vec<u8>)> = events
+        .iter()
+        .map(|e| {
+            (
+                e.aggregate_id.clone(),
+                serde_json::to_vec(&envelope(e)).unwrap(),
+            )
+        })
+        .collect();
+    let started = Instant::now();
+    let deliveries: Vec<_> = bodies
+        .iter()
+        .map(|(key, body)| {
+            producer.send(
+                FutureRecord::to(&raw_topic).key(key).payload(body),
+                Duration::from_secs(30),
+            )
+        })
+        .collect();
+    for delivery in join_all(deliveries).await {
+        delivery.map_err(|(e, _)| e)?;
+    }
+    let raw_rate = bodies.len() as f64 / started.elapsed().as_secs_f64();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let relay = tokio::spawn(Relay::new(backlog.state.pool.clone(), settings.clone()).run(stopped));
+    let total = events.len() as i64;
+    loop {
+        let relayed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events e, relay_checkpoints c
+              WHERE (e.transaction_id, e.global_position) <= (c.transaction_id, c.global_position)",
+        )
+        .fetch_one(&backlog.state.pool)
+        .await?;
+        if relayed >= total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let relay_rate = total as f64 / started.elapsed().as_secs_f64();
+    let _ = stop.send(true);
+    let _ = relay.await;
+    backlog.stop().await;
+    figures.push(Figure {
+        name: "relay, store to broker",
+        value: relay_rate,
+        unit: "events/s",
+        baseline_name: "raw produce of the same messages",
+        baseline: raw_rate,
+        detail: format!("{total} events"),
+    });
+
+    println!("\nBoard benchmark ({commands} commands, {CLIENTS} clients, release build)\n");
+    println!(
+        "{:<32} {:>12}   {:<34} {:>12} {:>7}",
+        "figure", "value", "baseline", "value", "ratio"
+    );
+    for f in &figures {
+        println!(
+            "{:<32} {:>10.0}{:<2}   {:<34} {:>10.0}{:<2} {:>6.2}x   {}",
+            f.name,
+            f.value,
+            if f.unit == "/s" { "/s" } else { "" },
+            f.baseline_name,
+            f.baseline,
+            if f.unit == "/s" { "/s" } else { "" },
+            f.ratio(),
+            f.detail
+        );
+    }
+    println!(
+        "{:<32} p50 {vis_p50:.1} ms, p99 {vis_p99:.1} ms (every 20th command, under the load above)",
+        "command to read model"
+    );
+    println!(
+        "{:<32} {memory:.0} MiB (server, relay, projector and load generator in one process)",
+        "peak memory"
+    );
+
+    let json = json!({
+        "commands": commands,
+        "clients": CLIENTS,
+        "figures": figures.iter().map(|f| json!({
+            "name": f.name, "value": f.value, "unit": f.unit,
+            "baseline": f.baseline_name, "baselineValue": f.baseline, "ratio": f.ratio(), "detail": f.detail,
+        })).collect::<Vec<_>>(),
+        "commandToReadModelMs": { "p50": vis_p50, "p99": vis_p99 },
+        "peakMemoryMiB": memory,
+    });
+    std::fs::create_dir_all("target")?;
+    std::fs::write("target/bench.json", serde_json::to_string_pretty(&json)?)?;
+    println!("\nwritten: target/bench.json");
+    Ok(())
+}

@@ -1,0 +1,228 @@
+//! What the benchmarks share: a whole Board (API, relay, projector) on scratch databases
+//! and a scratch topic, driven through its router, and percentile reporting.
+
+#![allow(dead_code)] // each benchmark uses part of it
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{to_bytes, Body};
+use axum::http::Request;
+use clap::Parser;
+use serde_json::{json, Value};
+use sqlx::MySqlPool;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tower::ServiceExt;
+
+use board::cli::{self, Cli};
+use board::http::AppState;
+use board::projector::Projector;
+use board::relay::Relay;
+
+pub fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+pub struct Stack {
+    pub app: axum::Router,
+    pub state: AppState,
+    pub read_url: String,
+    pub read_pool: MySqlPool,
+    pub topic: String,
+    pub token: String,
+    pub category: String,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Stack {
+    /// A migrated Board on fresh databases, with an admin logged in and one category.
+    /// `relay` and `projector` say which background components run.
+    pub async fn start(relay: bool, projector: bool) -> anyhow::Result<Self> {
+        let pg_server = env_or(
+            "TEST_DATABASE_URL",
+            "postgres://board:board@127.0.0.1:5432/postgres",
+        );
+        let mysql_server = env_or(
+            "TEST_READ_DATABASE_URL",
+            "mysql://board:board@127.0.0.1:3306",
+        );
+        let database_url = board::databases::scratch_postgres(&pg_server, "board_bench").await?;
+        let read_url = board::databases::scratch_mysql(&mysql_server, "board_bench").await?;
+        let topic = format!("board-bench-{}", uuid::Uuid::new_v4().simple());
+        let mail_dir =
+            std::env::temp_dir().join(format!("board-bench-mail-{}", uuid::Uuid::new_v4()));
+        let mail_dir = mail_dir.display().to_string();
+        let brokers = env_or("KAFKA_BROKERS", "127.0.0.1:9092");
+        let cli = Cli::try_parse_from([
+            "board",
+            "--database-url",
+            &database_url,
+            "--read-database-url",
+            &read_url,
+            "--kafka-brokers",
+            &brokers,
+            "--kafka-topic",
+            &topic,
+            "--kafka-partitions",
+            "3",
+            "--projector-group",
+            &topic,
+            "--mail-dir",
+            &mail_dir,
+            "--admin-emails",
+            "bench@example.com",
+            "--auth-rate-per-minute",
+            "100000",
+            "serve",
+        ])?;
+        let state = cli::build_state(Arc::new(cli.config))?;
+        cli::migrate(&state.pool).await?;
+        cli::migrate_read_models(&state.read_pool).await?;
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::new();
+        if relay {
+            tasks.push(tokio::spawn(
+                Relay::new(state.pool.clone(), state.config.kafka()).run(stopped.clone()),
+            ));
+        }
+        if projector {
+            // Its own pool, as `board serve` gives it: the probes must not starve it.
+            let projector_pool = MySqlPool::connect(&read_url).await?;
+            let projector = Projector::new(
+                projector_pool,
+                state.pool.clone(),
+                state.config.kafka(),
+                topic.clone(),
+            );
+            tasks.push(tokio::spawn(projector.run(stopped)));
+        }
+        let app = board::http::app(state.clone());
+        let (status, _) = call(&app, "POST", "/signup", None,
+            json!({"email": "bench@example.com", "password": "benchmark password", "nickname": "bench"})).await;
+        anyhow::ensure!(status == 201, "sign-up failed: {status}");
+        let mail = std::fs::read_dir(&mail_dir)?.next().unwrap()?.path();
+        let text = std::fs::read_to_string(mail)?;
+        let start = text.find("/verify?").unwrap();
+        let verify: String = text[start..]
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect();
+        anyhow::ensure!(
+            call(&app, "GET", &verify, None, Value::Null).await.0 == 200,
+            "verify failed"
+        );
+        let (_, tokens) = call(
+            &app,
+            "POST",
+            "/auth",
+            None,
+            json!({"email": "bench@example.com", "password": "benchmark password"}),
+        )
+        .await;
+        let token = tokens["accessToken"].as_str().unwrap().to_string();
+        let (_, category) = call(
+            &app,
+            "POST",
+            "/board/categories",
+            Some(&token),
+            json!({"name": "Bench"}),
+        )
+        .await;
+        let category = category["categoryId"].as_str().unwrap().to_string();
+        let read_pool = MySqlPool::connect(&read_url).await?;
+        Ok(Self {
+            app,
+            state,
+            read_url,
+            read_pool,
+            topic,
+            token,
+            category,
+            stop,
+            tasks,
+        })
+    }
+
+    pub async fn create_post(&self, i: usize) -> (u16, Value) {
+        call(
+            &self.app,
+            "POST",
+            &format!("/board/categories/{}/posts", self.category),
+            Some(&self.token),
+            json!({"title": format!("Post {i}"), "content": "benchmark content"}),
+        )
+        .await
+    }
+
+    /// Waits until the read model shows post `id`, looking every `poll`.
+    pub async fn wait_visible(&self, id: &str, poll: Duration) -> anyhow::Result<()> {
+        loop {
+            let version =
+                projections::queries::applied_version(&self.read_pool, "post", id).await?;
+            if version >= Some(1) {
+                return Ok(());
+            }
+            tokio::time::sleep(poll).await;
+        }
+    }
+
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+pub async fn call(
+    app: &axum::Router,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> (u16, Value) {
+    let mut request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json");
+    if let Some(token) = token {
+        request = request.header("authorization", format!("Bearer {token}"));
+    }
+    let body = if body.is_null() {
+        Body::empty()
+    } else {
+        Body::from(body.to_string())
+    };
+    let response = app
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+/// p50, p99 and max of `samples`, in milliseconds.
+pub fn percentiles(mut samples: Vec<Duration>) -> (f64, f64, f64) {
+    samples.sort();
+    let at = |p: f64| {
+        samples[((samples.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1000.0
+    };
+    (
+        at(0.5),
+        at(0.99),
+        samples.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+    )
+}
+
+pub fn report(label: &str, samples: Vec<Duration>) -> f64 {
+    let (p50, p99, max) = percentiles(samples);
+    println!("{label:<44} p50 {p50:>7.2} ms   p99 {p99:>7.2} ms   max {max:>7.2} ms");
+    p50
+}
