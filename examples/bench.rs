@@ -9,6 +9,7 @@
 //! - post list and post content queries through HTTP against the same SELECTs run directly;
 //! - the relay's rate against raw acknowledged produce of the same messages;
 //! - the process's peak memory.
+//!
 //! Rebuild and export rates have their own benchmark: `make bench-history`.
 
 mod support;
