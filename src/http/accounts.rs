@@ -18,7 +18,6 @@ use super::body::{any_string, Fields, JsonBody};
 use super::concurrency::etag;
 use super::consistency::{event_position, EVENT_POSITION};
 use super::context::RequestContext;
-use super::idempotency::IdempotentRequest;
 use super::rate_limit::AuthRateLimit;
 use super::{ApiError, AppState};
 use crate::accounts::{NewAccount, Tokens};
@@ -54,13 +53,7 @@ async fn sign_up(
     headers: HeaderMap,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let idempotent = IdempotentRequest::new(
-        &headers,
-        "anonymous".into(),
-        "/signup",
-        &body.raw,
-        state.config.signing_secret(),
-    )?;
+    let idempotent = state.idempotent(&headers, "anonymous".into(), "/signup", &body.raw)?;
     let mut fields = Fields::new(body);
     let email = fields.required("email", rules::email);
     let password = fields.required("password", rules::password);

@@ -18,7 +18,6 @@ use super::body::{Fields, JsonBody};
 use super::concurrency::{etag, IfMatch};
 use super::consistency::{event_position, EVENT_POSITION};
 use super::context::RequestContext;
-use super::idempotency::IdempotentRequest;
 use super::{parse_id, ApiError, AppState};
 use crate::store::{self, ClaimKind, CommandError};
 
@@ -78,13 +77,7 @@ async fn create_category(
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let scope = actor.account_id.to_string();
-    let idempotent = IdempotentRequest::new(
-        &headers,
-        scope,
-        "/board/categories",
-        &body.raw,
-        state.config.signing_secret(),
-    )?;
+    let idempotent = state.idempotent(&headers, scope, "/board/categories", &body.raw)?;
     if !actor.is_admin() {
         return Err(ApiError::forbidden("only admins may create categories"));
     }
@@ -143,13 +136,7 @@ async fn create_post(
     let path = format!("/board/categories/{category_id}/posts");
     let category_id = parse_id("categoryId", &category_id)?;
     let scope = actor.account_id.to_string();
-    let idempotent = IdempotentRequest::new(
-        &headers,
-        scope,
-        &path,
-        &body.raw,
-        state.config.signing_secret(),
-    )?;
+    let idempotent = state.idempotent(&headers, scope, &path, &body.raw)?;
     let mut fields = Fields::new(body);
     let title = fields.required("title", rules::post_title);
     let content = fields.required("content", rules::post_content);
@@ -264,13 +251,7 @@ async fn add_comment(
     let path = format!("/board/posts/{post_id}/comments");
     let post_id = parse_id("postId", &post_id)?;
     let scope = actor.account_id.to_string();
-    let idempotent = IdempotentRequest::new(
-        &headers,
-        scope,
-        &path,
-        &body.raw,
-        state.config.signing_secret(),
-    )?;
+    let idempotent = state.idempotent(&headers, scope, &path, &body.raw)?;
     let mut fields = Fields::new(body);
     let content = fields.required("content", rules::comment_content);
     fields.finish()?;

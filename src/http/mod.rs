@@ -47,6 +47,26 @@ pub struct AppState {
     pub auth_limiter: Arc<rate_limit::RateLimiter>,
 }
 
+impl AppState {
+    /// The `Idempotency-Key` handling of a POST by `scope` (an account id, or
+    /// `anonymous`), its fingerprint keyed by the server's signing secret.
+    pub fn idempotent<'a>(
+        &self,
+        headers: &'a axum::http::HeaderMap,
+        scope: String,
+        path: &str,
+        body: &[u8],
+    ) -> Result<idempotency::IdempotentRequest<'a>, ApiError> {
+        idempotency::IdempotentRequest::new(
+            headers,
+            scope,
+            path,
+            body,
+            self.config.signing_secret(),
+        )
+    }
+}
+
 /// The whole API. Tests call this directly, without a socket.
 pub fn app(state: AppState) -> Router {
     Router::new()

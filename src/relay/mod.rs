@@ -110,8 +110,8 @@ impl Relay {
 
 /// The global order rests on this server's transaction ids. After a logical dump and
 /// restore into another server, restored events can carry ids above the new server's
-/// counter; every new event would then sort before them and the relay, waiting past its
-/// checkpoint, would publish nothing. Refuse loudly instead.
+/// counter: they would stay unreadable until the counter passed them, while newer events
+/// went out ahead of them, out of order. Refuse loudly instead.
 async fn check_transaction_ids(pool: &PgPool) -> anyhow::Result<()> {
     let ahead: bool = sqlx::query_scalar(
         "SELECT COALESCE((SELECT transaction_id FROM events ORDER BY transaction_id DESC LIMIT 1)

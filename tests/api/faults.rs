@@ -279,3 +279,28 @@ async fn events_missing_from_the_stream_are_fetched_from_the_store() {
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     assert_eq!(res.json()["title"], "Edited");
 }
+
+#[tokio::test]
+async fn the_relay_refuses_events_from_ahead_of_the_servers_transaction_counter() {
+    // As after a logical restore from a server whose transaction counter was further on.
+    let pipeline = Pipeline::new(1).await;
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                             payload, metadata, transaction_id)
+         VALUES ('test', 'restored', 1, 'Happened', '1.0', '{\"Happened\": {}}', '{}',
+                 '999999999999'::xid8)",
+    )
+    .execute(&pipeline.app.pool)
+    .await
+    .unwrap();
+    let _relay = pipeline.start_relay();
+    let admin = pipeline.app.admin().await;
+    pipeline.app.category(&admin, "Rust").await;
+    // Without the check, these newer events would go out ahead of the restored one.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let checkpoints: i64 = sqlx::query_scalar("SELECT count(*) FROM relay_checkpoints")
+        .fetch_one(&pipeline.app.pool)
+        .await
+        .unwrap();
+    assert_eq!(checkpoints, 0, "the relay published out of order");
+}
