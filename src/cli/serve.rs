@@ -19,6 +19,7 @@ use crate::store;
 /// Migrates, then runs the chosen components until a shutdown signal. In-flight requests
 /// finish; the relay and the projector stop between batches.
 pub async fn serve(config: Arc<Config>, components: &[Component]) -> anyhow::Result<()> {
+    let shutdown = shutdown_signal();
     let state = build_state(config.clone())?;
     if config.jwt_secret.is_none() {
         tracing::warn!(
@@ -55,10 +56,10 @@ pub async fn serve(config: Arc<Config>, components: &[Component]) -> anyhow::Res
         // Peer addresses reach the handlers (per-client rate limits).
         let app = http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(shutdown)
             .await?;
     } else {
-        shutdown_signal().await;
+        shutdown.await;
     }
     let _ = stop.send(true);
     while tasks.join_next().await.is_some() {}
@@ -121,25 +122,37 @@ where
     Ok(())
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is
+/// called, not when the future is first polled: a signal that arrives in between (the
+/// port is open, the server not yet polled) must not kill the process the default way.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
+    let handlers = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        )
     };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {},
-        () = terminate => {},
+    async move {
+        #[cfg(unix)]
+        {
+            let (interrupt, terminate) = handlers;
+            let wait = |handler: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match handler {
+                    Ok(mut handler) => {
+                        handler.recv().await;
+                    }
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = wait(interrupt) => {},
+                () = wait(terminate) => {},
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutdown signal received");
     }
-    tracing::info!("shutdown signal received");
 }
