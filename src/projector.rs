@@ -7,13 +7,17 @@
 //! (see `projections::projector`). While MySQL is down the batch is kept and retried, so
 //! nothing is skipped; the write side is unaffected. Events missing from the stream (a
 //! producer gave up on them, or the broker no longer keeps them) are fetched from the
-//! event store, so a gap in Kafka never becomes a gap in the read models. Two projector processes in one group
-//! split the partitions between them.
+//! event store, so a gap in Kafka never becomes a gap in the read models. Two projector
+//! processes in one group split the partitions between them; one the group leaves without
+//! partitions while nobody progresses rejoins (see [`stranded`]).
+
+mod stranded;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use sqlx::{MySqlPool, PgPool};
@@ -92,9 +96,38 @@ impl Projector {
         let consumer = kafka::consumer(&self.settings, &self.group)?;
         consumer.subscribe(&[&self.settings.topic])?;
         tracing::info!(topic = %self.settings.topic, group = %self.group, "projector consuming");
+        let mut watch = stranded::Watch::new();
+        let mut checks = tokio::time::interval(stranded::CHECK_EVERY);
         loop {
             let first = tokio::select! {
-                message = consumer.recv() => message?,
+                message = consumer.recv() => match message {
+                    Ok(message) => message,
+                    // The consumer reconnects by itself; a new one would join the group
+                    // as another member while this one is still registered.
+                    Err(error) if is_transient(&error) => {
+                        tracing::warn!(%error, "broker unavailable; the consumer keeps retrying");
+                        tokio::time::sleep(RETRY_PAUSE).await;
+                        continue;
+                    }
+                    Err(error) => return Err(error.into()),
+                },
+                _ = checks.tick() => {
+                    let assigned = consumer.assignment().map_or(0, |list| list.count());
+                    let stranded = watch
+                        .stranded(assigned, &self.pool, &self.store, READ_MODELS, &self.settings.topic)
+                        .await
+                        .unwrap_or_else(|error| {
+                            tracing::debug!(%error, "could not check the group's progress");
+                            false
+                        });
+                    anyhow::ensure!(
+                        !stranded,
+                        "no partitions for {:?} while the read models are behind and nobody \
+                         progresses: leaving the group to join it again",
+                        stranded::STRANDED_AFTER
+                    );
+                    continue;
+                }
                 _ = shutdown.changed() => return Ok(()),
             };
             let mut batch = vec![detach(&first)];
@@ -216,6 +249,11 @@ fn commit_offsets(consumer: &StreamConsumer, topic: &str, batch: &[Received]) {
     if let Err(error) = consumer.commit(&list, CommitMode::Async) {
         tracing::warn!(%error, "offset commit failed; the batch may be redelivered");
     }
+}
+
+/// Errors the consumer recovers from by itself (it reconnects and fetches again).
+fn is_transient(error: &KafkaError) -> bool {
+    matches!(error, KafkaError::MessageConsumption(_))
 }
 
 fn hostname() -> String {
