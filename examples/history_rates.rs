@@ -173,7 +173,7 @@ async fn main() -> anyhow::Result<()> {
 
     let (_never, cancel) = watch::channel(false);
     let started = Instant::now();
-    let outcome = rebuild::rebuild(&pg, &read_url, &|_| {}, cancel.clone()).await?;
+    let outcome = rebuild::rebuild(&pg, &read_url, events, &|_| {}, cancel.clone()).await?;
     let RebuildOutcome::Swapped {
         events: rebuilt, ..
     } = outcome

@@ -17,6 +17,8 @@
 //! Interrupting (Ctrl-C) before the swap drops the shadow database and leaves the live
 //! read model untouched. A run starts by dropping whatever an interrupted run left behind.
 
+mod published;
+
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -30,6 +32,9 @@ use projections::snapshot;
 use crate::databases::{database_name, with_database};
 use crate::relay::envelope;
 use crate::store::reader::{self, Checkpoint};
+
+pub use published::{read as published_progress, RebuildRow};
+use published::{Ended, PublishedProgress};
 
 /// The tables a rebuild replaces (progress and migrations stay where they are).
 pub const VIEW_TABLES: [&str; 4] = [
@@ -103,23 +108,50 @@ pub enum RebuildOutcome {
 }
 
 /// Rebuilds the read models of the database `read_url` names, without downtime.
+/// `total` is the number of events the caller counted for its progress bar; it is
+/// published with the progress (events arriving meanwhile are replayed too).
 pub async fn rebuild(
     source: &PgPool,
     read_url: &str,
+    total: u64,
+    progress: Progress<'_>,
+    cancel: watch::Receiver<bool>,
+) -> anyhow::Result<RebuildOutcome> {
+    let live = database_name(read_url).context("READ_DATABASE_URL names no database")?;
+    let admin = MySqlPool::connect(read_url)
+        .await
+        .context("connecting to the read models")?;
+    let published = PublishedProgress::start(admin.clone(), projector::READ_MODELS, total).await;
+    let report = |events: u64| {
+        progress(events);
+        published.add(events);
+    };
+    let outcome = swap_in_rebuilt(source, &admin, read_url, &live, &report, cancel).await;
+    let ended = match &outcome {
+        Ok(RebuildOutcome::Swapped { .. }) => Ended::Swapped,
+        Ok(RebuildOutcome::Interrupted) => Ended::Interrupted,
+        Err(_) => Ended::Failed,
+    };
+    published.finish(ended).await;
+    outcome
+}
+
+/// The rebuild itself: shadow database, bulk pass, catch-up, locked hand-over, swap.
+async fn swap_in_rebuilt(
+    source: &PgPool,
+    admin: &MySqlPool,
+    read_url: &str,
+    live: &str,
     progress: Progress<'_>,
     cancel: watch::Receiver<bool>,
 ) -> anyhow::Result<RebuildOutcome> {
     let started = Instant::now();
-    let live = database_name(read_url).context("READ_DATABASE_URL names no database")?;
     let shadow = format!("{live}__rebuild");
     let previous = format!("{live}__previous");
-    let admin = MySqlPool::connect(read_url)
-        .await
-        .context("connecting to the read models")?;
     for leftover in [&shadow, &previous] {
-        drop_database(&admin, leftover).await?;
+        drop_database(admin, leftover).await?;
     }
-    let shadow_pool = fresh_database(&admin, read_url, &shadow).await?;
+    let shadow_pool = fresh_database(admin, read_url, &shadow).await?;
     // Everything committed before the rebuild began is in it, whatever else is running.
     reader::settle(source, Duration::from_secs(30)).await?;
 
@@ -134,7 +166,7 @@ pub async fn rebuild(
             }
             None => {
                 shadow_pool.close().await;
-                drop_database(&admin, &shadow).await?;
+                drop_database(admin, &shadow).await?;
                 return Ok(RebuildOutcome::Interrupted);
             }
         }
@@ -153,14 +185,14 @@ pub async fn rebuild(
     events += last;
     shadow_pool.close().await;
     sqlx::query(&format!("CREATE DATABASE {}", quoted(&previous)?))
-        .execute(&admin)
+        .execute(admin)
         .await?;
     let renames = VIEW_TABLES
         .iter()
         .map(|table| {
             Ok(format!(
                 "{live}.{table} TO {previous}.{table}, {shadow}.{table} TO {live}.{table}",
-                live = quoted(&live)?,
+                live = quoted(live)?,
                 previous = quoted(&previous)?,
                 shadow = quoted(&shadow)?,
             ))
@@ -168,7 +200,7 @@ pub async fn rebuild(
         .collect::<anyhow::Result<Vec<_>>>()?
         .join(", ");
     sqlx::query(&format!("RENAME TABLE {renames}"))
-        .execute(&admin)
+        .execute(admin)
         .await
         .context("swapping the rebuilt tables in")?;
     lock.commit().await?;
@@ -177,7 +209,7 @@ pub async fn rebuild(
         "rebuilt tables swapped in; the live projector goes on from here"
     );
     for database in [&shadow, &previous] {
-        drop_database(&admin, database).await?;
+        drop_database(admin, database).await?;
     }
     Ok(RebuildOutcome::Swapped {
         events,

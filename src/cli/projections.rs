@@ -65,6 +65,7 @@ pub async fn run(command: ProjectionsCommand, state: AppState) -> anyhow::Result
             let outcome = rebuild::rebuild(
                 &state.pool,
                 state.config.read_database_url.expose(),
+                total as u64,
                 &|n| bar.inc(n),
                 progress::cancel_on_ctrl_c(),
             )

@@ -1,12 +1,15 @@
 //! Prometheus metrics, served at `/metrics` (expose it to your scraper, not the public).
 //!
-//! - `http_request_duration_seconds{method,route,status}`: a histogram per route template;
-//! - `board_commands_total{aggregate,outcome}`: accepted, rejected (by a rule), conflict,
-//!   precondition_failed, unavailable, error;
-//! - `board_relay_lag_events{relay}`, `board_relay_lag_seconds{relay}` and
-//!   `board_projector_lag_events{partition}`, `board_projector_lag_seconds{partition}`:
-//!   measured at scrape time, the same figures `board projections status` prints;
-//! - `board_events_total`: events in the store.
+//! Two kinds, rendered into one text:
+//! - events this process saw, kept in the process-wide recorder:
+//!   `http_request_duration_seconds{method,route,status}` (a histogram per route
+//!   template) and `board_commands_total{aggregate,outcome}` (accepted, rejected by a
+//!   rule, conflict, precondition_failed, unavailable, error);
+//! - facts about the databases and the broker, read fresh at each scrape by
+//!   [`scrape`]: the pipeline's lag and the progress of rebuilds.
+
+mod exposition;
+mod scrape;
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -58,35 +61,8 @@ pub fn record_command<T>(aggregate: &'static str, result: &Result<T, CommandErro
         .increment(1);
 }
 
-/// Renders every metric, after measuring the pipeline's lag.
+/// Every metric: what this process recorded, then what the databases say now.
 pub async fn render(state: &AppState) -> String {
-    let status = tokio::time::timeout(
-        Duration::from_secs(5),
-        crate::status::collect(&state.pool, &state.read_pool, &state.config.kafka()),
-    )
-    .await;
-    match status {
-        Ok(Ok(status)) => {
-            metrics::gauge!("board_events_total").set(status.head.events as f64);
-            for relay in &status.relays {
-                metrics::gauge!("board_relay_lag_events", "relay" => relay.name.clone())
-                    .set(relay.lag_events as f64);
-                metrics::gauge!("board_relay_lag_seconds", "relay" => relay.name.clone())
-                    .set(relay.lag_seconds);
-            }
-            for partition in &status.projectors {
-                let label = partition.partition.to_string();
-                if let Some(lag) = partition.lag_events {
-                    metrics::gauge!("board_projector_lag_events", "partition" => label.clone())
-                        .set(lag as f64);
-                }
-                if let Some(lag) = partition.lag_seconds {
-                    metrics::gauge!("board_projector_lag_seconds", "partition" => label).set(lag);
-                }
-            }
-        }
-        Ok(Err(error)) => tracing::warn!(error = %format!("{error:#}"), "lag metrics unavailable"),
-        Err(_) => tracing::warn!("lag metrics timed out"),
-    }
-    handle().render()
+    let fresh = scrape::render(state).await;
+    handle().render() + &fresh
 }

@@ -37,6 +37,18 @@ async fn bulk_events(pipeline: &Pipeline, count: i64, bytes: usize) {
     .unwrap();
 }
 
+/// Sends `signal` ("INT", "TERM") to `child`, as an operator would, and waits for it.
+async fn signal_and_wait(mut child: std::process::Child, signal: &str) -> std::process::ExitStatus {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} failed");
+    tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap()
+}
+
 async fn shadow_exists(pipeline: &Pipeline) -> bool {
     let name = board::databases::database_name(&pipeline.read_url).unwrap();
     let found: Option<String> = sqlx::query_scalar(
@@ -92,21 +104,25 @@ async fn an_interrupted_rebuild_leaves_the_live_read_model_untouched_and_a_rerun
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(500)).await; // half-way through, give or take
-    let pid = rebuild.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    let status = tokio::task::spawn_blocking(move || rebuild.wait().unwrap())
-        .await
-        .unwrap();
+    // Half-way through, as the server's metrics tell (the rebuild is another process).
+    let mut during = rebuild_metrics(&pipeline).await;
+    while during.applied == 0.0 {
+        if let Some(status) = rebuild.try_wait().unwrap() {
+            panic!("the rebuild ended ({status}) before the metrics showed any progress");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        during = rebuild_metrics(&pipeline).await;
+    }
+    assert_eq!(during.running, 1.0, "{during:?}");
+    assert!(during.applied < during.total, "{during:?}");
+    let status = signal_and_wait(rebuild, "INT").await;
     assert_eq!(status.code(), Some(130), "interrupted before the swap");
     assert!(
         !shadow_exists(&pipeline).await,
         "the shadow database is dropped"
     );
     assert_eq!(snapshot::take(&pipeline.read_pool).await.unwrap(), before);
+    assert_eq!(rebuild_metrics(&pipeline).await.running, 0.0);
     let res = pipeline.app.get("/board/categories").send().await;
     assert_eq!(res.status, StatusCode::OK);
 
@@ -120,6 +136,35 @@ async fn an_interrupted_rebuild_leaves_the_live_read_model_untouched_and_a_rerun
         .await
         .unwrap();
     assert_eq!(posts, 30_000);
+    let after = rebuild_metrics(&pipeline).await;
+    assert_eq!(
+        (after.running, after.applied),
+        (0.0, after.total),
+        "{after:?}"
+    );
+}
+
+#[derive(Debug)]
+struct RebuildMetrics {
+    running: f64,
+    applied: f64,
+    total: f64,
+}
+
+/// The read models' rebuild, as the server's `/metrics` reports it (zeros before any).
+async fn rebuild_metrics(pipeline: &Pipeline) -> RebuildMetrics {
+    let text = pipeline.app.get("/metrics").send().await.text();
+    let gauge = |name: &str| {
+        let prefix = format!("{name}{{projection=\"read-models\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map_or(0.0, |value| value.trim().parse().unwrap())
+    };
+    RebuildMetrics {
+        running: gauge("board_rebuild_running"),
+        applied: gauge("board_rebuild_events_applied"),
+        total: gauge("board_rebuild_events_total"),
+    }
 }
 
 #[tokio::test]
@@ -492,7 +537,7 @@ async fn serve_stops_cleanly_on_sigterm() {
         probe.local_addr().unwrap().port()
     };
     let listen = format!("127.0.0.1:{port}");
-    let mut server = pipeline
+    let server = pipeline
         .board(&["--listen", &listen, "serve"])
         .stdout(Stdio::null())
         .spawn()
@@ -506,14 +551,7 @@ async fn serve_stops_cleanly_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(answered, "the server never listened");
-    let pid = server.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let status = tokio::task::spawn_blocking(move || server.wait().unwrap())
-        .await
-        .unwrap();
+    let status = signal_and_wait(server, "TERM").await;
     assert_eq!(status.code(), Some(0), "a clean stop exits 0");
 }
 

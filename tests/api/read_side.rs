@@ -298,8 +298,9 @@ async fn metrics_show_requests_commands_and_lag() {
         "http_request_duration_seconds_bucket{method=\"POST\",route=\"/board/categories\",status=\"201\"",
         "board_commands_total{aggregate=\"category\",outcome=\"accepted\"}",
         &format!("board_relay_lag_events{{relay=\"relay:{}\"}} 0", pipeline.topic),
-        "board_projector_lag_events{partition=\"0\"} 0",
-        "board_projector_lag_seconds{partition=\"1\"}",
+        "board_status_up 1",
+        "board_projector_lag_events{projector=\"read-models\",partition=\"0\"} 0",
+        "board_projector_lag_seconds{projector=\"read-models\",partition=\"1\"}",
     ] {
         assert!(text.contains(expected), "missing {expected} in:\n{text}");
     }

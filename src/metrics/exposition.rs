@@ -1,0 +1,62 @@
+//! Writing gauges in the Prometheus text exposition format, for the figures that are
+//! read fresh at each scrape rather than kept in the recorder.
+
+use std::fmt::Write;
+
+/// A gauge family: its header once, then one sample per label set.
+pub struct Gauge<'a> {
+    out: &'a mut String,
+    name: &'static str,
+}
+
+impl<'a> Gauge<'a> {
+    pub fn new(out: &'a mut String, name: &'static str, help: &str) -> Self {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        Self { out, name }
+    }
+
+    pub fn sample(&mut self, labels: &[(&str, &str)], value: f64) -> &mut Self {
+        self.out.push_str(self.name);
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (key, val)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.out.push(',');
+                }
+                let _ = write!(self.out, "{key}=\"{}\"", escape(val));
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+        self
+    }
+}
+
+/// Label values may hold any text; the format reserves backslash, quote and newline.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_family_has_one_header_and_escaped_labels() {
+        let mut out = String::new();
+        Gauge::new(&mut out, "lag", "how far behind")
+            .sample(&[("relay", "a\"b\\c\nd")], 2.0)
+            .sample(&[("relay", "x"), ("partition", "1")], 0.5)
+            .sample(&[], 7.0);
+        assert_eq!(
+            out,
+            "# HELP lag how far behind\n# TYPE lag gauge\n\
+             lag{relay=\"a\\\"b\\\\c\\nd\"} 2\n\
+             lag{relay=\"x\",partition=\"1\"} 0.5\n\
+             lag 7\n"
+        );
+    }
+}

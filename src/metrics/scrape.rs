@@ -1,0 +1,156 @@
+//! The figures read fresh at each scrape: where the relay and the projectors are against
+//! the event store (the same figures `board projections status` prints), and the progress
+//! rebuilds publish to the read database.
+//!
+//! They are written straight into the scrape's text, never kept in the process-wide
+//! recorder. A recorder would keep the last value it was given: a gauge for a relay that
+//! is gone, or a lag from before the broker went away, would go on being reported as if
+//! measured now; and two servers in one process (the tests) would overwrite each other's.
+//!
+//! - `board_status_up`: 1 when the lag below could be measured at this scrape;
+//! - `board_events_total`: events in the store;
+//! - `board_relay_lag_events{relay}`, `board_relay_lag_seconds{relay}`;
+//! - `board_projector_lag_events{projector,partition}`,
+//!   `board_projector_lag_seconds{projector,partition}`;
+//! - `board_rebuild_running{projection}` (1 while a rebuild runs, in whatever process;
+//!   0 once it ended, or when it has not reported for [`STALE_REBUILD`], having died),
+//!   `board_rebuild_events_applied{projection}`, `board_rebuild_events_total{projection}`
+//!   and `board_rebuild_report_age_seconds{projection}`.
+
+use std::time::Duration;
+
+use super::exposition::Gauge;
+use crate::http::AppState;
+use crate::rebuild::RebuildRow;
+use crate::status::Status;
+
+/// A scrape must answer even when a dependency hangs; what could not be read in time is
+/// left out (and `board_status_up` says so).
+const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
+const REBUILD_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A rebuild publishes its progress every second; one silent for longer than this has
+/// died without recording its end (kill -9, a lost host).
+const STALE_REBUILD: f64 = 30.0;
+
+pub async fn render(state: &AppState) -> String {
+    let (status, rebuilds) = tokio::join!(status(state), rebuilds(state));
+    let mut out = String::new();
+    write_lag(&mut out, status.as_ref());
+    write_rebuilds(&mut out, &rebuilds);
+    out
+}
+
+async fn status(state: &AppState) -> Option<Status> {
+    let kafka = state.config.kafka();
+    let collect = crate::status::collect(&state.pool, &state.read_pool, &kafka);
+    match tokio::time::timeout(STATUS_TIMEOUT, collect).await {
+        Ok(Ok(status)) => Some(status),
+        Ok(Err(error)) => {
+            tracing::warn!(error = %format!("{error:#}"), "lag metrics unavailable");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("lag metrics timed out");
+            None
+        }
+    }
+}
+
+async fn rebuilds(state: &AppState) -> Vec<RebuildRow> {
+    let read = crate::rebuild::published_progress(&state.read_pool);
+    match tokio::time::timeout(REBUILD_TIMEOUT, read).await {
+        Ok(Ok(rows)) => rows,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "rebuild progress unavailable");
+            Vec::new()
+        }
+        Err(_) => {
+            tracing::warn!("reading rebuild progress timed out");
+            Vec::new()
+        }
+    }
+}
+
+fn write_lag(out: &mut String, status: Option<&Status>) {
+    let up = if status.is_some() { 1.0 } else { 0.0 };
+    Gauge::new(out, "board_status_up", "1 when the lag could be measured").sample(&[], up);
+    let Some(status) = status else { return };
+    Gauge::new(out, "board_events_total", "Events in the store")
+        .sample(&[], status.head.events as f64);
+
+    let mut gauge = Gauge::new(out, "board_relay_lag_events", "Events not yet published");
+    for relay in &status.relays {
+        gauge.sample(&[("relay", &relay.name)], relay.lag_events as f64);
+    }
+    let mut gauge = Gauge::new(
+        out,
+        "board_relay_lag_seconds",
+        "Age of the oldest event not yet published",
+    );
+    for relay in &status.relays {
+        gauge.sample(&[("relay", &relay.name)], relay.lag_seconds);
+    }
+
+    // A partition whose end the broker could not tell has no lag to report.
+    let mut gauge = Gauge::new(
+        out,
+        "board_projector_lag_events",
+        "Messages not yet applied, per partition",
+    );
+    for p in &status.projectors {
+        if let Some(lag) = p.lag_events {
+            let partition = p.partition.to_string();
+            gauge.sample(
+                &[("projector", &p.projector), ("partition", &partition)],
+                lag as f64,
+            );
+        }
+    }
+    let mut gauge = Gauge::new(
+        out,
+        "board_projector_lag_seconds",
+        "Age of the last applied event while behind, per partition",
+    );
+    for p in &status.projectors {
+        if let Some(lag) = p.lag_seconds {
+            let partition = p.partition.to_string();
+            gauge.sample(&[("projector", &p.projector), ("partition", &partition)], lag);
+        }
+    }
+}
+
+fn write_rebuilds(out: &mut String, rows: &[RebuildRow]) {
+    type Value = fn(&RebuildRow) -> f64;
+    let families: [(&'static str, &str, Value); 4] = [
+        ("board_rebuild_running", "1 while a rebuild runs", |row| {
+            let running = row.state == "running" && row.age_seconds < STALE_REBUILD;
+            if running {
+                1.0
+            } else {
+                0.0
+            }
+        }),
+        (
+            "board_rebuild_events_applied",
+            "Events the last rebuild has applied",
+            |row| row.events_applied as f64,
+        ),
+        (
+            "board_rebuild_events_total",
+            "Events the last rebuild set out to apply",
+            |row| row.events_total as f64,
+        ),
+        (
+            "board_rebuild_report_age_seconds",
+            "Seconds since the rebuild last reported",
+            |row| row.age_seconds,
+        ),
+    ];
+    for (name, help, value) in families {
+        let mut gauge = Gauge::new(out, name, help);
+        for row in rows {
+            gauge.sample(&[("projection", &row.projection)], value(row));
+        }
+    }
+}
