@@ -46,6 +46,7 @@ migrate: services ## Apply database migrations
 	$(CARGO) run --release --bin board -- migrate
 
 test: services ## Run all tests (TEST_THREADS, default 4; TEST_CMD) and check docker-compose.yml
+	$(SERVICES) tools
 	scripts/check-compose.sh
 	$(TEST_CMD)
 

@@ -6,6 +6,9 @@
 #                               then make sure the application roles and databases exist
 #   scripts/services.sh down    stop the broker this script started (never the databases)
 #   scripts/services.sh status  one line per service
+#   scripts/services.sh tools   the tools the tests drive: Chromium (Debian's package, for
+#                               the /docs test) and schemathesis (PyPI, pinned, kept in
+#                               .local/schemathesis); reused when already there
 #
 # Addresses (environment, or .env at the repo root; defaults in brackets):
 #   PGHOST [127.0.0.1]  PGPORT [5432]  MYSQL_HOST [127.0.0.1]  MYSQL_PORT [3306]
@@ -490,6 +493,32 @@ kafka_status() {
 }
 
 # ---------------------------------------------------------------------------
+# Test tools
+# ---------------------------------------------------------------------------
+
+SCHEMATHESIS_VERSION=4.32.5
+SCHEMATHESIS_DIR="$REPO_ROOT/.local/schemathesis"
+
+tools_up() {
+    if have chromium; then
+        say "chromium: $(command -v chromium) already installed"
+    else
+        apt_install chromium
+    fi
+    local st="$SCHEMATHESIS_DIR/bin/st"
+    if [[ -x "$st" ]] && "$st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+        say "schemathesis: $SCHEMATHESIS_VERSION already in .local/schemathesis"
+    else
+        say "schemathesis: installing $SCHEMATHESIS_VERSION from PyPI into .local/schemathesis"
+        rm -rf "$SCHEMATHESIS_DIR"
+        python3 -m venv "$SCHEMATHESIS_DIR"
+        "$SCHEMATHESIS_DIR/bin/pip" install --quiet --disable-pip-version-check \
+            "schemathesis==$SCHEMATHESIS_VERSION"
+        "$st" --version >/dev/null || die "schemathesis: installed, but $st does not run"
+    fi
+}
+
+# ---------------------------------------------------------------------------
 # Main
 # ---------------------------------------------------------------------------
 
@@ -515,6 +544,10 @@ case "$cmd" in
         take_lock
         tansu_stop
         ;;
+    tools)
+        take_lock
+        tools_up
+        ;;
     status)
         rc=0
         pg_status || rc=1
@@ -523,9 +556,9 @@ case "$cmd" in
         exit "$rc"
         ;;
     -h | --help | help)
-        sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
         ;;
     *)
-        die "unknown command '$cmd' (use up, down or status)"
+        die "unknown command '$cmd' (use up, down, status or tools)"
         ;;
 esac

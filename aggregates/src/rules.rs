@@ -7,7 +7,7 @@ use crate::FieldError;
 
 /// Checks `value`'s length in characters (not bytes), that it is not blank, and that it
 /// holds no control characters but line breaks and tabs (NUL cannot even be stored).
-fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<(), FieldError> {
+fn text(field: &'static str, value: &str, Length { min, max }: Length) -> Result<(), FieldError> {
     if value
         .chars()
         .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
@@ -30,7 +30,25 @@ fn text(field: &'static str, value: &str, min: usize, max: usize) -> Result<(), 
     Ok(())
 }
 
+/// The length a text field must have, in characters. The OpenAPI document reads these
+/// too, so the published limits are the enforced ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Length {
+    pub min: usize,
+    pub max: usize,
+}
+
 pub const EMAIL_MAX: usize = 254;
+pub const PASSWORD: Length = Length { min: 8, max: 128 };
+pub const NICKNAME: Length = Length { min: 2, max: 20 };
+pub const CATEGORY_NAME: Length = Length { min: 1, max: 50 };
+pub const CATEGORY_DESCRIPTION: Length = Length { min: 0, max: 500 };
+pub const POST_TITLE: Length = Length { min: 1, max: 200 };
+pub const POST_CONTENT: Length = Length {
+    min: 1,
+    max: 20_000,
+};
+pub const COMMENT_CONTENT: Length = Length { min: 1, max: 2_000 };
 
 /// A syntactically valid address: `local@domain.tld`, at most 254 characters, no spaces.
 pub fn email(value: &str) -> Result<(), FieldError> {
@@ -79,35 +97,38 @@ pub fn password(value: &str) -> Result<(), FieldError> {
         ));
     }
     let len = value.chars().count();
-    if !(8..=128).contains(&len) {
-        return Err(FieldError::new("password", "must be 8 to 128 characters"));
+    if !(PASSWORD.min..=PASSWORD.max).contains(&len) {
+        return Err(FieldError::new(
+            "password",
+            format!("must be {} to {} characters", PASSWORD.min, PASSWORD.max),
+        ));
     }
     Ok(())
 }
 
 /// Checked after trimming, which is also how it is stored.
 pub fn nickname(value: &str) -> Result<(), FieldError> {
-    text("nickname", value.trim(), 2, 20)
+    text("nickname", value.trim(), NICKNAME)
 }
 
 pub fn category_name(value: &str) -> Result<(), FieldError> {
-    text("name", value, 1, 50)
+    text("name", value, CATEGORY_NAME)
 }
 
 pub fn category_description(value: &str) -> Result<(), FieldError> {
-    text("description", value, 0, 500)
+    text("description", value, CATEGORY_DESCRIPTION)
 }
 
 pub fn post_title(value: &str) -> Result<(), FieldError> {
-    text("title", value, 1, 200)
+    text("title", value, POST_TITLE)
 }
 
 pub fn post_content(value: &str) -> Result<(), FieldError> {
-    text("content", value, 1, 20_000)
+    text("content", value, POST_CONTENT)
 }
 
 pub fn comment_content(value: &str) -> Result<(), FieldError> {
-    text("content", value, 1, 2_000)
+    text("content", value, COMMENT_CONTENT)
 }
 
 /// Runs several checks and keeps every failure, so a client learns all of them at once.

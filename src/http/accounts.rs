@@ -9,7 +9,6 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::Deserialize;
-use serde_json::json;
 
 use aggregates::rules;
 
@@ -18,7 +17,12 @@ use super::body::{any_string, Fields, JsonBody};
 use super::concurrency::etag;
 use super::consistency::{event_position, EVENT_POSITION};
 use super::context::RequestContext;
+use super::openapi::IdempotencyKeyHeader;
+use super::problem::PROBLEM_JSON;
 use super::rate_limit::AuthRateLimit;
+use super::schema::{
+    AccountCreated, AccountVerified, EmailAvailable, IssuedTokens, LogIn, Problem, SignUp,
+};
 use super::{ApiError, AppState};
 use crate::accounts::{NewAccount, Tokens};
 
@@ -31,14 +35,29 @@ pub fn router() -> Router<AppState> {
         .route("/refresh", get(refresh))
 }
 
-async fn check_duplicate_email(
+/// Whether an email is free for a new account.
+#[utoipa::path(
+    get,
+    path = "/check-duplicate/email/{email}",
+    tag = "accounts",
+    params(("email" = String, Path, description = "The address to check")),
+    responses(
+        (status = 200, description = "Free", body = EmailAvailable),
+        (status = 409, description = "An account has it", body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub(super) async fn check_duplicate_email(
     State(state): State<AppState>,
     Path(email): Path<String>,
 ) -> Result<Response, ApiError> {
     rules::email(&email)
         .map_err(|e| ApiError::validation(super::problem::field_errors(vec![e])))?;
     if state.accounts.email_available(&email).await? {
-        Ok(Json(json!({ "email": email, "available": true })).into_response())
+        Ok(Json(EmailAvailable {
+            email,
+            available: true,
+        })
+        .into_response())
     } else {
         Err(ApiError::conflict(
             "an account with this email already exists",
@@ -46,7 +65,21 @@ async fn check_duplicate_email(
     }
 }
 
-async fn sign_up(
+/// Creates an unverified account and mails a verification link.
+#[utoipa::path(
+    post,
+    path = "/signup",
+    tag = "accounts",
+    params(IdempotencyKeyHeader),
+    request_body(content = SignUp, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created; the verification mail is on its way", body = AccountCreated),
+        (status = 409, description = "The email is taken", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "Too many attempts from this client", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
+    )
+)]
+pub(super) async fn sign_up(
     _: AuthRateLimit,
     State(state): State<AppState>,
     context: RequestContext,
@@ -82,7 +115,7 @@ async fn sign_up(
                         event_position("account", account_id, version),
                     ),
                 ],
-                Json(json!({ "accountId": account_id })),
+                Json(AccountCreated { account_id }),
             )
                 .into_response())
         })
@@ -90,11 +123,22 @@ async fn sign_up(
 }
 
 #[derive(Deserialize)]
-struct VerifyQuery {
+pub(super) struct VerifyQuery {
     verify_id: Option<String>,
 }
 
-async fn verify(
+/// Marks an account verified (the link in the verification mail).
+#[utoipa::path(
+    get,
+    path = "/verify",
+    tag = "accounts",
+    params(("verify_id" = String, Query, description = "The id from the verification mail")),
+    responses(
+        (status = 200, description = "Verified (verifying again is harmless)", body = AccountVerified),
+        (status = 404, description = "Unknown or expired id", body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub(super) async fn verify(
     State(state): State<AppState>,
     context: RequestContext,
     Query(query): Query<VerifyQuery>,
@@ -107,11 +151,50 @@ async fn verify(
         .accounts
         .verify(&token, &context.metadata(None))
         .await?;
-    Ok(Json(json!({ "accountId": account_id, "verified": true })).into_response())
+    Ok(Json(AccountVerified {
+        account_id,
+        verified: true,
+    })
+    .into_response())
 }
 
-/// `GET /auth` with `Authorization: Basic base64(email:password)`.
-async fn log_in_basic(
+/// What both ways of logging in answer.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum LogInAnswers {
+    #[response(status = 200, description = "Logged in")]
+    LoggedIn(#[to_schema] IssuedTokens),
+    #[response(
+        status = 401,
+        description = "Wrong email or password (the same answer for both)",
+        content_type = "application/problem+json",
+        headers(("WWW-Authenticate" = String, description = "How to authenticate"))
+    )]
+    WrongCredentials(#[to_schema] Problem),
+    #[response(
+        status = 403,
+        description = "The email is not verified yet",
+        content_type = "application/problem+json"
+    )]
+    NotVerified(#[to_schema] Problem),
+    #[response(
+        status = 429,
+        description = "Too many attempts from this client",
+        content_type = "application/problem+json",
+        headers(("Retry-After" = String, description = "Seconds to wait"))
+    )]
+    RateLimited(#[to_schema] Problem),
+}
+
+/// Logs in with `Authorization: Basic base64(email:password)`.
+#[utoipa::path(
+    get,
+    path = "/auth",
+    tag = "accounts",
+    security(("basic" = [])),
+    responses(LogInAnswers)
+)]
+pub(super) async fn log_in_basic(
     _: AuthRateLimit,
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -127,8 +210,15 @@ async fn log_in_basic(
     Ok(token_response(tokens))
 }
 
-/// `POST /auth` with `{email, password}`.
-async fn log_in_json(
+/// Logs in with `{email, password}`.
+#[utoipa::path(
+    post,
+    path = "/auth",
+    tag = "accounts",
+    request_body(content = LogIn, content_type = "application/json"),
+    responses(LogInAnswers)
+)]
+pub(super) async fn log_in_json(
     _: AuthRateLimit,
     State(state): State<AppState>,
     body: JsonBody,
@@ -144,7 +234,21 @@ async fn log_in_json(
     Ok(token_response(tokens))
 }
 
-async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+/// A new access token for a refresh token (and a new refresh token when the old one
+/// has less than a third of its life left).
+#[utoipa::path(
+    get,
+    path = "/refresh",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "New tokens", body = IssuedTokens),
+    )
+)]
+pub(super) async fn refresh(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let tokens = state.accounts.refresh(bearer_token(&headers)?).await?;
     Ok(token_response(tokens))
 }
@@ -161,15 +265,17 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 }
 
 fn token_response(tokens: Tokens) -> Response {
-    let mut body = json!({
-        "accessToken": tokens.access.token,
-        "tokenType": "Bearer",
-        "expiresIn": tokens.access.expires_in.as_secs(),
-    });
-    if let Some(refresh) = tokens.refresh {
-        body["refreshToken"] = json!(refresh.token);
-        body["refreshExpiresIn"] = json!(refresh.expires_in.as_secs());
-    }
+    let (refresh_token, refresh_expires_in) = match tokens.refresh {
+        Some(refresh) => (Some(refresh.token), Some(refresh.expires_in.as_secs())),
+        None => (None, None),
+    };
+    let body = IssuedTokens {
+        access_token: tokens.access.token,
+        token_type: "Bearer".to_string(),
+        expires_in: tokens.access.expires_in.as_secs(),
+        refresh_token,
+        refresh_expires_in,
+    };
     // Tokens must not linger in caches.
     ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }

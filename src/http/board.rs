@@ -5,7 +5,6 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, patch, post};
 use axum::{Json, Router};
-use serde_json::json;
 use uuid::Uuid;
 
 use aggregates::category::CategoryCommand;
@@ -18,19 +17,25 @@ use super::body::{Fields, JsonBody};
 use super::concurrency::{etag, IfMatch};
 use super::consistency::{event_position, EVENT_POSITION};
 use super::context::RequestContext;
+use super::openapi::{IdempotencyKeyHeader, IfMatchHeader};
+use super::problem::PROBLEM_JSON;
+use super::schema::{
+    Author, CategoryCreated, CommentCreated, NewCategory, NewComment, NewPost, Post, PostCreated,
+    PostEdit, PostSummary, Problem,
+};
 use super::{parse_id, ApiError, AppState};
 use crate::store::{self, ClaimKind, CommandError};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/board/categories", post(create_category))
-        .route("/board/categories/{category_id}/posts", post(create_post))
+        .route("/board/categories/{categoryId}/posts", post(create_post))
         .route(
-            "/board/posts/{post_id}",
+            "/board/posts/{postId}",
             patch(edit_post).delete(delete_post),
         )
-        .route("/board/posts/{post_id}/comments", post(add_comment))
-        .route("/board/comments/{comment_id}", delete(delete_comment))
+        .route("/board/posts/{postId}/comments", post(add_comment))
+        .route("/board/comments/{commentId}", delete(delete_comment))
 }
 
 /// The headers every command response carries: the resource's new version, and where the
@@ -47,7 +52,7 @@ fn created(
     id: Uuid,
     version: u64,
     location: Option<String>,
-    body: serde_json::Value,
+    body: impl serde::Serialize,
 ) -> Response {
     let mut response = (
         StatusCode::CREATED,
@@ -69,7 +74,21 @@ fn no_content(aggregate_type: &str, id: Uuid, version: u64) -> Response {
         .into_response()
 }
 
-async fn create_category(
+/// Creates a category (admins only).
+#[utoipa::path(
+    post,
+    path = "/board/categories",
+    tag = "commands",
+    security(("bearer" = [])),
+    params(IdempotencyKeyHeader),
+    request_body(content = NewCategory, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = CategoryCreated),
+        (status = 403, description = "Not an admin", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "A category with this name exists", body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub(super) async fn create_category(
     State(state): State<AppState>,
     Authenticated(actor): Authenticated,
     context: RequestContext,
@@ -106,7 +125,7 @@ async fn create_category(
                     category_id,
                     outcome.version,
                     None,
-                    json!({ "categoryId": category_id }),
+                    CategoryCreated { category_id },
                 )),
                 // The name claim is written with the event; losing that race is a conflict
                 // on a fresh id, so look at who holds the name.
@@ -125,7 +144,22 @@ async fn create_category(
         .await
 }
 
-async fn create_post(
+/// Writes a post in a category (verified accounts).
+#[utoipa::path(
+    post,
+    path = "/board/categories/{categoryId}/posts",
+    tag = "commands",
+    security(("bearer" = [])),
+    params(("categoryId" = Uuid, Path, description = "The category"), IdempotencyKeyHeader),
+    request_body(content = NewPost, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = PostCreated,
+            headers(("Location" = String, description = "The post's content"))),
+        (status = 403, description = "The account's email is not verified", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such category", body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub(super) async fn create_post(
     State(state): State<AppState>,
     Authenticated(actor): Authenticated,
     context: RequestContext,
@@ -163,13 +197,29 @@ async fn create_post(
                 post_id,
                 outcome.version,
                 Some(format!("/board/posts/{post_id}/content")),
-                json!({ "postId": post_id }),
+                PostCreated { post_id },
             ))
         })
         .await
 }
 
-async fn edit_post(
+/// Edits a post (its author only).
+#[utoipa::path(
+    patch,
+    path = "/board/posts/{postId}",
+    tag = "commands",
+    security(("bearer" = [])),
+    params(("postId" = Uuid, Path, description = "The post"), IfMatchHeader),
+    request_body(content = PostEdit, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The post as edited", body = Post),
+        (status = 403, description = "Not the author", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such post, or it was deleted", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "Modified concurrently", body = Problem, content_type = PROBLEM_JSON),
+        (status = 412, description = "If-Match does not match the current version", body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub(super) async fn edit_post(
     State(state): State<AppState>,
     Authenticated(actor): Authenticated,
     context: RequestContext,
@@ -205,20 +255,40 @@ async fn edit_post(
     let (author, _) = state.buses.accounts.load(post.author_id).await?;
     let (created_at, updated_at) = store::recorded_span(&state.pool, "post", post_id).await?;
     let comment_count = store::live_comment_count(&state.pool, post_id).await?;
-    let body = json!({
-        "postId": post_id,
-        "categoryId": post.category_id,
-        "title": post.title,
-        "content": post.content,
-        "author": { "accountId": post.author_id, "nickname": author.nickname },
-        "commentCount": comment_count,
-        "createdAt": super::format_time(created_at),
-        "updatedAt": super::format_time(updated_at),
-    });
+    let body = Post {
+        summary: PostSummary {
+            post_id: post_id.to_string(),
+            category_id: post.category_id.to_string(),
+            title: post.title,
+            author: Author {
+                account_id: post.author_id.to_string(),
+                nickname: Some(author.nickname),
+            },
+            comment_count,
+            created_at: super::format_time(created_at),
+            updated_at: super::format_time(updated_at),
+        },
+        content: post.content,
+    };
     Ok((versioned("post", post_id, outcome.version), Json(body)).into_response())
 }
 
-async fn delete_post(
+/// Deletes a post (its author or an admin).
+#[utoipa::path(
+    delete,
+    path = "/board/posts/{postId}",
+    tag = "commands",
+    security(("bearer" = [])),
+    params(("postId" = Uuid, Path, description = "The post"), IfMatchHeader),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Neither the author nor an admin", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such post, or it was deleted", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "Modified concurrently", body = Problem, content_type = PROBLEM_JSON),
+        (status = 412, description = "If-Match does not match the current version", body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub(super) async fn delete_post(
     State(state): State<AppState>,
     Authenticated(actor): Authenticated,
     context: RequestContext,
@@ -240,7 +310,21 @@ async fn delete_post(
     Ok(no_content("post", post_id, outcome.version))
 }
 
-async fn add_comment(
+/// Comments on a post (verified accounts).
+#[utoipa::path(
+    post,
+    path = "/board/posts/{postId}/comments",
+    tag = "commands",
+    security(("bearer" = [])),
+    params(("postId" = Uuid, Path, description = "The post"), IdempotencyKeyHeader),
+    request_body(content = NewComment, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = CommentCreated),
+        (status = 403, description = "The account's email is not verified", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such post, or it was deleted", body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub(super) async fn add_comment(
     State(state): State<AppState>,
     Authenticated(actor): Authenticated,
     context: RequestContext,
@@ -274,13 +358,28 @@ async fn add_comment(
                 comment_id,
                 outcome.version,
                 None,
-                json!({ "commentId": comment_id }),
+                CommentCreated { comment_id },
             ))
         })
         .await
 }
 
-async fn delete_comment(
+/// Deletes a comment (its author or an admin).
+#[utoipa::path(
+    delete,
+    path = "/board/comments/{commentId}",
+    tag = "commands",
+    security(("bearer" = [])),
+    params(("commentId" = Uuid, Path, description = "The comment"), IfMatchHeader),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "Neither the author nor an admin", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "No such comment, or it was deleted", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "Modified concurrently", body = Problem, content_type = PROBLEM_JSON),
+        (status = 412, description = "If-Match does not match the current version", body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub(super) async fn delete_comment(
     State(state): State<AppState>,
     Authenticated(actor): Authenticated,
     context: RequestContext,

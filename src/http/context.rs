@@ -91,19 +91,33 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     response
 }
 
-/// Headers that keep browsers from misreading or framing what this API returns. The API
-/// serves no HTML, so nothing may run or be embedded.
+/// The API's own answers are data: nothing in them may run or be embedded.
+const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
+/// The docs page (Swagger UI) runs its own scripts and styles, sets inline styles, draws
+/// `data:` icons and fetches `/openapi.json`; nothing from elsewhere.
+const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+    img-src 'self' data:; font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
+
+/// The HTML docs page and its assets, which browsers load (see [`DOCS_CSP`]).
+fn is_docs_page(path: &str) -> bool {
+    path == super::openapi::DOCS_PATH
+        || path.starts_with(&format!("{}/", super::openapi::DOCS_PATH))
+}
+
+/// Headers that keep browsers from misreading or framing what this API returns.
 pub async fn security_headers(req: Request, next: Next) -> Response {
+    let csp = if is_docs_page(req.uri().path()) {
+        DOCS_CSP
+    } else {
+        API_CSP
+    };
     let mut response = next.run(req).await;
     let headers = response.headers_mut();
     for (name, value) in [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "no-referrer"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; frame-ancestors 'none'",
-        ),
+        (header::CONTENT_SECURITY_POLICY, csp),
     ] {
         headers
             .entry(name)
@@ -113,14 +127,15 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
 }
 
 /// Answers 406 when the `Accept` header rules out JSON. `GET /` and `/metrics` answer
-/// plain text and are exempt.
+/// plain text, and the docs page HTML, CSS and scripts: they are exempt.
 pub async fn require_json_acceptable(req: Request, next: Next) -> Response {
     let accept = req
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());
-    let text_only = matches!(req.uri().path(), "/" | "/metrics");
-    if !text_only && !accept.is_none_or(accepts_json) {
+    let path = req.uri().path();
+    let not_json = matches!(path, "/" | "/metrics") || is_docs_page(path);
+    if !not_json && !accept.is_none_or(accepts_json) {
         return ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
             "not-acceptable",

@@ -11,8 +11,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::ClientConfig;
-use serde_json::json;
 
+use super::schema::{Liveness, Readiness};
 use super::AppState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -24,8 +24,14 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-/// Prometheus' text exposition format.
-async fn metrics(State(state): State<AppState>) -> Response {
+/// Prometheus metrics, in the text exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
+)]
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     let body = crate::metrics::render(&state).await;
     (
         [(
@@ -37,11 +43,30 @@ async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn live() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+/// The process answers.
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "operations",
+    responses((status = 200, description = "Alive", body = Liveness))
+)]
+pub(super) async fn live() -> Json<Liveness> {
+    Json(Liveness {
+        status: "ok".to_string(),
+    })
 }
 
-async fn ready(State(state): State<AppState>) -> Response {
+/// Whether PostgreSQL, MySQL and the broker each answer.
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every dependency is up", body = Readiness),
+        (status = 503, description = "Some dependency is down; `checks` says which", body = Readiness),
+    )
+)]
+pub(super) async fn ready(State(state): State<AppState>) -> Response {
     let postgres = async {
         sqlx::query("SELECT 1")
             .execute(&state.pool)
@@ -66,13 +91,18 @@ async fn ready(State(state): State<AppState>) -> Response {
         ("broker", broker),
     ];
     let all_up = checks.iter().all(|(_, ok)| *ok);
-    let body = json!({
-        "status": if all_up { "ok" } else { "degraded" },
-        "checks": checks
+    let body = Readiness {
+        status: if all_up { "ok" } else { "degraded" }.to_string(),
+        checks: checks
             .iter()
-            .map(|(name, ok)| (name.to_string(), json!(if *ok { "up" } else { "down" })))
-            .collect::<serde_json::Map<_, _>>(),
-    });
+            .map(|(name, ok)| {
+                (
+                    name.to_string(),
+                    if *ok { "up" } else { "down" }.to_string(),
+                )
+            })
+            .collect(),
+    };
     let status = if all_up {
         StatusCode::OK
     } else {

@@ -10,9 +10,11 @@ pub mod consistency;
 pub mod context;
 mod health;
 pub mod idempotency;
+pub mod openapi;
 pub mod problem;
 mod queries;
 pub mod rate_limit;
+pub mod schema;
 
 use std::sync::Arc;
 
@@ -69,14 +71,7 @@ impl AppState {
 
 /// The whole API. Tests call this directly, without a socket.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/", get(hello))
-        .merge(accounts::router())
-        .merge(board::router())
-        .merge(queries::router())
-        .merge(health::router())
-        .fallback(no_such_route)
-        .method_not_allowed_fallback(method_not_allowed)
+    routes()
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
         .layer(from_fn(context::require_json_acceptable))
         .layer(from_fn(context::security_headers))
@@ -84,6 +79,26 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Every route, before the layers and the state.
+fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(hello))
+        .merge(accounts::router())
+        .merge(board::router())
+        .merge(queries::router())
+        .merge(health::router())
+        .merge(openapi::router())
+        .fallback(no_such_route)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// A greeting: the server is up.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "operations",
+    responses((status = 200, description = "Always `Hello World`", body = String, content_type = "text/plain"))
+)]
 async fn hello() -> &'static str {
     "Hello World"
 }

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
 use aggregates::{DomainError, FieldError};
 
+use super::schema::Problem;
 use crate::accounts::AccountError;
 use crate::auth::tokens::TokenError;
 use crate::store::CommandError;
@@ -106,16 +106,19 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({
-            "type": format!("urn:board:problem:{}", self.slug),
-            "title": self.status.canonical_reason().unwrap_or("Error"),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-        });
-        if let Some(errors) = self.errors {
-            body["errors"] = json!(errors);
-        }
-        let mut response = (self.status, body.to_string()).into_response();
+        let body = Problem {
+            kind: format!("urn:board:problem:{}", self.slug),
+            title: self
+                .status
+                .canonical_reason()
+                .unwrap_or("Error")
+                .to_string(),
+            status: self.status.as_u16(),
+            detail: self.detail,
+            errors: self.errors,
+        };
+        let body = serde_json::to_string(&body).expect("a problem document always serializes");
+        let mut response = (self.status, body).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         for (name, value) in self.headers {

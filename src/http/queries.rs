@@ -6,20 +6,24 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
 use uuid::Uuid;
 
-use projections::queries::{self, CommentRow, PostRow};
+use projections::queries;
 
 use super::consistency::CaughtUp;
-use super::{format_time, parse_id, ApiError, AppState};
+use super::openapi::{EventPositionHeader, Paging};
+use super::problem::PROBLEM_JSON;
+use super::schema::{
+    Category, CategoryList, Comment, CommentPage, Post, PostPage, PostSummary, Problem,
+};
+use super::{parse_id, ApiError, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/board/categories", get(list_categories))
-        .route("/board/categories/{category_id}/posts", get(list_posts))
-        .route("/board/posts/{post_id}/content", get(post_content))
-        .route("/board/posts/{post_id}/comments", get(list_comments))
+        .route("/board/categories/{categoryId}/posts", get(list_posts))
+        .route("/board/posts/{postId}/content", get(post_content))
+        .route("/board/posts/{postId}/comments", get(list_comments))
 }
 
 const DEFAULT_PAGE: u32 = 30;
@@ -45,48 +49,49 @@ fn paging(params: &HashMap<String, String>) -> Result<(u32, Option<String>), Api
     Ok((size, cursor))
 }
 
-async fn list_categories(
+/// The categories, by name.
+#[utoipa::path(
+    get,
+    path = "/board/categories",
+    tag = "queries",
+    params(EventPositionHeader),
+    responses(
+        (status = 200, description = "Every category", body = CategoryList),
+    )
+)]
+pub(super) async fn list_categories(
     State(state): State<AppState>,
     _: CaughtUp,
-) -> Result<Json<Value>, ApiError> {
-    let categories: Vec<Value> = queries::categories(&state.read_pool)
+) -> Result<Json<CategoryList>, ApiError> {
+    let categories = queries::categories(&state.read_pool)
         .await?
         .into_iter()
-        .map(|c| {
-            json!({
-                "categoryId": c.category_id,
-                "name": c.name,
-                "description": c.description,
-                "postCount": c.post_count,
-                "createdAt": format_time(c.created_at),
-            })
-        })
+        .map(Category::from)
         .collect();
-    Ok(Json(json!({ "categories": categories })))
+    Ok(Json(CategoryList { categories }))
 }
 
-fn author(id: &str, nickname: &Option<String>) -> Value {
-    json!({ "accountId": id, "nickname": nickname })
-}
-
-fn post_summary(p: &PostRow) -> Value {
-    json!({
-        "postId": p.post_id,
-        "categoryId": p.category_id,
-        "title": p.title,
-        "author": author(&p.author_id, &p.nickname),
-        "commentCount": p.comment_count,
-        "createdAt": format_time(p.created_at),
-        "updatedAt": format_time(p.updated_at),
-    })
-}
-
-async fn list_posts(
+/// A category's posts, newest first.
+#[utoipa::path(
+    get,
+    path = "/board/categories/{categoryId}/posts",
+    tag = "queries",
+    params(
+        ("categoryId" = Uuid, Path, description = "The category"),
+        Paging,
+        EventPositionHeader,
+    ),
+    responses(
+        (status = 200, description = "One page of posts", body = PostPage),
+        (status = 404, description = "No such category", body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub(super) async fn list_posts(
     State(state): State<AppState>,
     _: CaughtUp,
     Path(category_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PostPage>, ApiError> {
     let category_id: Uuid = parse_id("categoryId", &category_id)?;
     let (size, cursor) = paging(&params)?;
     if !queries::category_exists(&state.read_pool, category_id).await? {
@@ -94,42 +99,52 @@ async fn list_posts(
     }
     let page =
         queries::posts_in_category(&state.read_pool, category_id, cursor.as_deref(), size).await?;
-    let posts: Vec<Value> = page.items.iter().map(post_summary).collect();
-    Ok(Json(
-        json!({ "posts": posts, "nextCursor": page.next_cursor }),
-    ))
+    Ok(Json(PostPage {
+        posts: page.items.iter().map(PostSummary::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
-async fn post_content(
+/// A post with its content.
+#[utoipa::path(
+    get,
+    path = "/board/posts/{postId}/content",
+    tag = "queries",
+    params(("postId" = Uuid, Path, description = "The post"), EventPositionHeader),
+    responses(
+        (status = 200, description = "The post", body = Post),
+        (status = 404, description = "No such post, or it was deleted", body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub(super) async fn post_content(
     State(state): State<AppState>,
     _: CaughtUp,
     Path(post_id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Post>, ApiError> {
     let post_id = parse_id("postId", &post_id)?;
     let post = queries::post(&state.read_pool, post_id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such post"))?;
-    let mut body = post_summary(&post);
-    body["content"] = json!(post.content);
-    Ok(Json(body))
+    Ok(Json(Post::from(post)))
 }
 
-fn comment(c: &CommentRow) -> Value {
-    json!({
-        "commentId": c.comment_id,
-        "postId": c.post_id,
-        "content": c.content,
-        "author": author(&c.author_id, &c.nickname),
-        "createdAt": format_time(c.created_at),
-    })
-}
-
-async fn list_comments(
+/// A post's comments, oldest first.
+#[utoipa::path(
+    get,
+    path = "/board/posts/{postId}/comments",
+    tag = "queries",
+    params(("postId" = Uuid, Path, description = "The post"), Paging, EventPositionHeader),
+    responses(
+        (status = 200, description = "One page of comments", body = CommentPage),
+        (status = 404, description = "No such post, or it was deleted", body = Problem, content_type = PROBLEM_JSON),
+    )
+)]
+pub(super) async fn list_comments(
     State(state): State<AppState>,
     _: CaughtUp,
     Path(post_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CommentPage>, ApiError> {
     let post_id = parse_id("postId", &post_id)?;
     let (size, cursor) = paging(&params)?;
     // A deleted post's comments disappear with it.
@@ -137,8 +152,8 @@ async fn list_comments(
         return Err(ApiError::not_found("no such post"));
     }
     let page = queries::comments(&state.read_pool, post_id, cursor.as_deref(), size).await?;
-    let comments: Vec<Value> = page.items.iter().map(comment).collect();
-    Ok(Json(
-        json!({ "comments": comments, "nextCursor": page.next_cursor }),
-    ))
+    Ok(Json(CommentPage {
+        comments: page.items.iter().map(Comment::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }

@@ -4,6 +4,7 @@ mod accounts;
 mod board;
 mod common;
 mod conventions;
+mod docs;
 mod faults;
 mod global_order;
 mod operations;

@@ -1,0 +1,455 @@
+//! The OpenAPI 3.1 document (`/openapi.json`) and the page that renders it (`/docs`).
+//!
+//! Each handler carries its own `#[utoipa::path]` (its path, parameters, body and the
+//! answers particular to it). What every endpoint shares is added here, once, by
+//! [`Conventions`]: the problem-document answers of the conventions (400, 401, 406, 413,
+//! 415, 503), and the field lengths from `aggregates::rules`.
+
+use axum::Router;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{Object, Schema, SchemaType, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Header, OpenApi as Document, Ref, RefOr};
+use utoipa::{IntoParams, Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use aggregates::rules::{self, Length};
+
+use super::problem::PROBLEM_JSON;
+use super::schema;
+use super::AppState;
+
+pub const DOCUMENT_PATH: &str = "/openapi.json";
+pub const DOCS_PATH: &str = "/docs";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Board API",
+        description = "A community board: accounts, categories, posts and comments. \
+            Commands are checked by aggregates and stored as events; queries are served \
+            from read models that trail the events by a little (see `Event-Position`).\n\n\
+            Errors are RFC 9457 problem documents (`application/problem+json`)."
+    ),
+    paths(
+        super::hello,
+        super::accounts::check_duplicate_email,
+        super::accounts::sign_up,
+        super::accounts::verify,
+        super::accounts::log_in_basic,
+        super::accounts::log_in_json,
+        super::accounts::refresh,
+        super::board::create_category,
+        super::board::create_post,
+        super::board::edit_post,
+        super::board::delete_post,
+        super::board::add_comment,
+        super::board::delete_comment,
+        super::queries::list_categories,
+        super::queries::list_posts,
+        super::queries::post_content,
+        super::queries::list_comments,
+        super::health::live,
+        super::health::ready,
+        super::health::metrics,
+    ),
+    components(schemas(schema::Problem)),
+    modifiers(&Conventions),
+    tags(
+        (name = "accounts", description = "Sign-up, verification and tokens"),
+        (name = "commands", description = "Changes to the board; each becomes events"),
+        (name = "queries", description = "Reads from the read models"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// `/openapi.json` (serving the document built once, here) and the Swagger UI at `/docs`.
+pub fn router() -> Router<AppState> {
+    SwaggerUi::new(DOCS_PATH)
+        .url(DOCUMENT_PATH, ApiDoc::openapi())
+        .into()
+}
+
+/// The `Event-Position` request header of every query.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct EventPositionHeader {
+    /// `<aggregate>:<id>:<version>` values from command responses, comma-separated (at
+    /// most 10). The query waits until the read models show them, or answers 503.
+    #[serde(rename = "Event-Position")]
+    pub event_position: Option<String>,
+}
+
+/// The `If-Match` request header of commands on an existing resource.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IfMatchHeader {
+    /// The `ETag` of the version this command is meant for; anything else gets 412.
+    #[serde(rename = "If-Match")]
+    pub if_match: Option<String>,
+}
+
+/// The `Idempotency-Key` request header of creating commands.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IdempotencyKeyHeader {
+    /// Executes the request at most once per account and key; a retry gets the first
+    /// answer. Reusing a key for a different request is a 422.
+    #[serde(rename = "Idempotency-Key")]
+    pub idempotency_key: Option<String>,
+}
+
+/// The paging parameters of the lists.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct Paging {
+    /// Page size, 1 to 100 (default 30).
+    #[param(minimum = 1, maximum = 100)]
+    pub size: Option<u32>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// What every operation shares; see the module comment.
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+        for (schema_name, field, length) in FIELD_LENGTHS {
+            if let Some(property) = property_mut(components, schema_name, field) {
+                property.min_length = Some(length.min);
+                property.max_length = Some(length.max);
+            }
+        }
+        if let Some(email) = property_mut(components, "SignUp", "email") {
+            email.max_length = Some(rules::EMAIL_MAX);
+        }
+
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                add_shared_answers(path, operation);
+            }
+        }
+    }
+}
+
+/// Request fields and the rule they are checked by.
+const FIELD_LENGTHS: [(&str, &str, Length); 9] = [
+    ("SignUp", "password", rules::PASSWORD),
+    ("SignUp", "nickname", rules::NICKNAME),
+    ("NewCategory", "name", rules::CATEGORY_NAME),
+    ("NewCategory", "description", rules::CATEGORY_DESCRIPTION),
+    ("NewPost", "title", rules::POST_TITLE),
+    ("NewPost", "content", rules::POST_CONTENT),
+    ("PostEdit", "title", rules::POST_TITLE),
+    ("PostEdit", "content", rules::POST_CONTENT),
+    ("NewComment", "content", rules::COMMENT_CONTENT),
+];
+
+fn property_mut<'a>(
+    components: &'a mut utoipa::openapi::Components,
+    schema_name: &str,
+    field: &str,
+) -> Option<&'a mut Object> {
+    let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema_name) else {
+        return None;
+    };
+    match object.properties.get_mut(field) {
+        Some(RefOr::T(Schema::Object(property))) => Some(property),
+        _ => None,
+    }
+}
+
+/// A status, its description, and how to build its answer.
+type SharedAnswer = (&'static str, &'static str, fn(&str) -> Response);
+
+/// The answers of the conventions, on every operation they can happen to. An answer the
+/// handler documents itself (with its own description) is left as it is.
+fn add_shared_answers(path: &str, operation: &mut Operation) {
+    let plain_text = path == "/" || path == "/metrics";
+    let operational = plain_text || path.starts_with("/health");
+    let mut shared: Vec<SharedAnswer> = Vec::new();
+    if !plain_text {
+        shared.push(("406", "The `Accept` header rules out JSON", problem_answer));
+    }
+    if !operational {
+        shared.push((
+            "400",
+            "Invalid input: a bad field, id, cursor or header",
+            problem_answer,
+        ));
+        shared.push(("503", "A dependency is down, or the read model has not caught up with `Event-Position` in time; retry after `Retry-After`", retry_answer));
+    }
+    if operation.request_body.is_some() {
+        shared.push(("413", "The body is over 64 KiB", problem_answer));
+        shared.push(("415", "The body is not JSON", problem_answer));
+    }
+    let needs_bearer = operation.security.iter().flatten().any(|requirement| {
+        serde_json::to_value(requirement).is_ok_and(|v| v.get("bearer").is_some())
+    });
+    if needs_bearer {
+        shared.push((
+            "401",
+            "Missing, malformed or expired credentials",
+            bearer_challenge_answer,
+        ));
+    }
+    if has_parameter(operation, "Idempotency-Key") {
+        shared.push((
+            "422",
+            "The `Idempotency-Key` was used before for a different request",
+            problem_answer,
+        ));
+    }
+    if is_command(path, operation) {
+        add_version_headers(operation);
+    }
+    for (status, description, answer) in shared {
+        operation
+            .responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| RefOr::T(answer(description)));
+    }
+}
+
+/// Commands: the operations that record events.
+fn is_command(path: &str, operation: &Operation) -> bool {
+    let tagged = |tag: &str| operation.tags.iter().flatten().any(|t| t == tag);
+    tagged("commands") || path == "/signup"
+}
+
+fn has_parameter(operation: &Operation, name: &str) -> bool {
+    operation
+        .parameters
+        .iter()
+        .flatten()
+        .any(|parameter| matches!(parameter, RefOr::T(p) if p.name == name))
+}
+
+/// Every successful command answer names the resource's new version and where the read
+/// models will show it.
+fn add_version_headers(operation: &mut Operation) {
+    for (status, answer) in operation.responses.responses.iter_mut() {
+        let RefOr::T(answer) = answer else { continue };
+        if status.starts_with('2') {
+            answer.headers.insert(
+                "ETag".to_string(),
+                string_header("The resource's new version; send it as `If-Match`").into(),
+            );
+            answer.headers.insert(
+                "Event-Position".to_string(),
+                string_header("Send it back on a query to read this write").into(),
+            );
+        }
+    }
+}
+
+fn problem_answer(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+}
+
+fn string_header(description: &str) -> Header {
+    let mut header = Header::new(Object::with_type(SchemaType::Type(Type::String)));
+    header.description = Some(description.to_string());
+    header
+}
+
+fn retry_answer(description: &str) -> Response {
+    let mut answer = problem_answer(description);
+    answer.headers.insert(
+        "Retry-After".to_string(),
+        string_header("Seconds to wait before retrying").into(),
+    );
+    answer
+}
+
+fn bearer_challenge_answer(description: &str) -> Response {
+    let mut answer = problem_answer(description);
+    answer.headers.insert(
+        "WWW-Authenticate".to_string(),
+        string_header("How to authenticate").into(),
+    );
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+
+    /// Routes that serve the documentation itself.
+    const UNDOCUMENTED: [&str; 4] = ["/docs", "/docs/", "/docs/{*rest}", DOCUMENT_PATH];
+
+    /// `(METHOD, path)` of every route the router serves. axum has no API to list
+    /// routes, so this reads the router's `Debug` output: each route id maps to a path,
+    /// and to a method router whose `allow_header` names its methods. If axum changes
+    /// that output, this finds nothing and the tests below fail rather than pass.
+    fn served_routes() -> BTreeSet<(String, String)> {
+        let debug = format!("{:?}", crate::http::routes());
+        let main = debug.split("fallback_router").next().unwrap_or_default();
+        let mut paths = BTreeMap::new();
+        let mut methods = BTreeMap::new();
+        for entry in main.split("RouteId(").skip(1) {
+            let Some((id, rest)) = entry.split_once("): ") else {
+                continue;
+            };
+            if let Some(path) = rest.strip_prefix('"') {
+                paths.insert(
+                    id.to_string(),
+                    path.split('"').next().unwrap_or("").to_string(),
+                );
+            } else if let Some((_, allowed)) = rest.split_once("allow_header: Bytes(b\"") {
+                methods.insert(
+                    id.to_string(),
+                    allowed.split('"').next().unwrap_or("").to_string(),
+                );
+            }
+        }
+        let mut routes = BTreeSet::new();
+        for (id, path) in paths {
+            for method in methods
+                .get(&id)
+                .map(String::as_str)
+                .unwrap_or("")
+                .split(',')
+            {
+                if !method.is_empty() && method != "HEAD" {
+                    routes.insert((method.to_string(), path.clone()));
+                }
+            }
+        }
+        routes
+    }
+
+    fn documented_routes() -> BTreeSet<(String, String)> {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut routes = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                routes.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        routes
+    }
+
+    #[test]
+    fn every_route_is_documented_and_every_documented_route_is_served() {
+        let served: BTreeSet<_> = served_routes()
+            .into_iter()
+            .filter(|(_, path)| !UNDOCUMENTED.contains(&path.as_str()))
+            .collect();
+        assert!(
+            served.len() >= 20,
+            "reading the router's routes found only {served:?}; has axum's Debug output changed?"
+        );
+        let documented = documented_routes();
+        let missing: Vec<_> = served.difference(&documented).collect();
+        assert!(
+            missing.is_empty(),
+            "routes missing from the OpenAPI document: {missing:?}"
+        );
+        let phantom: Vec<_> = documented.difference(&served).collect();
+        assert!(phantom.is_empty(), "documented but not served: {phantom:?}");
+    }
+
+    #[test]
+    fn the_document_publishes_the_enforced_field_lengths() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        for (schema, field, length) in FIELD_LENGTHS {
+            let property = &schemas[schema]["properties"][field];
+            assert_eq!(property["maxLength"], length.max, "{schema}.{field}");
+            assert_eq!(property["minLength"], length.min, "{schema}.{field}");
+        }
+        assert_eq!(
+            schemas["SignUp"]["properties"]["email"]["maxLength"],
+            rules::EMAIL_MAX
+        );
+    }
+
+    #[test]
+    fn request_bodies_reject_unknown_keys_and_errors_are_problem_documents() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for name in [
+            "SignUp",
+            "LogIn",
+            "NewCategory",
+            "NewPost",
+            "PostEdit",
+            "NewComment",
+        ] {
+            assert_eq!(
+                doc["components"]["schemas"][name]["additionalProperties"], false,
+                "{name}"
+            );
+        }
+        let answer = &doc["paths"]["/board/categories"]["post"]["responses"]["401"];
+        assert!(answer["content"][PROBLEM_JSON]["schema"]["$ref"]
+            .as_str()
+            .unwrap()
+            .ends_with("/Problem"));
+    }
+
+    #[test]
+    fn every_command_answer_carries_its_version_and_event_position() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let commands = [
+            ("/signup", "post", "201"),
+            ("/board/categories", "post", "201"),
+            ("/board/categories/{categoryId}/posts", "post", "201"),
+            ("/board/posts/{postId}", "patch", "200"),
+            ("/board/posts/{postId}", "delete", "204"),
+            ("/board/posts/{postId}/comments", "post", "201"),
+            ("/board/comments/{commentId}", "delete", "204"),
+        ];
+        for (path, method, status) in commands {
+            let operation = &doc["paths"][path][method];
+            let headers = &operation["responses"][status]["headers"];
+            assert!(headers["ETag"].is_object(), "{method} {path}");
+            assert!(headers["Event-Position"].is_object(), "{method} {path}");
+            let idempotent = method == "post";
+            assert_eq!(
+                operation["responses"]["422"].is_object(),
+                idempotent,
+                "{method} {path}"
+            );
+        }
+    }
+}
