@@ -50,6 +50,15 @@ test: services ## Run all tests (TEST_THREADS, default 4; TEST_CMD) and check do
 	scripts/check-compose.sh
 	$(TEST_CMD)
 
+# The fault suite's rounds in `make chaos` (`make test` runs it once, with one round).
+# Two rounds: after a third round of restarts, the check's own reader of the topic
+# (a fresh consumer from offset 0) has stalled on Tansu 0.6.0 (the read model was
+# complete and verify passed); see the closing note of issue 5.
+CHAOS_ROUNDS ?= 2
+.PHONY: chaos
+chaos: services ## The fault suite, longer: kill -9/stop every part under load, CHAOS_ROUNDS rounds (default 2)
+	CHAOS_ROUNDS=$(CHAOS_ROUNDS) $(CARGO) test --release --test api chaos -- --nocapture
+
 check-compose: ## Validate docker-compose.yml against the Compose Specification schema
 	scripts/check-compose.sh
 

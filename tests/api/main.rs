@@ -2,12 +2,15 @@
 
 mod accounts;
 mod board;
+mod chaos;
 mod common;
 mod conventions;
 mod docs;
 mod faults;
 mod global_order;
+mod http_client;
 mod operations;
 mod pipeline;
+mod private_services;
 mod proxy;
 mod read_side;

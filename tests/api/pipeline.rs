@@ -31,7 +31,12 @@ fn mysql_server_url() -> String {
 
 /// A new, empty, migrated MySQL database for one test.
 pub async fn fresh_read_database() -> String {
-    let url = board::databases::scratch_mysql(&mysql_server_url(), "board_test")
+    fresh_read_database_on(&mysql_server_url()).await
+}
+
+/// A new, empty, migrated MySQL database on the server of `server_url`.
+pub async fn fresh_read_database_on(server_url: &str) -> String {
+    let url = board::databases::scratch_mysql(server_url, "board_test")
         .await
         .expect("create a test read database (is `make services` up?)");
     let pool = MySqlPool::connect(&url).await.unwrap();
@@ -44,6 +49,8 @@ pub struct Pipeline {
     pub app: TestApp,
     pub database_url: String,
     pub read_url: String,
+    /// The Kafka bootstrap servers of this pipeline (the shared broker unless chosen).
+    pub brokers: String,
     pub topic: String,
     pub group: String,
     pub read_pool: MySqlPool,
@@ -90,45 +97,69 @@ impl Pipeline {
         read_url: &str,
         app_read_url: &str,
     ) -> Self {
-        Self::build(partitions, read_url.to_string(), Some(app_read_url)).await
+        let read_url = read_url.to_string();
+        Self::build(partitions, read_url, Some(app_read_url), brokers(), &[]).await
+    }
+
+    /// A pipeline on servers of the caller's choosing: the read database `read_url` and
+    /// the broker `brokers` (private ones a test may stop), with `app_args` added to the
+    /// in-process application's flags.
+    pub async fn on_servers(
+        partitions: u32,
+        read_url: &str,
+        brokers: &str,
+        app_args: &[&str],
+    ) -> Self {
+        Self::build(
+            partitions,
+            read_url.to_string(),
+            None,
+            brokers.to_string(),
+            app_args,
+        )
+        .await
     }
 
     async fn with_read_url(partitions: u32, read_url_for_app: Option<&str>) -> Self {
-        Self::build(partitions, fresh_read_database().await, read_url_for_app).await
+        let read_url = fresh_read_database().await;
+        Self::build(partitions, read_url, read_url_for_app, brokers(), &[]).await
     }
 
-    async fn build(partitions: u32, read_url: String, read_url_for_app: Option<&str>) -> Self {
+    async fn build(
+        partitions: u32,
+        read_url: String,
+        read_url_for_app: Option<&str>,
+        brokers: String,
+        app_args: &[&str],
+    ) -> Self {
         let database_url = fresh_database().await;
         let suffix = Uuid::new_v4().simple().to_string();
         let topic = format!("board-test-{suffix}");
         let group = format!("board-test-{suffix}");
         let partitions = partitions.to_string();
-        let brokers = brokers();
         let app_read_url = read_url_for_app.unwrap_or(&read_url).to_string();
-        let app = TestApp::on_database(
-            &database_url,
-            &[
-                "--read-database-url",
-                &app_read_url,
-                "--kafka-brokers",
-                &brokers,
-                "--kafka-topic",
-                &topic,
-                "--kafka-partitions",
-                &partitions,
-                "--projector-group",
-                &group,
-                "--read-wait-timeout",
-                "60s",
-            ],
-            true,
-        )
-        .await;
+        let mut args = vec![
+            "--read-database-url",
+            &app_read_url,
+            "--kafka-brokers",
+            &brokers,
+            "--kafka-topic",
+            &topic,
+            "--kafka-partitions",
+            &partitions,
+            "--projector-group",
+            &group,
+            "--read-wait-timeout",
+            "60s",
+        ];
+        args.extend_from_slice(app_args);
+        let app = TestApp::on_database(&database_url, &args, true).await;
         let read_pool = MySqlPool::connect(&read_url).await.unwrap();
         Self {
             app,
             database_url,
             read_url,
+            brokers,
             topic,
             group,
             read_pool,
@@ -172,7 +203,7 @@ impl Pipeline {
                 "--read-database-url",
                 &self.read_url,
                 "--kafka-brokers",
-                &brokers(),
+                &self.brokers,
                 "--kafka-topic",
                 &self.topic,
                 "--projector-group",
@@ -284,7 +315,7 @@ impl Pipeline {
     /// `distinct` different events (re-published duplicates come along and are kept).
     pub async fn read_topic(&self, distinct: usize) -> Vec<Envelope> {
         let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", brokers())
+            .set("bootstrap.servers", &self.brokers)
             .set("group.id", format!("reader-{}", Uuid::new_v4()))
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
