@@ -249,6 +249,11 @@ async fn events_missing_from_the_stream_are_fetched_from_the_store() {
         .json(json!({ "title": "Edited" }))
         .send()
         .await;
+    // Events are readable once every older transaction in the cluster has ended (other
+    // tests write beside this one); wait for that, or some would be left out below.
+    board::store::reader::settle(&pipeline.app.pool, Duration::from_secs(30))
+        .await
+        .unwrap();
     let all = board::store::reader::read_after(
         &pipeline.app.pool,
         board::store::reader::Checkpoint::default(),
