@@ -62,8 +62,9 @@ chaos: services ## The fault suite, longer: kill -9/stop every part under load, 
 check-compose: ## Validate docker-compose.yml against the Compose Specification schema
 	scripts/check-compose.sh
 
-bench: services ## The benchmark: commands, queries, relay and memory beside same-run baselines (writes target/bench.json)
+bench: services ## The benchmark: commands, queries, read-model latency, relay, rebuild and memory beside same-run baselines (target/bench*.json)
 	$(CARGO) run --release --example bench
+	$(CARGO) run --release --example history_rates
 
 latency: services ## Measure command-to-read-model latency at rest on the real services
 	$(CARGO) run --release --example latency

@@ -5,15 +5,18 @@
 //!
 //! Prints a table and writes `target/bench.json`. Figures:
 //! - commands through HTTP (16 clients) against plain INSERTs of the same event rows;
-//! - command-to-read-model latency under that load (a sample of the commands);
+//! - command-to-read-model latency under that load (a sample of the commands), and under
+//!   a steady load the system sustains, against a MySQL insert and read-back;
 //! - post list and post content queries through HTTP against the same SELECTs run directly;
 //! - the relay's rate against raw acknowledged produce of the same messages;
 //! - the process's peak memory.
 //!
-//! Rebuild and export rates have their own benchmark: `make bench-history`.
+//! Rebuild and export rates are measured by `examples/history_rates.rs`, which `make bench`
+//! runs next (alone: `make bench-history`; it writes `target/bench-history.json`).
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,13 +24,18 @@ use futures::future::join_all;
 use rdkafka::producer::FutureRecord;
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 
 use board::kafka;
 use board::relay::{envelope, Relay};
 use board::store::reader::{self, Checkpoint};
-use support::{call, percentiles, Stack};
+use support::{call, mysql_round_trip, percentiles, Stack};
 
 const CLIENTS: usize = 16;
+/// The steady load for command-to-read-model latency: well below the command throughput
+/// measured first, so that the figure is latency, not a queue growing.
+const STEADY_RATE: u32 = 100;
+const STEADY_SECONDS: u32 = 10;
 
 /// Runs `total` operations over `CLIENTS` concurrent tasks; returns per-operation
 /// latencies and the elapsed wall time.
@@ -80,6 +88,14 @@ impl Figure {
     fn ratio(&self) -> f64 {
         self.value / self.baseline
     }
+
+    fn shown(&self, value: f64) -> String {
+        match self.unit {
+            "/s" | "events/s" => format!("{value:.0}/s"),
+            "ms" => format!("{value:.1} ms"),
+            _ => format!("{value:.0}"),
+        }
+    }
 }
 
 fn peak_rss_mib() -> f64 {
@@ -93,25 +109,28 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let commands: usize = std::env::args().nth(1).map_or(Ok(2_000), |n| n.parse())?;
-    let mut figures = Vec::new();
+/// Commands whose post the read model does not show yet, and when each was sent.
+type Pending = Arc<Mutex<Vec<(String, Instant)>>>;
 
-    // 1 and 2: commands under load, and how soon the read model shows a sample of them.
-    let stack = Arc::new(Stack::start(true, true).await?);
-    // Every 20th command is also followed to the read model by one watcher, which looks
-    // for all pending ones in a single query every 10 ms: probing must not load MySQL
-    // (and so slow the projector it measures) more than the projector itself does.
-    let pending: Arc<Mutex<Vec<(String, Instant)>>> = Arc::new(Mutex::new(Vec::new()));
-    let loading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+/// Follows posts to the read model: one watcher looks for every pending post in a single
+/// query every 10 ms (probing must not load MySQL, and so slow the projector it
+/// measures, more than the projector itself does). Returns the list to add posts to, the
+/// flag to clear when no more will come, and the watcher, which ends with the latencies
+/// once the list is empty and the flag cleared.
+fn follow(stack: &Stack) -> (Pending, Arc<AtomicBool>, JoinHandle<Vec<Duration>>) {
+    let pending: Pending = Arc::new(Mutex::new(Vec::new()));
+    let more_coming = Arc::new(AtomicBool::new(true));
     let watcher = tokio::spawn({
-        let (pool, pending, loading) = (stack.read_pool.clone(), pending.clone(), loading.clone());
+        let (pool, pending, more_coming) = (
+            stack.read_pool.clone(),
+            pending.clone(),
+            more_coming.clone(),
+        );
         async move {
             let mut seen = Vec::new();
             loop {
                 let waiting: Vec<(String, Instant)> = pending.lock().await.clone();
-                if waiting.is_empty() && !loading.load(std::sync::atomic::Ordering::SeqCst) {
+                if waiting.is_empty() && !more_coming.load(Ordering::SeqCst) {
                     return seen;
                 }
                 if !waiting.is_empty() {
@@ -139,6 +158,67 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     });
+    (pending, more_coming, watcher)
+}
+
+/// Sends `rate` commands a second for `seconds`, each on its own task (a client that
+/// does not wait for the previous answer, as many users would not), and follows every
+/// one to the read model.
+async fn steady_load(stack: &Arc<Stack>, rate: u32, seconds: u32) -> Vec<Duration> {
+    let (pending, more_coming, watcher) = follow(stack);
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate);
+    let mut sent = Vec::new();
+    for i in 0..(rate * seconds) as usize {
+        ticks.tick().await;
+        let (stack, pending) = (stack.clone(), pending.clone());
+        sent.push(tokio::spawn(async move {
+            let at = Instant::now();
+            let (status, body) = stack.create_post(1_000_000 + i).await;
+            assert_eq!(status, 201, "{body}");
+            let id = body["postId"].as_str().unwrap().to_string();
+            pending.lock().await.push((id, at));
+        }));
+    }
+    join_all(sent).await.into_iter().for_each(Result::unwrap);
+    more_coming.store(false, Ordering::SeqCst);
+    watcher.await.unwrap()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let commands: usize = std::env::args().nth(1).map_or(Ok(2_000), |n| n.parse())?;
+    let mut figures = Vec::new();
+
+    // 1 and 2: commands under load, and how soon the read model shows a sample of them.
+    let stack = Arc::new(Stack::start(true, true).await?);
+    // Every 20th command is also followed to the read model (see `follow`).
+    let (pending, loading, watcher) = follow(&stack);
+    // Where the backlog sits while the read model catches up: the relay's lag (events in
+    // the store not yet acknowledged by the broker) and the projector's (events in the
+    // broker not yet applied), sampled every 250 ms.
+    let sampling = Arc::new(AtomicBool::new(true));
+    let sampler = tokio::spawn({
+        let (stack, sampling) = (stack.clone(), sampling.clone());
+        async move {
+            let started = Instant::now();
+            let mut samples = Vec::new();
+            while sampling.load(Ordering::SeqCst) {
+                let settings = stack.state.config.kafka();
+                // Stamped when the sample starts: under load, collecting takes a while.
+                let at = started.elapsed();
+                if let Ok(status) =
+                    board::status::collect(&stack.state.pool, &stack.read_pool, &settings).await
+                {
+                    let relay: i64 = status.relays.iter().map(|r| r.lag_events).sum();
+                    let projector: i64 =
+                        status.projectors.iter().filter_map(|p| p.lag_events).sum();
+                    samples.push((at, status.head.events, relay, projector));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            samples
+        }
+    });
     let (latencies, elapsed) = load(commands, {
         let (stack, pending) = (stack.clone(), pending.clone());
         move |i| {
@@ -155,8 +235,10 @@ async fn main() -> anyhow::Result<()> {
         }
     })
     .await;
-    loading.store(false, std::sync::atomic::Ordering::SeqCst);
+    loading.store(false, Ordering::SeqCst);
     let visible = watcher.await?;
+    sampling.store(false, Ordering::SeqCst);
+    let backlog_trace = sampler.await?;
     let command_rate = commands as f64 / elapsed.as_secs_f64();
     let (p50, p99, _) = percentiles(latencies);
 
@@ -254,6 +336,22 @@ async fn main() -> anyhow::Result<()> {
             detail: format!("p50 {h50:.2} ms, p99 {h99:.2} ms (direct p50 {d50:.2} ms)"),
         });
     }
+    // 2b: command-to-read-model latency under a steady load the system can sustain,
+    // beside the floor of a MySQL insert and read-back.
+    let steady = steady_load(&stack, STEADY_RATE, STEADY_SECONDS).await;
+    let floor = mysql_round_trip(&stack.read_pool, 200).await?;
+    let (steady_p50, steady_p99, _) = percentiles(steady);
+    let (floor_p50, _, _) = percentiles(floor);
+    figures.push(Figure {
+        name: "command to read model, steady",
+        value: steady_p50,
+        unit: "ms",
+        baseline_name: "MySQL insert + read back",
+        baseline: floor_p50,
+        detail: format!(
+            "p50, at {STEADY_RATE} commands/s for {STEADY_SECONDS}s; p99 {steady_p99:.1} ms"
+        ),
+    });
     let memory = peak_rss_mib();
     Arc::try_unwrap(stack)
         .ok()
@@ -330,25 +428,37 @@ async fn main() -> anyhow::Result<()> {
     );
     for f in &figures {
         println!(
-            "{:<32} {:>10.0}{:<2}   {:<34} {:>10.0}{:<2} {:>6.2}x   {}",
+            "{:<32} {:>12}   {:<34} {:>12} {:>6.2}x   {}",
             f.name,
-            f.value,
-            if f.unit == "/s" { "/s" } else { "" },
+            f.shown(f.value),
             f.baseline_name,
-            f.baseline,
-            if f.unit == "/s" { "/s" } else { "" },
+            f.shown(f.baseline),
             f.ratio(),
             f.detail
         );
     }
     println!(
-        "{:<32} p50 {vis_p50:.1} ms, p99 {vis_p99:.1} ms (every 20th command, under the load above)",
-        "command to read model"
+        "{:<32} p50 {vis_p50:.1} ms, p99 {vis_p99:.1} ms (every 20th command of the first load)",
+        "command to read model, burst"
     );
     println!(
         "{:<32} {memory:.0} MiB (server, relay, projector and load generator in one process)",
         "peak memory"
     );
+    println!(
+        "\nbacklog while the read model caught up (load ended at {:.1}s):",
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "{:>8} {:>8} {:>12} {:>15}",
+        "time", "stored", "relay lag", "projector lag"
+    );
+    for (at, stored, relay, projector) in &backlog_trace {
+        println!(
+            "{:>7.1}s {stored:>8} {relay:>12} {projector:>15}",
+            at.as_secs_f64()
+        );
+    }
 
     let json = json!({
         "commands": commands,
@@ -358,6 +468,9 @@ async fn main() -> anyhow::Result<()> {
             "baseline": f.baseline_name, "baselineValue": f.baseline, "ratio": f.ratio(), "detail": f.detail,
         })).collect::<Vec<_>>(),
         "commandToReadModelMs": { "p50": vis_p50, "p99": vis_p99 },
+        "backlog": backlog_trace.iter().map(|(at, stored, relay, projector)| json!({
+            "seconds": at.as_secs_f64(), "stored": stored, "relayLag": relay, "projectorLag": projector,
+        })).collect::<Vec<_>>(),
         "peakMemoryMiB": memory,
     });
     std::fs::create_dir_all("target")?;

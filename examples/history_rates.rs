@@ -109,8 +109,19 @@ async fn seed(pool: &PgPool, rows: &[Row]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn line(label: &str, count: u64, seconds: f64, baseline: Option<f64>) -> f64 {
+/// Prints one figure (with its ratio to `baseline`, a rate) and keeps it for the JSON file.
+fn line(
+    figures: &mut Vec<serde_json::Value>,
+    label: &str,
+    count: u64,
+    seconds: f64,
+    baseline: Option<f64>,
+) -> f64 {
     let rate = count as f64 / seconds;
+    figures.push(json!({
+        "name": label, "count": count, "seconds": seconds, "perSecond": rate,
+        "ratioToBaseline": baseline.map(|base| rate / base),
+    }));
     match baseline {
         Some(base) => println!(
             "{label:<46} {rate:>10.0} /s  ({seconds:>6.2} s)   {:>5.2}x baseline",
@@ -148,6 +159,7 @@ async fn main() -> anyhow::Result<()> {
     seed(&pg, &rows).await?;
     let events = rows.len() as u64;
     println!("\nrebuild and export of {events} events (release build)\n");
+    let mut figures = Vec::new();
 
     // Baseline for the rebuild: raw batched writes of as many rows into MySQL.
     sqlx::query("CREATE TABLE baseline_rows (id CHAR(36) PRIMARY KEY, payload TEXT NOT NULL)")
@@ -165,6 +177,7 @@ async fn main() -> anyhow::Result<()> {
         tx.commit().await?;
     }
     let write_base = line(
+        &mut figures,
         "baseline: raw batched MySQL writes",
         events,
         started.elapsed().as_secs_f64(),
@@ -181,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("interrupted")
     };
     line(
+        &mut figures,
         "projections rebuild (replay, swap, hand-over)",
         rebuilt,
         started.elapsed().as_secs_f64(),
@@ -199,6 +213,7 @@ async fn main() -> anyhow::Result<()> {
     }
     drop(raw);
     let read_base = line(
+        &mut figures,
         "baseline: raw streaming SELECT",
         read,
         started.elapsed().as_secs_f64(),
@@ -213,11 +228,19 @@ async fn main() -> anyhow::Result<()> {
         let (exported, _) =
             history::export(&pg, &Filter::default(), format, &mut sink, &|_| {}, &cancel).await?;
         line(
+            &mut figures,
             label,
             exported,
             started.elapsed().as_secs_f64(),
             Some(read_base),
         );
     }
+    std::fs::create_dir_all("target")?;
+    let report = json!({ "events": events, "figures": figures });
+    std::fs::write(
+        "target/bench-history.json",
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    println!("\nwritten: target/bench-history.json");
     Ok(())
 }

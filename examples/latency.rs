@@ -13,7 +13,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{report, Stack};
+use support::{mysql_round_trip, report, Stack};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -38,24 +38,7 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // Baseline: one row inserted into MySQL (autocommit) and read back, same pool.
-    let pool = &stack.read_pool;
-    sqlx::query("CREATE TABLE bench_baseline (id CHAR(36) PRIMARY KEY, v BIGINT)")
-        .execute(pool)
-        .await?;
-    let mut baseline = Vec::with_capacity(count);
-    for _ in 0..count {
-        let id = uuid::Uuid::now_v7().to_string();
-        let started = Instant::now();
-        sqlx::query("INSERT INTO bench_baseline VALUES (?, 1)")
-            .bind(&id)
-            .execute(pool)
-            .await?;
-        let _: i64 = sqlx::query_scalar("SELECT v FROM bench_baseline WHERE id = ?")
-            .bind(&id)
-            .fetch_one(pool)
-            .await?;
-        baseline.push(started.elapsed());
-    }
+    let baseline = mysql_round_trip(&stack.read_pool, count).await?;
 
     println!(
         "\ncommand-to-read-model latency at rest ({count} posts, one at a time, 3 partitions)\n"

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each benchmark uses part of it
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{to_bytes, Body};
 use axum::http::Request;
@@ -225,4 +225,29 @@ pub fn report(label: &str, samples: Vec<Duration>) -> f64 {
     let (p50, p99, max) = percentiles(samples);
     println!("{label:<44} p50 {p50:>7.2} ms   p99 {p99:>7.2} ms   max {max:>7.2} ms");
     p50
+}
+
+/// The floor any read-model update stands on: one row inserted into MySQL and read back.
+pub async fn mysql_round_trip(
+    pool: &sqlx::MySqlPool,
+    count: usize,
+) -> anyhow::Result<Vec<Duration>> {
+    sqlx::query("CREATE TABLE IF NOT EXISTS bench_round_trip (id CHAR(36) PRIMARY KEY, v BIGINT)")
+        .execute(pool)
+        .await?;
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let id = uuid::Uuid::now_v7().to_string();
+        let started = Instant::now();
+        sqlx::query("INSERT INTO bench_round_trip VALUES (?, 1)")
+            .bind(&id)
+            .execute(pool)
+            .await?;
+        let _: i64 = sqlx::query_scalar("SELECT v FROM bench_round_trip WHERE id = ?")
+            .bind(&id)
+            .fetch_one(pool)
+            .await?;
+        samples.push(started.elapsed());
+    }
+    Ok(samples)
 }
