@@ -397,7 +397,7 @@ tansu_ensure_installed() {
     local cargo_cmd
     cargo_cmd="$(command -v cargo || echo "$CARGO_BIN/cargo")"
     mkdir -p "$TANSU_DIR"
-    say "kafka: building tansu $TANSU_VERSION with cargo install (about 11 minutes on two cores; log: .local/tansu/install.log)"
+    say "kafka: building tansu $TANSU_VERSION with cargo install (about 15-20 minutes on two cores; log: .local/tansu/install.log)"
     if ! "$cargo_cmd" install tansu --version "$TANSU_VERSION" --locked --features libsql \
         >"$TANSU_DIR/install.log" 2>&1 9>&-; then
         tail -n 30 "$TANSU_DIR/install.log" >&2
