@@ -115,7 +115,10 @@ fn write_lag(out: &mut String, status: Option<&Status>) {
     for p in &status.projectors {
         if let Some(lag) = p.lag_seconds {
             let partition = p.partition.to_string();
-            gauge.sample(&[("projector", &p.projector), ("partition", &partition)], lag);
+            gauge.sample(
+                &[("projector", &p.projector), ("partition", &partition)],
+                lag,
+            );
         }
     }
 }

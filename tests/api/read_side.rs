@@ -305,3 +305,46 @@ async fn metrics_show_requests_commands_and_lag() {
         assert!(text.contains(expected), "missing {expected} in:\n{text}");
     }
 }
+
+/// Lag is measured at each scrape, by each server, against its own stores. A second
+/// server in the same process, on the same stores but unable to reach the broker, must
+/// not report the first one's figures as its own: with the lag kept in the process-wide
+/// recorder it did, claiming a caught-up projector nobody could measure.
+#[tokio::test]
+async fn a_server_reports_only_the_lag_it_measured() {
+    let pipeline = Pipeline::new(2).await;
+    pipeline.seed_and_project().await;
+    let scrape = |app: &TestApp| {
+        let req = app.get("/metrics").header("accept", "text/plain").send();
+        async move { req.await.text() }
+    };
+    let lag_lines = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|line| line.starts_with("board_projector_lag_"))
+            .map(str::to_string)
+            .collect()
+    };
+    let measured = scrape(&pipeline.app).await;
+    assert!(measured.contains("board_status_up 1"), "{measured}");
+    assert_eq!(
+        lag_lines(&measured).len(),
+        4,
+        "two partitions, two gauges:\n{measured}"
+    );
+
+    let blind = TestApp::on_database(
+        &pipeline.database_url,
+        &[
+            "--read-database-url",
+            &pipeline.read_url,
+            "--kafka-brokers",
+            "127.0.0.1:1",
+            "--kafka-topic",
+            &pipeline.topic,
+        ],
+        false,
+    )
+    .await;
+    let unmeasured = scrape(&blind).await;
+    assert_eq!(lag_lines(&unmeasured), Vec::<String>::new(), "{unmeasured}");
+}
