@@ -22,7 +22,7 @@ use std::time::Duration;
 use super::exposition::Gauge;
 use crate::http::AppState;
 use crate::rebuild::RebuildRow;
-use crate::status::Status;
+use crate::status::{PartitionStatus, RelayStatus, Status};
 
 /// A scrape must answer even when a dependency hangs; what could not be read in time is
 /// left out (and `board_status_up` says so).
@@ -79,46 +79,48 @@ fn write_lag(out: &mut String, status: Option<&Status>) {
     Gauge::new(out, "board_events_total", "Events in the store")
         .sample(&[], status.head.events as f64);
 
-    let mut gauge = Gauge::new(out, "board_relay_lag_events", "Events not yet published");
-    for relay in &status.relays {
-        gauge.sample(&[("relay", &relay.name)], relay.lag_events as f64);
-    }
-    let mut gauge = Gauge::new(
-        out,
-        "board_relay_lag_seconds",
-        "Age of the oldest event not yet published",
-    );
-    for relay in &status.relays {
-        gauge.sample(&[("relay", &relay.name)], relay.lag_seconds);
+    type RelayValue = fn(&RelayStatus) -> f64;
+    let relays: [(&'static str, &str, RelayValue); 2] = [
+        ("board_relay_lag_events", "Events not yet published", |r| {
+            r.lag_events as f64
+        }),
+        (
+            "board_relay_lag_seconds",
+            "Age of the oldest event not yet published",
+            |r| r.lag_seconds,
+        ),
+    ];
+    for (name, help, value) in relays {
+        let mut gauge = Gauge::new(out, name, help);
+        for relay in &status.relays {
+            gauge.sample(&[("relay", &relay.name)], value(relay));
+        }
     }
 
     // A partition whose end the broker could not tell has no lag to report.
-    let mut gauge = Gauge::new(
-        out,
-        "board_projector_lag_events",
-        "Messages not yet applied, per partition",
-    );
-    for p in &status.projectors {
-        if let Some(lag) = p.lag_events {
-            let partition = p.partition.to_string();
-            gauge.sample(
-                &[("projector", &p.projector), ("partition", &partition)],
-                lag as f64,
-            );
-        }
-    }
-    let mut gauge = Gauge::new(
-        out,
-        "board_projector_lag_seconds",
-        "Age of the last applied event while behind, per partition",
-    );
-    for p in &status.projectors {
-        if let Some(lag) = p.lag_seconds {
-            let partition = p.partition.to_string();
-            gauge.sample(
-                &[("projector", &p.projector), ("partition", &partition)],
-                lag,
-            );
+    type PartitionValue = fn(&PartitionStatus) -> Option<f64>;
+    let partitions: [(&'static str, &str, PartitionValue); 2] = [
+        (
+            "board_projector_lag_events",
+            "Messages not yet applied, per partition",
+            |p| p.lag_events.map(|lag| lag as f64),
+        ),
+        (
+            "board_projector_lag_seconds",
+            "Age of the last applied event while behind, per partition",
+            |p| p.lag_seconds,
+        ),
+    ];
+    for (name, help, value) in partitions {
+        let mut gauge = Gauge::new(out, name, help);
+        for p in &status.projectors {
+            if let Some(lag) = value(p) {
+                let partition = p.partition.to_string();
+                gauge.sample(
+                    &[("projector", &p.projector), ("partition", &partition)],
+                    lag,
+                );
+            }
         }
     }
 }
