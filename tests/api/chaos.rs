@@ -476,10 +476,15 @@ fn read_whole_topic(brokers: &str, topic: &str) -> (HashSet<EventKey>, usize) {
     let mut events = HashSet::new();
     let mut messages = 0;
     while !remaining.is_empty() {
-        let message = consumer
-            .poll(STALL_LIMIT)
-            .unwrap_or_else(|| panic!("reading topic {topic}: nothing for {STALL_LIMIT:?}; still to read: {remaining:?}"))
-            .expect("a message from the topic");
+        let Some(message) = consumer.poll(STALL_LIMIT) else {
+            // Where the consumer stands tells a stalled fetch from an offset reset.
+            let position = consumer.position().map(|list| format!("{list:?}"));
+            panic!(
+                "reading topic {topic}: nothing for {STALL_LIMIT:?}; still to read: \
+                 {remaining:?}; the consumer's position: {position:?}"
+            )
+        };
+        let message = message.expect("a message from the topic");
         messages += 1;
         let envelope: Envelope = serde_json::from_slice(message.payload().unwrap_or_default())
             .expect("every message is an event envelope");
