@@ -9,6 +9,7 @@
 //!   a steady load the system sustains, against a MySQL insert and read-back;
 //! - post list and post content queries through HTTP against the same SELECTs run directly;
 //! - the relay's rate against raw acknowledged produce of the same messages;
+//! - the projector's rate on the same backlog against a plain consumer of it;
 //! - the process's peak memory.
 //!
 //! Rebuild and export rates are measured by `examples/history_rates.rs`, which `make bench`
@@ -21,12 +22,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureRecord;
 use serde_json::{json, Value};
+use sqlx::MySqlPool;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
-use board::kafka;
+use board::kafka::{self, KafkaSettings};
+use board::projector::Projector;
 use board::relay::{envelope, Relay};
 use board::store::reader::{self, Checkpoint};
 use support::{call, mysql_round_trip, percentiles, Stack};
@@ -182,6 +186,51 @@ async fn steady_load(stack: &Arc<Stack>, rate: u32, seconds: u32) -> Vec<Duratio
     join_all(sent).await.into_iter().for_each(Result::unwrap);
     more_coming.store(false, Ordering::SeqCst);
     watcher.await.unwrap()
+}
+
+/// Messages a second a plain member of a new group gets from `topic`, reading `total`
+/// (joining the group included, as it is for the projector).
+async fn consume_rate(settings: &KafkaSettings, topic: &str, total: i64) -> anyhow::Result<f64> {
+    let consumer = kafka::consumer(settings, &format!("{topic}-plain"))?;
+    consumer.subscribe(&[topic])?;
+    let started = Instant::now();
+    let mut read = 0;
+    while read < total {
+        consumer.recv().await?;
+        read += 1;
+    }
+    Ok(total as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Events a second the projector applies from the topic of `stack`, from a new group,
+/// until its progress covers `total` messages.
+async fn projector_rate(stack: &Stack, total: i64) -> anyhow::Result<f64> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let projector = Projector::new(
+        MySqlPool::connect(&stack.read_url).await?,
+        stack.state.pool.clone(),
+        stack.state.config.kafka(),
+        format!("{}-drain", stack.topic),
+    );
+    let started = Instant::now();
+    let running = tokio::spawn(projector.run(stopped));
+    loop {
+        let applied: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED)
+               FROM projection_progress WHERE topic = ?",
+        )
+        .bind(&stack.topic)
+        .fetch_one(&stack.read_pool)
+        .await?;
+        if applied >= total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    let _ = stop.send(true);
+    let _ = running.await;
+    Ok(rate)
 }
 
 #[tokio::main]
@@ -411,13 +460,27 @@ async fn main() -> anyhow::Result<()> {
     let relay_rate = total as f64 / started.elapsed().as_secs_f64();
     let _ = stop.send(true);
     let _ = relay.await;
-    backlog.stop().await;
     figures.push(Figure {
         name: "relay, store to broker",
         value: relay_rate,
         unit: "events/s",
         baseline_name: "raw produce of the same messages",
         baseline: raw_rate,
+        detail: format!("{total} events"),
+    });
+
+    // 5: the projector's rate on that backlog, now in the topic, against a plain consumer
+    // fetching the same messages with the projector's settings. The ratio tells the
+    // broker's fetch from the projector's own work (loading, folding, upserting).
+    let consume_rate = consume_rate(&settings, &backlog.topic, total).await?;
+    let projector_rate = projector_rate(&backlog, total).await?;
+    backlog.stop().await;
+    figures.push(Figure {
+        name: "projector, broker to read model",
+        value: projector_rate,
+        unit: "events/s",
+        baseline_name: "plain consume of the same messages",
+        baseline: consume_rate,
         detail: format!("{total} events"),
     });
 
