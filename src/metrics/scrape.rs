@@ -7,7 +7,8 @@
 //! is gone, or a lag from before the broker went away, would go on being reported as if
 //! measured now; and two servers in one process (the tests) would overwrite each other's.
 //!
-//! - `board_status_up`: 1 when the lag below could be measured at this scrape;
+//! - `board_status_up`: 1 when the event store and the read database answered for the lag
+//!   at this scrape (projector lag is left out on its own while the broker cannot be asked);
 //! - `board_events_total`: events in the store;
 //! - `board_relay_lag_events{relay}`, `board_relay_lag_seconds{relay}`;
 //! - `board_projector_lag_events{projector,partition}`,
@@ -74,7 +75,7 @@ async fn rebuilds(state: &AppState) -> Vec<RebuildRow> {
 
 fn write_lag(out: &mut String, status: Option<&Status>) {
     let up = if status.is_some() { 1.0 } else { 0.0 };
-    Gauge::new(out, "board_status_up", "1 when the lag could be measured").sample(&[], up);
+    Gauge::new(out, "board_status_up", "1 when the stores answered").sample(&[], up);
     let Some(status) = status else { return };
     Gauge::new(out, "board_events_total", "Events in the store")
         .sample(&[], status.head.events as f64);
