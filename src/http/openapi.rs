@@ -8,7 +8,7 @@
 use axum::Router;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::schema::{Object, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Header, OpenApi as Document, Ref, RefOr};
 use utoipa::{IntoParams, Modify, OpenApi};
@@ -16,7 +16,9 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use aggregates::rules::{self, Length};
 
+use super::body::MAX_BODY_BYTES;
 use super::problem::PROBLEM_JSON;
+use super::queries::{DEFAULT_PAGE, MAX_PAGE};
 use super::schema;
 use super::AppState;
 
@@ -109,8 +111,7 @@ pub struct IdempotencyKeyHeader {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct Paging {
-    /// Page size, 1 to 100 (default 30).
-    #[param(minimum = 1, maximum = 100)]
+    /// Page size (its bounds and default are added by [`Conventions`]).
     pub size: Option<u32>,
     /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,
@@ -155,6 +156,7 @@ impl Modify for Conventions {
             ];
             for operation in operations.into_iter().flatten() {
                 add_shared_answers(path, operation);
+                publish_page_size(operation);
             }
         }
     }
@@ -187,8 +189,26 @@ fn property_mut<'a>(
     }
 }
 
+/// The bounds and default of the lists' `size`, from the constants the handlers check.
+fn publish_page_size(operation: &mut Operation) {
+    for parameter in operation.parameters.iter_mut().flatten() {
+        let RefOr::T(parameter) = parameter else {
+            continue;
+        };
+        if parameter.name == "size" {
+            let schema = ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1))
+                .maximum(Some(MAX_PAGE))
+                .default(Some(DEFAULT_PAGE.into()))
+                .build();
+            parameter.schema = Some(RefOr::T(Schema::Object(schema)));
+        }
+    }
+}
+
 /// A status, its description, and how to build its answer.
-type SharedAnswer = (&'static str, &'static str, fn(&str) -> Response);
+type SharedAnswer = (&'static str, String, fn(&str) -> Response);
 
 /// The answers of the conventions, on every operation they can happen to. An answer the
 /// handler documents itself (with its own description) is left as it is.
@@ -197,19 +217,24 @@ fn add_shared_answers(path: &str, operation: &mut Operation) {
     let operational = plain_text || path.starts_with("/health");
     let mut shared: Vec<SharedAnswer> = Vec::new();
     if !plain_text {
-        shared.push(("406", "The `Accept` header rules out JSON", problem_answer));
+        shared.push((
+            "406",
+            "The `Accept` header rules out JSON".into(),
+            problem_answer,
+        ));
     }
     if !operational {
         shared.push((
             "400",
-            "Invalid input: a bad field, id, cursor or header",
+            "Invalid input: a bad field, id, cursor or header".into(),
             problem_answer,
         ));
-        shared.push(("503", "A dependency is down, or the read model has not caught up with `Event-Position` in time; retry after `Retry-After`", retry_answer));
+        shared.push(("503", "A dependency is down, or the read model has not caught up with `Event-Position` in time; retry after `Retry-After`".into(), retry_answer));
     }
     if operation.request_body.is_some() {
-        shared.push(("413", "The body is over 64 KiB", problem_answer));
-        shared.push(("415", "The body is not JSON", problem_answer));
+        let too_large = format!("The body is over {MAX_BODY_BYTES} bytes");
+        shared.push(("413", too_large, problem_answer));
+        shared.push(("415", "The body is not JSON".into(), problem_answer));
     }
     let needs_bearer = operation.security.iter().flatten().any(|requirement| {
         serde_json::to_value(requirement).is_ok_and(|v| v.get("bearer").is_some())
@@ -217,14 +242,14 @@ fn add_shared_answers(path: &str, operation: &mut Operation) {
     if needs_bearer {
         shared.push((
             "401",
-            "Missing, malformed or expired credentials",
+            "Missing, malformed or expired credentials".into(),
             bearer_challenge_answer,
         ));
     }
     if has_parameter(operation, "Idempotency-Key") {
         shared.push((
             "422",
-            "The `Idempotency-Key` was used before for a different request",
+            "The `Idempotency-Key` was used before for a different request".into(),
             problem_answer,
         ));
     }
@@ -236,7 +261,7 @@ fn add_shared_answers(path: &str, operation: &mut Operation) {
             .responses
             .responses
             .entry(status.to_string())
-            .or_insert_with(|| RefOr::T(answer(description)));
+            .or_insert_with(|| RefOr::T(answer(&description)));
     }
 }
 
@@ -401,6 +426,27 @@ mod tests {
         assert_eq!(
             schemas["SignUp"]["properties"]["email"]["maxLength"],
             rules::EMAIL_MAX
+        );
+    }
+
+    #[test]
+    fn the_document_publishes_the_enforced_page_size_and_body_limit() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let operation = &doc["paths"]["/board/posts/{postId}/comments"]["get"];
+        let size = operation["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "size")
+            .expect("the lists document their page size");
+        assert_eq!(size["schema"]["minimum"], 1);
+        assert_eq!(size["schema"]["maximum"], MAX_PAGE);
+        assert_eq!(size["schema"]["default"], DEFAULT_PAGE);
+        let too_large = &doc["paths"]["/board/categories"]["post"]["responses"]["413"];
+        let description = too_large["description"].as_str().unwrap();
+        assert!(
+            description.contains(&MAX_BODY_BYTES.to_string()),
+            "{description}"
         );
     }
 

@@ -26,10 +26,11 @@ pub fn router() -> Router<AppState> {
         .route("/board/posts/{postId}/comments", get(list_comments))
 }
 
-const DEFAULT_PAGE: u32 = 30;
-const MAX_PAGE: u32 = 100;
+/// Page sizes of the lists; the OpenAPI document publishes them from here.
+pub(super) const DEFAULT_PAGE: u32 = 30;
+pub(super) const MAX_PAGE: u32 = 100;
 
-/// `size` (1..100, default 30) and `cursor` from the query string.
+/// `size` (1..=MAX_PAGE, default DEFAULT_PAGE) and `cursor` from the query string.
 fn paging(params: &HashMap<String, String>) -> Result<(u32, Option<String>), ApiError> {
     let size = match params.get("size") {
         None => DEFAULT_PAGE,
@@ -37,7 +38,9 @@ fn paging(params: &HashMap<String, String>) -> Result<(u32, Option<String>), Api
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| ApiError::bad_request("size must be an integer from 1 to 100"))?,
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("size must be an integer from 1 to {MAX_PAGE}"))
+            })?,
     };
     let cursor = match params.get("cursor") {
         None => None,
