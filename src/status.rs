@@ -1,6 +1,6 @@
 //! Where the relay and the projectors are, against the head of the event store.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -151,6 +151,11 @@ fn seconds_between(earlier: DateTime<Utc>, later: DateTime<Utc>) -> f64 {
     (later - earlier).num_milliseconds().max(0) as f64 / 1000.0
 }
 
+/// How long the broker may take to tell the partitions' ends, all asks together. Well
+/// under a `/metrics` scrape's own limit, so that while the broker is down the scrape
+/// still reports what the stores know (the relay's lag above all).
+const BROKER_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The end offset of each partition of the topic, asked of the broker (blocking calls,
 /// so on the blocking pool); empty when the broker does not answer.
 async fn end_offsets(kafka: &KafkaSettings) -> Vec<Option<i64>> {
@@ -164,8 +169,9 @@ async fn end_offsets(kafka: &KafkaSettings) -> Vec<Option<i64>> {
             Ok(consumer) => consumer,
             Err(_) => return Vec::new(),
         };
-        let timeout = Duration::from_secs(5);
-        let Ok(metadata) = consumer.fetch_metadata(Some(&kafka.topic), timeout) else {
+        let deadline = Instant::now() + BROKER_TIMEOUT;
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let Ok(metadata) = consumer.fetch_metadata(Some(&kafka.topic), left()) else {
             return Vec::new();
         };
         let Some(topic) = metadata.topics().iter().find(|t| t.name() == kafka.topic) else {
@@ -176,7 +182,7 @@ async fn end_offsets(kafka: &KafkaSettings) -> Vec<Option<i64>> {
             .iter()
             .map(|p| {
                 consumer
-                    .fetch_watermarks(&kafka.topic, p.id(), timeout)
+                    .fetch_watermarks(&kafka.topic, p.id(), left())
                     .ok()
                     .map(|(_, high)| high)
             })

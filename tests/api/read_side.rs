@@ -347,4 +347,10 @@ async fn a_server_reports_only_the_lag_it_measured() {
     .await;
     let unmeasured = scrape(&blind).await;
     assert_eq!(lag_lines(&unmeasured), Vec::<String>::new(), "{unmeasured}");
+    // What the stores know is still reported while the broker is away.
+    assert!(unmeasured.contains("board_status_up 1"), "{unmeasured}");
+    assert!(
+        unmeasured.contains("board_relay_lag_events{relay="),
+        "{unmeasured}"
+    );
 }
