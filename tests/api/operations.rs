@@ -16,7 +16,8 @@ use sqlx::MySqlPool;
 use projections::{snapshot, Envelope};
 
 use crate::faults::keep_writing;
-use crate::pipeline::{brokers, Pipeline};
+use crate::pipeline::{Pipeline, Process};
+use crate::private_services::{free_port, Daemon, Workdir};
 
 /// Writes `count` post events straight into the store (valid shapes, `bytes` of content
 /// each), far faster than through the API.
@@ -35,18 +36,6 @@ async fn bulk_events(pipeline: &Pipeline, count: i64, bytes: usize) {
     .execute(&pipeline.app.pool)
     .await
     .unwrap();
-}
-
-/// Sends `signal` ("INT", "TERM") to `child`, as an operator would, and waits for it.
-async fn signal_and_wait(mut child: std::process::Child, signal: &str) -> std::process::ExitStatus {
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} failed");
-    tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap()
 }
 
 async fn shadow_exists(pipeline: &Pipeline) -> bool {
@@ -93,21 +82,19 @@ async fn an_interrupted_rebuild_leaves_the_live_read_model_untouched_and_a_rerun
     bulk_events(&pipeline, 30_000, 10).await;
     let before = snapshot::take(&pipeline.read_pool).await.unwrap();
 
-    let mut rebuild = pipeline
-        .board(&["projections", "rebuild", "--all"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    for _ in 0..600 {
-        if shadow_exists(&pipeline).await {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    // Half-way through, as the server's metrics tell (the rebuild is another process).
+    let stored = pipeline.stored_events().await as f64;
+    // Killed on drop, should an assertion below fail while it runs.
+    let mut rebuild = Process(
+        pipeline
+            .board(&["projections", "rebuild", "--all"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Midway, once the server's metrics show progress (the rebuild is another process).
     let mut during = rebuild_metrics(&pipeline).await;
     while during.applied == 0.0 {
-        if let Some(status) = rebuild.try_wait().unwrap() {
+        if let Some(status) = rebuild.0.try_wait().unwrap() {
             panic!("the rebuild ended ({status}) before the metrics showed any progress");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -115,7 +102,8 @@ async fn an_interrupted_rebuild_leaves_the_live_read_model_untouched_and_a_rerun
     }
     assert_eq!(during.running, 1.0, "{during:?}");
     assert!(during.applied < during.total, "{during:?}");
-    let status = signal_and_wait(rebuild, "INT").await;
+    assert_eq!(during.total, stored, "{during:?}");
+    let status = rebuild.signal("INT").await;
     assert_eq!(status.code(), Some(130), "interrupted before the swap");
     assert!(
         !shadow_exists(&pipeline).await,
@@ -138,8 +126,8 @@ async fn an_interrupted_rebuild_leaves_the_live_read_model_untouched_and_a_rerun
     assert_eq!(posts, 30_000);
     let after = rebuild_metrics(&pipeline).await;
     assert_eq!(
-        (after.running, after.applied),
-        (0.0, after.total),
+        (after.running, after.applied, after.total),
+        (0.0, stored, stored),
         "{after:?}"
     );
 }
@@ -326,7 +314,7 @@ async fn a_replayed_topic_holds_every_event_once_in_order_per_aggregate() {
     assert_eq!(code, 0);
 
     let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", &pipeline.brokers)
         .set("group.id", format!("analytics-{}", uuid::Uuid::new_v4()))
         .set("auto.offset.reset", "earliest")
         .create()
@@ -356,7 +344,7 @@ async fn a_replayed_topic_holds_every_event_once_in_order_per_aggregate() {
     }
     // And nothing beyond them: the topic's partitions end where the events do.
     let watcher: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers())
+        .set("bootstrap.servers", &pipeline.brokers)
         .set("group.id", "watermarks")
         .create()
         .unwrap();
@@ -532,27 +520,24 @@ async fn a_rebuild_of_large_posts_stays_under_the_packet_limit() {
 #[tokio::test]
 async fn serve_stops_cleanly_on_sigterm() {
     let pipeline = Pipeline::new(1).await;
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let work = Workdir::new("board-sigterm");
+    let port = free_port();
     let listen = format!("127.0.0.1:{port}");
-    let server = pipeline
-        .board(&["--listen", &listen, "serve"])
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut answered = false;
-    for _ in 0..300 {
-        if std::net::TcpStream::connect(&listen).is_ok() {
-            answered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(answered, "the server never listened");
-    let status = signal_and_wait(server, "TERM").await;
-    assert_eq!(status.code(), Some(0), "a clean stop exits 0");
+    let command = pipeline.board(&["--listen", &listen, "serve"]);
+    let mut server = Daemon::new(
+        "server",
+        &command,
+        work.path().join("server.log"),
+        Some(port),
+    );
+    server.start().await;
+    let status = server.stop().await;
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a clean stop exits 0:\n{}",
+        server.log_tail()
+    );
 }
 
 #[tokio::test]

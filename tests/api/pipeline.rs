@@ -76,6 +76,25 @@ impl Process {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+
+    /// Sends `signal` ("INT", "TERM"), as an operator would, and waits for the exit.
+    pub async fn signal(mut self, signal: &str) -> std::process::ExitStatus {
+        send_signal(self.0.id(), signal);
+        tokio::task::spawn_blocking(move || self.0.wait().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+/// `kill -<signal> <pid>`.
+pub fn send_signal(pid: u32, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status();
+    assert!(
+        sent.is_ok_and(|status| status.success()),
+        "kill -{signal} {pid} failed"
+    );
 }
 
 impl Drop for Process {

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, MySqlConnection};
 use uuid::Uuid;
 
+use crate::pipeline::send_signal;
+
 /// How long a start may go without the process listening before the test gives up.
 const START_LIMIT: Duration = Duration::from_secs(120);
 /// How long a process may take to exit on SIGTERM before it gets SIGKILL.
@@ -223,30 +225,24 @@ impl Daemon {
     /// kill -9: the process gets no chance to finish anything.
     pub async fn kill(&mut self) {
         let mut child = self.child.take().expect("kill a running process");
-        child.start_kill().expect("send SIGKILL");
-        child.wait().await.expect("reap the killed process");
+        child.kill().await.expect("kill -9 the process");
     }
 
-    /// A clean stop: SIGTERM, and SIGKILL only if it ignores that for STOP_LIMIT.
-    pub async fn stop(&mut self) {
+    /// A clean stop: SIGTERM, and SIGKILL only if it ignores that for STOP_LIMIT. Returns
+    /// how it exited.
+    pub async fn stop(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("stop a running process");
-        let pid = child.id().expect("a running process has a pid").to_string();
-        let sent = Command::new("kill").args(["-TERM", &pid]).status();
-        assert!(
-            sent.is_ok_and(|s| s.success()),
-            "kill -TERM {pid} ({})",
-            self.name
-        );
-        if tokio::time::timeout(STOP_LIMIT, child.wait())
-            .await
-            .is_err()
-        {
-            eprintln!(
-                "{} ignored SIGTERM for {STOP_LIMIT:?}; killing it",
-                self.name
-            );
-            child.start_kill().expect("send SIGKILL");
-            child.wait().await.expect("reap the killed process");
+        send_signal(child.id().expect("a running process has a pid"), "TERM");
+        match tokio::time::timeout(STOP_LIMIT, child.wait()).await {
+            Ok(status) => status.expect("reap the stopped process"),
+            Err(_) => {
+                eprintln!(
+                    "{} ignored SIGTERM for {STOP_LIMIT:?}; killing it",
+                    self.name
+                );
+                child.kill().await.expect("kill the process");
+                child.wait().await.expect("reap the killed process")
+            }
         }
     }
 
