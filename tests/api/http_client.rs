@@ -15,6 +15,7 @@ use tokio::net::TcpStream;
 /// dependency is away); it is not a test assertion.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+#[derive(Debug)]
 pub struct Reply {
     pub status: u16,
     headers: Vec<(String, String)>,
@@ -102,6 +103,17 @@ fn parse(raw: &[u8]) -> io::Result<Reply> {
         .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
     {
         reply.body = dechunk(&reply.body).ok_or_else(|| invalid("a broken chunked body"))?;
+    } else if let Some(length) = reply.header("content-length") {
+        // A server killed mid-answer leaves a body cut short: that is no answer at all.
+        let length: usize = length
+            .parse()
+            .map_err(|_| invalid("a bad Content-Length"))?;
+        if reply.body.len() < length {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the answer was cut short",
+            ));
+        }
     }
     Ok(reply)
 }
@@ -120,4 +132,12 @@ fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
         body.extend_from_slice(rest.get(..size)?);
         rest = rest.get(size + 2..)?;
     }
+}
+
+#[test]
+fn an_answer_cut_short_is_no_answer() {
+    let whole = b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}";
+    assert_eq!(parse(whole).unwrap().json(), Some(serde_json::json!({})));
+    let cut = b"HTTP/1.1 201 Created\r\nContent-Length: 20\r\n\r\n{\"id\":";
+    assert_eq!(parse(cut).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
 }
