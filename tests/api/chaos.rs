@@ -752,7 +752,18 @@ impl Client {
                 .await
             {
                 Ok(reply) if reply.is_success() => reply,
-                Ok(reply) => return self.refused(format!("HTTP {}", reply.status)),
+                Ok(reply) => {
+                    // Gone already: an earlier delete went through but its answer was
+                    // lost with a killed server. Forget it, or it is asked for forever.
+                    let deleting = matches!(
+                        command,
+                        Command::DeleteComment { .. } | Command::DeletePost { .. }
+                    );
+                    if deleting && reply.status == 404 {
+                        self.remember(&command, "");
+                    }
+                    return self.refused(format!("HTTP {}", reply.status));
+                }
                 Err(error) => return self.refused(error.kind().to_string()),
             };
         let (kind, id) = command.aggregate(&reply);
