@@ -6,6 +6,9 @@
 #                               then make sure the application roles and databases exist
 #   scripts/services.sh down    stop the broker this script started (never the databases)
 #   scripts/services.sh status  one line per service
+#   scripts/services.sh prune PREFIX...
+#                               delete the broker's topics named PREFIX… (the scratch
+#                               topics tests and benchmarks leave once they have ended)
 #   scripts/services.sh tools   the tools the tests drive: Chromium (Debian's package, for
 #                               the /docs test) and schemathesis (PyPI, pinned, kept in
 #                               .local/schemathesis); reused when already there
@@ -406,12 +409,22 @@ tansu_ensure_installed() {
     tansu_bin >/dev/null || die "kafka: cargo install finished but no tansu in PATH or $CARGO_BIN"
 }
 
+# Applies scripts/tansu-store.sql to our broker's SQLite store: indexes the broker lacks,
+# and a guard for its topic deletion (see docs/BROKER.md).
+tansu_repair_store() {
+    have python3 || apt_install python3
+    python3 "$REPO_ROOT/scripts/tansu-store.py" "$TANSU_DIR/$TANSU_DB" ||
+        die "kafka: could not repair the broker's store $TANSU_DIR/$TANSU_DB"
+    say "kafka: store repairs applied (scripts/tansu-store.sql)"
+}
+
 kafka_up() {
     if kafka_answers; then
         local pid note="not started by this script"
         pid="$(tansu_running_pid || true)"
         [[ -n "$pid" ]] && note="tansu pid $pid, started by this script"
         say "kafka: already running on $KAFKA_HOST:$KAFKA_PORT ($note)"
+        [[ -n "$pid" ]] && tansu_repair_store
         return
     fi
     is_local "$KAFKA_HOST" || die "kafka: nothing answers on $KAFKA_HOST:$KAFKA_PORT (not this machine, so not starting one)"
@@ -458,6 +471,40 @@ kafka_up() {
         die "kafka: tansu $problem on $KAFKA_HOST:$KAFKA_PORT"
     fi
     say "kafka: tansu running on $KAFKA_HOST:$KAFKA_PORT (pid $(<"$TANSU_PID"), log: .local/tansu/broker.log)"
+    # The broker creates its tables as it starts, before it listens.
+    tansu_repair_store
+}
+
+# Deletes the topics whose names begin with one of the given prefixes: the scratch topics
+# of tests and benchmarks, once their processes have ended. Only on our own broker, whose
+# store has the guard that makes deleting one topic delete only that one (see
+# docs/BROKER.md); run it while no client of those topics is alive, since a client that
+# reads a topic deleted under it crashes (librdkafka, also in docs/BROKER.md).
+kafka_prune() {
+    (($# > 0)) || die "prune: name at least one topic prefix"
+    if ! kafka_answers || ! tansu_running_pid >/dev/null; then
+        say "kafka: no broker of ours is running; no topics to prune"
+        return 0
+    fi
+    tansu_repair_store >/dev/null
+    local bin broker names name prefix deleted=0
+    bin="$(tansu_bin)"
+    broker="tcp://$KAFKA_HOST:$KAFKA_PORT"
+    names="$("$bin" topic list --broker "$broker" |
+        python3 -c 'import json, sys; print("\n".join(t["name"] for t in json.load(sys.stdin)))')" ||
+        die "kafka: could not list the broker's topics"
+    while IFS= read -r name; do
+        [[ -n "$name" ]] || continue
+        for prefix in "$@"; do
+            if [[ "$name" == "$prefix"* ]]; then
+                "$bin" topic delete "$name" --broker "$broker" >/dev/null ||
+                    die "kafka: could not delete topic $name"
+                deleted=$((deleted + 1))
+                break
+            fi
+        done
+    done <<<"$names"
+    say "kafka: deleted $deleted topics named $* …"
 }
 
 tansu_stop() {
@@ -544,6 +591,10 @@ case "$cmd" in
         take_lock
         tansu_stop
         ;;
+    prune)
+        shift
+        kafka_prune "$@"
+        ;;
     tools)
         take_lock
         tools_up
@@ -556,9 +607,9 @@ case "$cmd" in
         exit "$rc"
         ;;
     -h | --help | help)
-        sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
         ;;
     *)
-        die "unknown command '$cmd' (use up, down, status or tools)"
+        die "unknown command '$cmd' (use up, down, status, prune or tools)"
         ;;
 esac

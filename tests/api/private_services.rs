@@ -289,11 +289,29 @@ impl PrivateBroker {
         let log = work.path().join("tansu.log");
         let mut daemon = Daemon::new("broker", &command, log, Some(port));
         daemon.start().await;
+        repair_store(&work.dir("tansu").join("tansu.db"));
         Self {
             daemon,
             brokers: format!("127.0.0.1:{port}"),
         }
     }
+}
+
+/// The repairs `scripts/services.sh` applies to the shared broker's store (indexes, and
+/// the guard that makes deleting one topic delete only that one; see docs/BROKER.md).
+fn repair_store(db: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/tansu-store.py");
+    let status = Command::new("python3")
+        .arg(&script)
+        .arg(db)
+        .status()
+        .expect("run scripts/tansu-store.py (python3)");
+    assert!(
+        status.success(),
+        "{} {} failed",
+        script.display(),
+        db.display()
+    );
 }
 
 fn cargo_home() -> PathBuf {
