@@ -55,7 +55,8 @@ pub struct Config {
     #[arg(long, env = "KAFKA_REPLICATION", default_value_t = 1)]
     pub kafka_replication: i32,
 
-    /// Consumer group of the projectors; processes in one group split the partitions.
+    /// Group of projector processes: the processes of one group split the partitions
+    /// between them (by leases in the read database, see `projector::leases`).
     #[arg(long, env = "PROJECTOR_GROUP", default_value = "board-projector")]
     pub projector_group: String,
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::StreamConsumer;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::producer::FutureProducer;
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
@@ -43,24 +43,52 @@ pub fn producer(settings: &KafkaSettings) -> anyhow::Result<FutureProducer> {
         .context("creating the Kafka producer")
 }
 
-/// A member of consumer group `group`. Offsets are committed by hand, after the read
-/// models are committed.
+/// A consumer of partitions assigned by hand (`assign()`): it never joins a consumer
+/// group and commits nothing. The projectors share partitions by leases of their own
+/// (`crate::projector::leases`) and keep their positions in the read database.
+/// librdkafka wants a `group.id` for `assign()` all the same; it names `group` but
+/// creates nothing at the broker.
 ///
 /// `fetch.wait.max.ms` is short because some brokers (Tansu among them) hold a fetch for
 /// the whole wait even when data arrives: with librdkafka's default of 500 ms, every event
 /// reached the read model half a second late. Apache Kafka answers as soon as data is
-/// there, so this costs it nothing but a few more idle fetches.
+/// there. An idle projector pauses its partitions, so the short wait costs nothing at
+/// rest.
 pub fn consumer(settings: &KafkaSettings, group: &str) -> anyhow::Result<StreamConsumer> {
     base(settings)
-        .set("fetch.wait.max.ms", "10")
         .set("group.id", group)
+        .set("fetch.wait.max.ms", "10")
         .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("session.timeout.ms", "10000")
-        .set("heartbeat.interval.ms", "1000")
         .set("enable.partition.eof", "false")
         .create()
         .context("creating the Kafka consumer")
+}
+
+/// How many partitions the events topic has, as the broker says.
+pub async fn partition_count(settings: &KafkaSettings) -> anyhow::Result<i32> {
+    let settings = settings.clone();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = base(&settings)
+            .create()
+            .context("creating a metadata client")?;
+        let metadata = consumer
+            .fetch_metadata(Some(&settings.topic), Duration::from_secs(10))
+            .context("asking the broker for the topic's partitions")?;
+        let topic = metadata
+            .topics()
+            .iter()
+            .find(|t| t.name() == settings.topic)
+            .context("the broker does not know the events topic")?;
+        anyhow::ensure!(
+            !topic.partitions().is_empty(),
+            "the broker lists no partitions of {}",
+            settings.topic
+        );
+        Ok(topic.partitions().len() as i32)
+    })
+    .await?
 }
 
 /// Creates `topic` with the configured partitions unless it exists.
@@ -87,4 +115,65 @@ pub async fn ensure_topic(settings: &KafkaSettings, topic: &str) -> anyhow::Resu
         }
     }
     Ok(())
+}
+
+/// A long-lived client for what servers ask the broker often (readiness, status,
+/// `/metrics`): the end of each partition of the events topic. One connection, kept, so
+/// that a probe costs the broker one metadata request and one offsets request per
+/// partition, not a new session each time.
+pub struct BrokerProbe {
+    consumer: std::sync::Arc<BaseConsumer>,
+    topic: String,
+}
+
+/// What the broker answered, and how long it took.
+pub struct TopicEnds {
+    pub ends: Vec<i64>,
+    pub took: Duration,
+}
+
+impl BrokerProbe {
+    pub fn new(settings: &KafkaSettings) -> anyhow::Result<Self> {
+        let consumer = base(settings)
+            .set("socket.connection.setup.timeout.ms", "1000")
+            .create()
+            .context("creating the broker probe")?;
+        Ok(Self {
+            consumer: std::sync::Arc::new(consumer),
+            topic: settings.topic.clone(),
+        })
+    }
+
+    /// The end offset of each partition of the events topic (none before the topic
+    /// exists), all asked within `limit`.
+    pub async fn topic_ends(&self, limit: Duration) -> anyhow::Result<TopicEnds> {
+        let consumer = self.consumer.clone();
+        let topic = self.topic.clone();
+        tokio::task::spawn_blocking(move || {
+            let start = std::time::Instant::now();
+            let left = || limit.saturating_sub(start.elapsed());
+            let metadata = consumer
+                .fetch_metadata(Some(&topic), left())
+                .context("asking the broker for the topic")?;
+            let partitions = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic)
+                .map(|t| t.partitions().len())
+                .unwrap_or(0);
+            // No partitions: the topic does not exist yet (the relay creates it).
+            let mut ends = Vec::with_capacity(partitions);
+            for partition in 0..partitions as i32 {
+                let (_, high) = consumer
+                    .fetch_watermarks(&topic, partition, left())
+                    .with_context(|| format!("asking the end of partition {partition}"))?;
+                ends.push(high);
+            }
+            Ok(TopicEnds {
+                ends,
+                took: start.elapsed(),
+            })
+        })
+        .await?
+    }
 }

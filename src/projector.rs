@@ -1,40 +1,51 @@
-//! The projector process: a member of a Kafka consumer group that keeps the MySQL read
-//! models.
+//! The projector process: keeps the MySQL read models from the events topic.
 //!
 //! Each batch of messages is applied in one MySQL transaction, together with the progress
-//! of each partition (`projection_progress`); the Kafka offsets are committed only after
-//! that transaction. A crash between the two redelivers the batch, which changes nothing
-//! (see `projections::projector`). While MySQL is down the batch is kept and retried, so
-//! nothing is skipped; the write side is unaffected. Events missing from the stream (a
-//! producer gave up on them, or the broker no longer keeps them) are fetched from the
-//! event store, so a gap in Kafka never becomes a gap in the read models. Two projector
-//! processes in one group split the partitions between them; one the group leaves without
-//! partitions while nobody progresses rejoins (see [`stranded`]).
+//! of each partition (`projection_progress`): that progress is where the projector starts
+//! again, so a crash anywhere redelivers at most an uncommitted batch, which changes
+//! nothing (see `projections::projector`). While MySQL is down the batch is kept and
+//! retried, so nothing is skipped; the write side is unaffected. Events missing from the
+//! stream (a producer gave up on them, or the broker no longer keeps them) are fetched
+//! from the event store, so a gap in Kafka never becomes a gap in the read models.
+//!
+//! Projector processes of one group split the partitions by leases in the read database
+//! ([`leases`]), not through the broker's group coordinator, and read them with a plain
+//! `assign()`. With nothing to read they stop fetching until the relay says it published
+//! ([`idle`]).
 
-mod stranded;
+mod idle;
+pub mod leases;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use anyhow::Context;
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
+use sqlx::postgres::PgListener;
 use sqlx::{MySqlPool, PgPool};
 use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
 
 use projections::projector::{self, BatchError, Gap, READ_MODELS};
 use projections::Envelope;
 
-use crate::kafka::{self, KafkaSettings};
-use crate::relay::envelope;
+use crate::kafka::{self, BrokerProbe, KafkaSettings};
+use crate::relay::{envelope, RELAYED_CHANNEL};
 use crate::store::reader;
+use idle::{Action, Idle};
+use leases::Leases;
 
 /// How many messages one MySQL transaction takes at most.
 const BATCH: usize = 500;
-/// How long to gather more messages once one has arrived.
-const GATHER: Duration = Duration::from_millis(5);
+/// How long to wait for more messages once one has arrived: only what the last fetch
+/// brought is taken, nothing is waited for.
+const GATHER: Duration = Duration::from_millis(1);
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// How long an idle projector's look at the partitions' ends may take.
+const END_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One received message, detached from the consumer's buffers.
 struct Received {
@@ -45,17 +56,20 @@ struct Received {
 
 pub struct Projector {
     pool: MySqlPool,
-    /// The event store, to fetch events missing from the stream (see `fill`).
+    /// The event store, to fetch events missing from the stream (see `fill`), and the
+    /// relay's notifications.
     store: PgPool,
     settings: KafkaSettings,
     group: String,
-    /// Names this member in `projection_progress.updated_by`.
+    /// Names this member in its leases and in `projection_progress.updated_by`.
     member: String,
 }
 
 impl Projector {
     pub fn new(pool: MySqlPool, store: PgPool, settings: KafkaSettings, group: String) -> Self {
-        let member = format!("{}:{}", hostname(), std::process::id());
+        // The process id alone could come back after a restart (pid 1 in a container).
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let member = format!("{}:{}:{}", hostname(), std::process::id(), &nonce[..6]);
         Self {
             pool,
             store,
@@ -65,19 +79,26 @@ impl Projector {
         }
     }
 
-    /// Names this member in `projection_progress` (default: host and process id).
+    /// Names this member in its leases and in `projection_progress`.
     pub fn with_member(mut self, member: impl Into<String>) -> Self {
         self.member = member.into();
         self
     }
 
     /// Runs until `shutdown` turns true. Shutdown interrupts whatever is in flight: an
-    /// uncommitted batch rolls back and is redelivered, which changes nothing.
+    /// uncommitted batch rolls back and is redelivered, which changes nothing. Leases are
+    /// given back on the way out, so another member takes over at once.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut leases = Leases::new(
+            self.pool.clone(),
+            &self.group,
+            &self.settings.topic,
+            &self.member,
+        );
         while !*shutdown.borrow() {
             let mut watching = shutdown.clone();
             let result = tokio::select! {
-                result = self.consume(&mut watching) => result,
+                result = self.consume(&mut leases, &mut watching) => result,
                 _ = shutdown.changed() => Ok(()),
             };
             if let Err(error) = result {
@@ -88,22 +109,39 @@ impl Projector {
                 }
             }
         }
+        if let Err(error) = leases.release_all().await {
+            tracing::warn!(%error, "could not give the partition leases back; they expire");
+        }
         tracing::info!("projector stopped");
     }
 
-    async fn consume(&self, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<()> {
+    async fn consume(
+        &self,
+        leases: &mut Leases,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
         kafka::ensure_topic(&self.settings, &self.settings.topic).await?;
+        let partitions = kafka::partition_count(&self.settings).await?;
         let consumer = kafka::consumer(&self.settings, &self.group)?;
-        consumer.subscribe(&[&self.settings.topic])?;
-        tracing::info!(topic = %self.settings.topic, group = %self.group, "projector consuming");
-        let mut watch = stranded::Watch::new();
-        let mut checks = tokio::time::interval(stranded::CHECK_EVERY);
+        let probe = BrokerProbe::new(&self.settings)?;
+        let mut relayed = Relayed::listen(&self.store).await;
+        tracing::info!(
+            topic = %self.settings.topic, group = %self.group, member = %self.member, partitions,
+            "projector consuming"
+        );
+        // The held partitions, each with the offset it was assigned at.
+        let mut assigned: BTreeMap<i32, i64> = BTreeMap::new();
+        let mut idle = Idle::new(Instant::now());
+        let mut renewals = tokio::time::interval(leases::RENEW_EVERY);
+        let mut ticks = tokio::time::interval(idle::TICK);
+        // After a long batch, one renewal and one look, not a burst of them.
+        renewals.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let first = tokio::select! {
-                message = consumer.recv() => match message {
+                message = consumer.recv(), if !assigned.is_empty() => match message {
                     Ok(message) => message,
-                    // The consumer reconnects by itself; a new one would join the group
-                    // as another member while this one is still registered.
+                    // The consumer reconnects by itself.
                     Err(error) if is_transient(&error) => {
                         tracing::warn!(%error, "broker unavailable; the consumer keeps retrying");
                         tokio::time::sleep(RETRY_PAUSE).await;
@@ -111,82 +149,224 @@ impl Projector {
                     }
                     Err(error) => return Err(error.into()),
                 },
-                _ = checks.tick() => {
-                    let assigned = consumer.assignment().map_or(0, |list| list.count());
-                    let stranded = watch
-                        .stranded(assigned, &self.pool, &self.store, READ_MODELS, &self.settings.topic)
-                        .await
-                        .unwrap_or_else(|error| {
-                            tracing::debug!(%error, "could not check the group's progress");
-                            false
-                        });
-                    anyhow::ensure!(
-                        !stranded,
-                        "no partitions for {:?} while the read models are behind and nobody \
-                         progresses: leaving the group to join it again",
-                        stranded::STRANDED_AFTER
-                    );
+                _ = renewals.tick() => {
+                    let keeping_up = idle.keeping_up();
+                    match leases.renew(partitions, &keeping_up).await {
+                        Ok(held) if !held.iter().eq(assigned.keys()) => {
+                            assigned = self.assign(&consumer, &held).await?;
+                            idle = Idle::new(Instant::now());
+                        }
+                        Ok(_) => {}
+                        // Leases run out while MySQL is away; nothing can be applied then
+                        // either, and each batch checks its leases anyway.
+                        Err(error) => tracing::warn!(%error, "could not renew the partition leases"),
+                    }
+                    continue;
+                }
+                _ = ticks.tick() => {
+                    let action = match idle.tick(Instant::now()) {
+                        Some(Action::CheckEnds) => {
+                            let (at_end, behind) = self.check_ends(&probe, &consumer, &assigned).await;
+                            idle.on_end_check(Instant::now(), at_end, behind)
+                        }
+                        action => action,
+                    };
+                    pause_or_resume(&consumer, &self.settings.topic, &assigned, action)?;
+                    continue;
+                }
+                () = relayed.next() => {
+                    let action = idle.on_wake(Instant::now());
+                    pause_or_resume(&consumer, &self.settings.topic, &assigned, action)?;
                     continue;
                 }
                 _ = shutdown.changed() => return Ok(()),
             };
+            let now = Instant::now();
+            idle.on_message(first.partition(), now);
             let mut batch = vec![detach(&first)];
             drop(first);
             while batch.len() < BATCH {
                 match tokio::time::timeout(GATHER, consumer.recv()).await {
-                    Ok(message) => batch.push(detach(&message?)),
+                    Ok(Ok(message)) => {
+                        idle.on_message(message.partition(), now);
+                        batch.push(detach(&message));
+                    }
+                    Ok(Err(error)) if is_transient(&error) => break,
+                    Ok(Err(error)) => return Err(error.into()),
                     Err(_) => break,
                 }
             }
             // Retry until MySQL takes the batch: skipping it would lose events.
-            while let Err(error) = self.apply(&batch).await {
-                tracing::warn!(error = %error, "read models unavailable; retrying the batch");
-                tokio::select! {
-                    () = tokio::time::sleep(RETRY_PAUSE) => {}
-                    _ = shutdown.changed() => return Ok(()),
+            loop {
+                match self.apply(&batch).await {
+                    Ok(Applied::All) => break,
+                    Ok(Applied::LostLeases(lost)) => {
+                        // Another member holds these now: stop reading them.
+                        tracing::info!(?lost, "partition leases taken over; dropping them");
+                        let kept: BTreeSet<i32> = assigned
+                            .keys()
+                            .filter(|p| !lost.contains(p))
+                            .copied()
+                            .collect();
+                        assigned = self.assign(&consumer, &kept).await?;
+                        break;
+                    }
+                    Err(error) => {
+                        tracing::warn!(error = %format!("{error:#}"), "read models unavailable; retrying the batch");
+                        tokio::select! {
+                            () = tokio::time::sleep(RETRY_PAUSE) => {}
+                            _ = shutdown.changed() => return Ok(()),
+                        }
+                    }
                 }
             }
-            commit_offsets(&consumer, &self.settings.topic, &batch);
         }
     }
 
-    /// Applies a batch and records progress, in one transaction. Events missing from the
-    /// stream are fetched from the event store and applied in their place.
-    async fn apply(&self, batch: &[Received]) -> anyhow::Result<()> {
+    /// Reads `partitions` from where the read models say each one stands; returns those
+    /// offsets.
+    async fn assign(
+        &self,
+        consumer: &StreamConsumer,
+        partitions: &BTreeSet<i32>,
+    ) -> anyhow::Result<BTreeMap<i32, i64>> {
+        let next: BTreeMap<i32, i64> = sqlx::query_as(
+            "SELECT partition_id, next_offset FROM projection_progress
+              WHERE projector = ? AND topic = ?",
+        )
+        .bind(READ_MODELS)
+        .bind(&self.settings.topic)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .collect();
+        let mut list = TopicPartitionList::new();
+        let mut assigned = BTreeMap::new();
+        for partition in partitions {
+            let offset = next.get(partition).copied();
+            list.add_partition_offset(
+                &self.settings.topic,
+                *partition,
+                offset.map_or(Offset::Beginning, Offset::Offset),
+            )?;
+            assigned.insert(*partition, offset.unwrap_or(0));
+        }
+        consumer
+            .assign(&list)
+            .context("assigning the leased partitions")?;
+        tracing::info!(partitions = ?partitions, "projecting partitions");
+        Ok(assigned)
+    }
+
+    /// Compares where the consumer stands on each assigned partition with the partition's
+    /// end: returns the partitions read to their end, and whether any is behind. A broker
+    /// that cannot be asked counts as nothing behind: the next check asks again.
+    async fn check_ends(
+        &self,
+        probe: &BrokerProbe,
+        consumer: &StreamConsumer,
+        assigned: &BTreeMap<i32, i64>,
+    ) -> (BTreeSet<i32>, bool) {
+        let ends = match probe.topic_ends(END_CHECK_TIMEOUT).await {
+            Ok(answer) => answer.ends,
+            Err(error) => {
+                tracing::debug!(error = %format!("{error:#}"), "could not ask the partitions' ends");
+                return (BTreeSet::new(), false);
+            }
+        };
+        let positions = consumer.position().unwrap_or_default();
+        let mut at_end = BTreeSet::new();
+        let mut behind = false;
+        for (&partition, &assigned_at) in assigned {
+            // Before its first message a partition has no position: it is where assigned.
+            let position = positions
+                .find_partition(&self.settings.topic, partition)
+                .and_then(|p| match p.offset() {
+                    Offset::Offset(offset) => Some(offset),
+                    _ => None,
+                })
+                .unwrap_or(assigned_at);
+            match ends.get(partition as usize) {
+                Some(&end) if position >= end => {
+                    at_end.insert(partition);
+                }
+                Some(_) => behind = true,
+                None => {}
+            }
+        }
+        (at_end, behind)
+    }
+
+    /// Applies a batch and records progress, in one transaction, for the partitions this
+    /// member still holds (their leases stay locked until the commit). Events missing from
+    /// the stream are fetched from the event store and applied in their place.
+    async fn apply(&self, batch: &[Received]) -> anyhow::Result<Applied> {
+        let mut tx = self.pool.begin().await?;
+        projector::share_lock(&mut tx).await?;
+        let held = leases::held_in(
+            &mut tx,
+            &self.group,
+            &self.settings.topic,
+            &self.member,
+            true,
+        )
+        .await?;
+        let lost: BTreeSet<i32> = batch
+            .iter()
+            .map(|r| r.partition)
+            .filter(|p| !held.contains(p))
+            .collect();
+        if !lost.is_empty() {
+            return Ok(Applied::LostLeases(lost));
+        }
         let mut events: Vec<Envelope> = batch.iter().filter_map(|r| r.event.clone()).collect();
         loop {
-            let mut tx = self.pool.begin().await?;
-            projector::share_lock(&mut tx).await?;
             match projector::apply_batch(&mut tx, &events).await {
-                Ok(_) => {}
+                Ok(_) => break,
                 Err(BatchError::Gap(gap)) => {
+                    // A failed statement may leave the transaction unusable: start over
+                    // (the leases are checked again).
                     drop(tx);
                     let missing = self.fill(&gap).await?;
                     events.splice(gap.index..gap.index, missing);
-                    continue;
+                    tx = self.pool.begin().await?;
+                    projector::share_lock(&mut tx).await?;
+                    let still = leases::held_in(
+                        &mut tx,
+                        &self.group,
+                        &self.settings.topic,
+                        &self.member,
+                        true,
+                    )
+                    .await?;
+                    let lost: BTreeSet<i32> = held.difference(&still).copied().collect();
+                    if !lost.is_empty() {
+                        return Ok(Applied::LostLeases(lost));
+                    }
                 }
                 Err(BatchError::Database(error)) => return Err(error.into()),
             }
-            let mut last_per_partition: BTreeMap<i32, (i64, &Envelope)> = BTreeMap::new();
-            for received in batch {
-                if let Some(event) = &received.event {
-                    last_per_partition.insert(received.partition, (received.offset, event));
-                }
-            }
-            for (partition, (offset, event)) in last_per_partition {
-                projector::record_progress(
-                    &mut tx,
-                    READ_MODELS,
-                    &self.settings.topic,
-                    partition,
-                    offset + 1,
-                    event,
-                    &self.member,
-                )
-                .await?;
-            }
-            return Ok(tx.commit().await?);
         }
+        let mut last_per_partition: BTreeMap<i32, (i64, &Envelope)> = BTreeMap::new();
+        for received in batch {
+            if let Some(event) = &received.event {
+                last_per_partition.insert(received.partition, (received.offset, event));
+            }
+        }
+        for (partition, (offset, event)) in last_per_partition {
+            projector::record_progress(
+                &mut tx,
+                READ_MODELS,
+                &self.settings.topic,
+                partition,
+                offset + 1,
+                event,
+                &self.member,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(Applied::All)
     }
 
     /// The events of a gap, from the event store (the source of truth).
@@ -233,21 +413,69 @@ fn detach(message: &rdkafka::message::BorrowedMessage<'_>) -> Received {
     }
 }
 
-/// Commits the offset after the last message of each partition in the batch. A failure
-/// (a rebalance took the partition away, say) only means some redelivery later.
-fn commit_offsets(consumer: &StreamConsumer, topic: &str, batch: &[Received]) {
-    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
-    for received in batch {
-        next.insert(received.partition, received.offset + 1);
+/// What became of a batch.
+enum Applied {
+    All,
+    /// Nothing was applied: these partitions' leases are no longer this member's.
+    LostLeases(BTreeSet<i32>),
+}
+
+fn pause_or_resume(
+    consumer: &StreamConsumer,
+    topic: &str,
+    assigned: &BTreeMap<i32, i64>,
+    action: Option<Action>,
+) -> anyhow::Result<()> {
+    let Some(action) = action else { return Ok(()) };
+    if assigned.is_empty() {
+        return Ok(());
     }
     let mut list = TopicPartitionList::new();
-    for (partition, offset) in next {
-        if let Err(error) = list.add_partition_offset(topic, partition, Offset::Offset(offset)) {
-            tracing::warn!(%error, partition, "cannot name an offset to commit");
+    for partition in assigned.keys() {
+        list.add_partition(topic, *partition);
+    }
+    match action {
+        Action::Pause => consumer.pause(&list)?,
+        Action::Resume => consumer.resume(&list)?,
+        Action::CheckEnds => {}
+    }
+    tracing::trace!(?action, "partitions");
+    Ok(())
+}
+
+/// The relay's "published" notifications. Without a listener (PostgreSQL away) it never
+/// fires, and the projector falls back on its safety poll; the listener reconnects by
+/// itself, and a reconnection counts as a notification, since some may have been missed.
+struct Relayed {
+    listener: Option<PgListener>,
+}
+
+impl Relayed {
+    async fn listen(store: &PgPool) -> Self {
+        let listener = async {
+            let mut listener = PgListener::connect_with(store).await?;
+            listener.listen(RELAYED_CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        };
+        match listener.await {
+            Ok(listener) => Self {
+                listener: Some(listener),
+            },
+            Err(error) => {
+                tracing::warn!(%error, "no relay notifications; polling instead");
+                Self { listener: None }
+            }
         }
     }
-    if let Err(error) = consumer.commit(&list, CommitMode::Async) {
-        tracing::warn!(%error, "offset commit failed; the batch may be redelivered");
+
+    async fn next(&mut self) {
+        let Some(listener) = self.listener.as_mut() else {
+            return std::future::pending().await;
+        };
+        if let Err(error) = listener.try_recv().await {
+            tracing::debug!(%error, "relay notifications interrupted");
+            tokio::time::sleep(RETRY_PAUSE).await;
+        }
     }
 }
 

@@ -1,14 +1,13 @@
-//! Where the relay and the projectors are, against the head of the event store.
+//! Where the relay and the projectors are, against the head of the event store, and
+//! whether each partition's messages reach the read models.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
 use serde::Serialize;
 use sqlx::{MySqlPool, PgPool};
 
-use crate::kafka::KafkaSettings;
+use crate::kafka::{BrokerProbe, KafkaSettings};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -51,12 +50,56 @@ pub struct PartitionStatus {
     pub lag_seconds: Option<f64>,
     pub last_position: Option<i64>,
     pub updated_by: Option<String>,
+    /// The member holding the partition's lease, while the lease runs.
+    pub holder: Option<String>,
+    /// Seconds since the holder last showed it keeps up (took the lease, applied a batch,
+    /// or had read everything); `None` when nobody ever held it.
+    pub active_seconds: Option<f64>,
+    pub state: PartitionState,
 }
+
+/// Whether a partition's messages reach the read models.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionState {
+    /// Everything the broker has is applied.
+    CaughtUp,
+    /// Behind, and its holder keeps up: applying, or it took the partition just now.
+    CatchingUp,
+    /// Behind, while for [`STALLED_AFTER`] nobody held it, or its holder neither applied
+    /// a batch nor read to its end: the read models do not move by themselves.
+    Stalled,
+    /// The broker could not be asked how far the partition goes.
+    Unknown,
+}
+
+impl PartitionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CaughtUp => "caught-up",
+            Self::CatchingUp => "catching-up",
+            Self::Stalled => "stalled",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// How long a partition may stay behind without a sign of its holder before it counts
+/// as stalled. Longer than a lease's takeover (`projector::leases::LEASE_TTL` plus one
+/// renewal), so that a projector restart is not reported.
+pub const STALLED_AFTER: Duration = Duration::from_secs(30);
+
+/// How long the broker may take to tell the partitions' ends. Well under a `/metrics`
+/// scrape's own limit, so that while the broker is down the scrape still reports what
+/// the stores know (the relay's lag above all).
+pub const BROKER_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub async fn collect(
     pg: &PgPool,
     mysql: &MySqlPool,
+    broker: &BrokerProbe,
     kafka: &KafkaSettings,
+    group: &str,
 ) -> anyhow::Result<Status> {
     let now = Utc::now();
     let (events, global_position, recorded_at): (i64, Option<i64>, Option<DateTime<Utc>>) =
@@ -84,58 +127,8 @@ pub async fn collect(
     })
     .collect();
 
-    type Row = (String, String, i32, i64, i64, DateTime<Utc>, String);
-    let progress: Vec<Row> = sqlx::query_as(
-        "SELECT projector, topic, partition_id, next_offset, last_position, last_recorded_at, updated_by
-           FROM projection_progress WHERE topic = ? ORDER BY projector, partition_id",
-    )
-    .bind(&kafka.topic)
-    .fetch_all(mysql)
-    .await?;
-    let ends = end_offsets(kafka).await;
-    let mut projectors = Vec::new();
-    for (partition, end) in ends.iter().enumerate() {
-        let partition = partition as i32;
-        let row = progress.iter().find(|r| r.2 == partition);
-        let next_offset = row.map_or(0, |r| r.3);
-        let lag_events = end.map(|end| (end - next_offset).max(0));
-        projectors.push(PartitionStatus {
-            projector: row.map_or_else(
-                || projections::projector::READ_MODELS.to_string(),
-                |r| r.0.clone(),
-            ),
-            topic: kafka.topic.clone(),
-            partition,
-            next_offset,
-            end_offset: *end,
-            lag_events,
-            lag_seconds: lag_events.map(|lag| {
-                if lag == 0 {
-                    0.0
-                } else {
-                    row.map_or(0.0, |r| seconds_between(r.5, now))
-                }
-            }),
-            last_position: row.map(|r| r.4),
-            updated_by: row.map(|r| r.6.clone()),
-        });
-    }
-    if ends.is_empty() {
-        // The broker cannot be asked: report what MySQL knows.
-        for row in &progress {
-            projectors.push(PartitionStatus {
-                projector: row.0.clone(),
-                topic: row.1.clone(),
-                partition: row.2,
-                next_offset: row.3,
-                end_offset: None,
-                lag_events: None,
-                lag_seconds: None,
-                last_position: Some(row.4),
-                updated_by: Some(row.6.clone()),
-            });
-        }
-    }
+    let ends = broker.topic_ends(BROKER_TIMEOUT).await.ok().map(|e| e.ends);
+    let projectors = partitions(mysql, ends, &kafka.topic, group).await?;
     Ok(Status {
         head: Head {
             events,
@@ -147,47 +140,121 @@ pub async fn collect(
     })
 }
 
-fn seconds_between(earlier: DateTime<Utc>, later: DateTime<Utc>) -> f64 {
-    (later - earlier).num_milliseconds().max(0) as f64 / 1000.0
+/// Each partition of `topic` against its end on the broker (`ends`, `None` when the
+/// broker could not be asked): progress, lease and state.
+pub async fn partitions(
+    mysql: &MySqlPool,
+    ends: Option<Vec<i64>>,
+    topic: &str,
+    group: &str,
+) -> Result<Vec<PartitionStatus>, sqlx::Error> {
+    let now = Utc::now();
+    let (progress, leases) = tokio::join!(progress(mysql, topic), leases(mysql, group, topic));
+    let (progress, leases) = (progress?, leases?);
+    let ends: Vec<Option<i64>> = match ends {
+        Some(ends) => ends.into_iter().map(Some).collect(),
+        // The broker cannot be asked: report what MySQL knows.
+        None => {
+            let known = progress.iter().map(|r| r.partition + 1);
+            let count = known.chain(leases.iter().map(|l| l.partition + 1)).max();
+            vec![None; count.unwrap_or(0) as usize]
+        }
+    };
+    Ok(ends
+        .iter()
+        .enumerate()
+        .map(|(partition, end)| {
+            let partition = partition as i32;
+            let row = progress.iter().find(|r| r.partition == partition);
+            let lease = leases.iter().find(|l| l.partition == partition);
+            let next_offset = row.map_or(0, |r| r.next_offset);
+            let lag_events = end.map(|end| (end - next_offset).max(0));
+            let active_seconds = lease.and_then(|l| l.active_seconds);
+            let state = match lag_events {
+                None => PartitionState::Unknown,
+                Some(0) => PartitionState::CaughtUp,
+                Some(_) if active_seconds.is_some_and(|s| s < STALLED_AFTER.as_secs_f64()) => {
+                    PartitionState::CatchingUp
+                }
+                Some(_) => PartitionState::Stalled,
+            };
+            PartitionStatus {
+                projector: row.map_or_else(
+                    || projections::projector::READ_MODELS.to_string(),
+                    |r| r.projector.clone(),
+                ),
+                topic: topic.to_string(),
+                partition,
+                next_offset,
+                end_offset: *end,
+                lag_events,
+                lag_seconds: lag_events.map(|lag| {
+                    if lag == 0 {
+                        0.0
+                    } else {
+                        row.map_or(0.0, |r| seconds_between(r.last_recorded_at, now))
+                    }
+                }),
+                last_position: row.map(|r| r.last_position),
+                updated_by: row.map(|r| r.updated_by.clone()),
+                holder: lease.and_then(|l| l.holder.clone()),
+                active_seconds,
+                state,
+            }
+        })
+        .collect())
 }
 
-/// How long the broker may take to tell the partitions' ends, all asks together. Well
-/// under a `/metrics` scrape's own limit, so that while the broker is down the scrape
-/// still reports what the stores know (the relay's lag above all).
-const BROKER_TIMEOUT: Duration = Duration::from_secs(2);
+#[derive(sqlx::FromRow)]
+struct ProgressRow {
+    projector: String,
+    #[sqlx(rename = "partition_id")]
+    partition: i32,
+    next_offset: i64,
+    last_position: i64,
+    last_recorded_at: DateTime<Utc>,
+    updated_by: String,
+}
 
-/// The end offset of each partition of the topic, asked of the broker (blocking calls,
-/// so on the blocking pool); empty when the broker does not answer.
-async fn end_offsets(kafka: &KafkaSettings) -> Vec<Option<i64>> {
-    let kafka = kafka.clone();
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = match ClientConfig::new()
-            .set("bootstrap.servers", &kafka.brokers)
-            .set("group.id", "board-status")
-            .create()
-        {
-            Ok(consumer) => consumer,
-            Err(_) => return Vec::new(),
-        };
-        let deadline = Instant::now() + BROKER_TIMEOUT;
-        let left = || deadline.saturating_duration_since(Instant::now());
-        let Ok(metadata) = consumer.fetch_metadata(Some(&kafka.topic), left()) else {
-            return Vec::new();
-        };
-        let Some(topic) = metadata.topics().iter().find(|t| t.name() == kafka.topic) else {
-            return Vec::new();
-        };
-        topic
-            .partitions()
-            .iter()
-            .map(|p| {
-                consumer
-                    .fetch_watermarks(&kafka.topic, p.id(), left())
-                    .ok()
-                    .map(|(_, high)| high)
-            })
-            .collect()
-    })
+async fn progress(mysql: &MySqlPool, topic: &str) -> Result<Vec<ProgressRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT projector, partition_id, next_offset, last_position, last_recorded_at, updated_by
+           FROM projection_progress WHERE topic = ? ORDER BY projector, partition_id",
+    )
+    .bind(topic)
+    .fetch_all(mysql)
     .await
-    .unwrap_or_default()
+}
+
+struct LeaseRow {
+    partition: i32,
+    /// Only while the lease runs.
+    holder: Option<String>,
+    active_seconds: Option<f64>,
+}
+
+/// The partition leases of `group`, aged on the read database's own clock.
+async fn leases(mysql: &MySqlPool, group: &str, topic: &str) -> Result<Vec<LeaseRow>, sqlx::Error> {
+    let rows: Vec<(i32, Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT partition_id,
+                IF(expires_at > NOW(3), holder, NULL),
+                CAST(TIMESTAMPDIFF(MICROSECOND, active_at, NOW(3)) AS SIGNED)
+           FROM partition_leases WHERE member_group = ? AND topic = ?",
+    )
+    .bind(group)
+    .bind(topic)
+    .fetch_all(mysql)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(partition, holder, active)| LeaseRow {
+            partition,
+            holder,
+            active_seconds: active.map(|us| us.max(0) as f64 / 1e6),
+        })
+        .collect())
+}
+
+fn seconds_between(earlier: DateTime<Utc>, later: DateTime<Utc>) -> f64 {
+    (later - earlier).num_milliseconds().max(0) as f64 / 1000.0
 }

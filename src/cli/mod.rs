@@ -169,6 +169,7 @@ pub fn build_state(config: Arc<Config>) -> anyhow::Result<AppState> {
     let auth_limiter = Arc::new(crate::http::rate_limit::RateLimiter::new(
         config.auth_rate_per_minute,
     ));
+    let broker = Arc::new(crate::kafka::BrokerProbe::new(&config.kafka())?);
     Ok(AppState {
         config,
         pool,
@@ -177,5 +178,6 @@ pub fn build_state(config: Arc<Config>) -> anyhow::Result<AppState> {
         accounts,
         tokens,
         auth_limiter,
+        broker,
     })
 }

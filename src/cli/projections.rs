@@ -50,8 +50,14 @@ pub enum Projection {
 pub async fn run(command: ProjectionsCommand, state: AppState) -> anyhow::Result<ExitCode> {
     match command {
         ProjectionsCommand::Status { json } => {
-            let status =
-                status::collect(&state.pool, &state.read_pool, &state.config.kafka()).await?;
+            let status = status::collect(
+                &state.pool,
+                &state.read_pool,
+                &state.broker,
+                &state.config.kafka(),
+                &state.config.projector_group,
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -134,20 +140,21 @@ fn print_status(status: &Status) {
         );
     }
     println!(
-        "\n{:<14} {:>9} {:>11} {:>11} {:>12} {:>10}  MEMBER",
-        "PROJECTOR", "PARTITION", "NEXT OFFSET", "END OFFSET", "LAG EVENTS", "LAG SECS"
+        "\n{:<14} {:>9} {:>11} {:>11} {:>12} {:>10}  {:<11}  HOLDER",
+        "PROJECTOR", "PARTITION", "NEXT OFFSET", "END OFFSET", "LAG EVENTS", "LAG SECS", "STATE"
     );
     let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".into());
     for p in &status.projectors {
         println!(
-            "{:<14} {:>9} {:>11} {:>11} {:>12} {:>10}  {}",
+            "{:<14} {:>9} {:>11} {:>11} {:>12} {:>10}  {:<11}  {}",
             p.projector,
             p.partition,
             p.next_offset,
             or_dash(p.end_offset.map(|v| v.to_string())),
             or_dash(p.lag_events.map(|v| v.to_string())),
             or_dash(p.lag_seconds.map(|v| format!("{v:.1}"))),
-            p.updated_by.as_deref().unwrap_or("-"),
+            p.state.as_str(),
+            p.holder.as_deref().unwrap_or("-"),
         );
     }
 }

@@ -1,6 +1,7 @@
 //! Health and metrics: `/health/live` (the process answers), `/health/ready` (each
 //! dependency, reported on its own; 503 when any is down, so a load balancer can route
-//! around it), and `/metrics` (see [`crate::metrics`]).
+//! around it; a slow broker or stalled read models are reported as `degraded`), and
+//! `/metrics` (see [`crate::metrics`]).
 
 use std::time::Duration;
 
@@ -9,13 +10,18 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::ClientConfig;
 
 use super::schema::{Liveness, Readiness};
 use super::AppState;
+use crate::status::PartitionState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the broker may take to say where the events topic ends before it counts as
+/// down. A healthy local broker answers in milliseconds; this is far above that, and
+/// under a load balancer's usual probe limit.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(3);
+/// Answers slower than this are reported as `slow`.
+const BROKER_SLOW: Duration = Duration::from_millis(500);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -56,13 +62,14 @@ pub(super) async fn live() -> Json<Liveness> {
     })
 }
 
-/// Whether PostgreSQL, MySQL and the broker each answer.
+/// Whether PostgreSQL, MySQL and the broker each answer, and whether the read models
+/// keep up.
 #[utoipa::path(
     get,
     path = "/health/ready",
     tag = "operations",
     responses(
-        (status = 200, description = "Every dependency is up", body = Readiness),
+        (status = 200, description = "Every dependency answers. `status` is `degraded` when the broker answers slowly or a partition of the read models is stalled; `checks` says which", body = Readiness),
         (status = 503, description = "Some dependency is down; `checks` says which", body = Readiness),
     )
 )]
@@ -82,44 +89,87 @@ pub(super) async fn ready(State(state): State<AppState>) -> Response {
     let (postgres, mysql, broker) = tokio::join!(
         tokio::time::timeout(CHECK_TIMEOUT, postgres),
         tokio::time::timeout(CHECK_TIMEOUT, mysql),
-        broker_answers(state.config.kafka_brokers.clone()),
+        state.broker.topic_ends(BROKER_TIMEOUT),
     );
-    let up = |result: &Result<Result<(), sqlx::Error>, _>| matches!(result, Ok(Ok(())));
+    let answered = |result: &Result<Result<(), sqlx::Error>, _>| {
+        if matches!(result, Ok(Ok(()))) {
+            Check::Up
+        } else {
+            Check::Down
+        }
+    };
+    let (mysql_check, broker_check) = (
+        answered(&mysql),
+        match &broker {
+            Ok(answer) if answer.took <= BROKER_SLOW => Check::Up,
+            Ok(_) => Check::Slow,
+            Err(_) => Check::Down,
+        },
+    );
+    let read_models = match (&broker, mysql_check) {
+        (Ok(answer), Check::Up) => {
+            let partitions = crate::status::partitions(
+                &state.read_pool,
+                Some(answer.ends.clone()),
+                &state.config.kafka_topic,
+                &state.config.projector_group,
+            );
+            match tokio::time::timeout(CHECK_TIMEOUT, partitions).await {
+                Ok(Ok(list)) if list.iter().any(|p| p.state == PartitionState::Stalled) => {
+                    Check::Stalled
+                }
+                Ok(Ok(_)) => Check::Up,
+                _ => Check::Unknown,
+            }
+        }
+        _ => Check::Unknown,
+    };
     let checks = [
-        ("postgres", up(&postgres)),
-        ("mysql", up(&mysql)),
-        ("broker", broker),
+        ("postgres", answered(&postgres)),
+        ("mysql", mysql_check),
+        ("broker", broker_check),
+        ("readModels", read_models),
     ];
-    let all_up = checks.iter().all(|(_, ok)| *ok);
+    let down = checks.iter().any(|(_, check)| *check == Check::Down);
+    let all_up = checks.iter().all(|(_, check)| *check == Check::Up);
     let body = Readiness {
         status: if all_up { "ok" } else { "degraded" }.to_string(),
         checks: checks
             .iter()
-            .map(|(name, ok)| {
-                (
-                    name.to_string(),
-                    if *ok { "up" } else { "down" }.to_string(),
-                )
-            })
+            .map(|(name, check)| (name.to_string(), check.as_str().to_string()))
             .collect(),
     };
-    let status = if all_up {
-        StatusCode::OK
-    } else {
+    let status = if down {
         StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
     };
     (status, Json(body)).into_response()
 }
 
-/// True when a broker answers a metadata request (a blocking call, so off the workers).
-async fn broker_answers(brokers: String) -> bool {
-    tokio::task::spawn_blocking(move || {
-        let consumer: Result<BaseConsumer, _> = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("socket.connection.setup.timeout.ms", "1000")
-            .create();
-        consumer.is_ok_and(|c| c.fetch_metadata(None, CHECK_TIMEOUT).is_ok())
-    })
-    .await
-    .unwrap_or(false)
+/// One line of readiness. Only `down` takes the server out of rotation: a slow broker or
+/// a stalled projector does not keep this server from answering, and every replica would
+/// see the same, so they are reported (status `degraded`) but the answer stays 200.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    Up,
+    /// Answered, but slower than [`BROKER_SLOW`].
+    Slow,
+    Down,
+    /// A partition of the read models is behind and nobody keeps up with it.
+    Stalled,
+    /// Could not be judged (what it rests on is down).
+    Unknown,
+}
+
+impl Check {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Slow => "slow",
+            Self::Down => "down",
+            Self::Stalled => "stalled",
+            Self::Unknown => "unknown",
+        }
+    }
 }

@@ -47,6 +47,8 @@ pub struct AppState {
     pub tokens: TokenIssuer,
     /// Per-client limits on `/auth` and `/signup`.
     pub auth_limiter: Arc<rate_limit::RateLimiter>,
+    /// The one client that asks the broker for readiness, status and `/metrics`.
+    pub broker: Arc<crate::kafka::BrokerProbe>,
 }
 
 impl AppState {

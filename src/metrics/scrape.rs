@@ -13,6 +13,8 @@
 //! - `board_relay_lag_events{relay}`, `board_relay_lag_seconds{relay}`;
 //! - `board_projector_lag_events{projector,partition}`,
 //!   `board_projector_lag_seconds{projector,partition}`;
+//! - `board_projector_partition_stalled{projector,partition}`: 1 while a partition is
+//!   behind and nobody keeps up with it (see `crate::status::PartitionState`);
 //! - `board_rebuild_running{projection}` (1 while a rebuild runs, in whatever process;
 //!   0 once it ended, or when it has not reported for [`STALE_REBUILD`], having died),
 //!   `board_rebuild_events_applied{projection}`, `board_rebuild_events_total{projection}`
@@ -23,7 +25,7 @@ use std::time::Duration;
 use super::exposition::Gauge;
 use crate::http::AppState;
 use crate::rebuild::RebuildRow;
-use crate::status::{PartitionStatus, RelayStatus, Status};
+use crate::status::{PartitionState, PartitionStatus, RelayStatus, Status};
 
 /// A scrape must answer even when a dependency hangs; what could not be read in time is
 /// left out (and `board_status_up` says so).
@@ -44,7 +46,13 @@ pub async fn render(state: &AppState) -> String {
 
 async fn status(state: &AppState) -> Option<Status> {
     let kafka = state.config.kafka();
-    let collect = crate::status::collect(&state.pool, &state.read_pool, &kafka);
+    let collect = crate::status::collect(
+        &state.pool,
+        &state.read_pool,
+        &state.broker,
+        &kafka,
+        &state.config.projector_group,
+    );
     match tokio::time::timeout(STATUS_TIMEOUT, collect).await {
         Ok(Ok(status)) => Some(status),
         Ok(Err(error)) => {
@@ -100,7 +108,7 @@ fn write_lag(out: &mut String, status: Option<&Status>) {
 
     // A partition whose end the broker could not tell has no lag to report.
     type PartitionValue = fn(&PartitionStatus) -> Option<f64>;
-    let partitions: [(&'static str, &str, PartitionValue); 2] = [
+    let partitions: [(&'static str, &str, PartitionValue); 3] = [
         (
             "board_projector_lag_events",
             "Messages not yet applied, per partition",
@@ -110,6 +118,15 @@ fn write_lag(out: &mut String, status: Option<&Status>) {
             "board_projector_lag_seconds",
             "Age of the last applied event while behind, per partition",
             |p| p.lag_seconds,
+        ),
+        (
+            "board_projector_partition_stalled",
+            "1 while a partition is behind and nobody keeps up with it",
+            |p| match p.state {
+                PartitionState::Unknown => None,
+                PartitionState::Stalled => Some(1.0),
+                _ => Some(0.0),
+            },
         ),
     ];
     for (name, help, value) in partitions {

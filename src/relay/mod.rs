@@ -8,6 +8,8 @@
 //!   connection; others wait for it, and take over when its connection dies.
 //! - Wakes on `NOTIFY board_events` (sent at commit) and also polls briefly, since an
 //!   event can become readable when an unrelated transaction ends.
+//! - Says `NOTIFY board_relayed` (payload: the topic) once the broker acknowledged a
+//!   batch: idle projectors stop fetching and wait for it (see `crate::projector`).
 
 mod checkpoint;
 mod leader;
@@ -25,6 +27,9 @@ use projections::Envelope;
 
 use crate::kafka::{self, KafkaSettings};
 use crate::store::reader::{self, RecordedEvent};
+
+/// The channel of the relay's "published" notification; its payload is the topic.
+pub const RELAYED_CHANNEL: &str = "board_relayed";
 
 const BATCH: i64 = 500;
 /// How long to wait for a notification before looking anyway.
@@ -99,6 +104,11 @@ impl Relay {
             let last = events.last().expect("non-empty").checkpoint;
             checkpoint::save(&self.pool, &self.name, last).await?;
             checkpoint = last;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(RELAYED_CHANNEL)
+                .bind(&self.settings.topic)
+                .execute(&self.pool)
+                .await?;
             tracing::debug!(
                 count = events.len(),
                 position = last.global_position,

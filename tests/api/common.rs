@@ -243,6 +243,7 @@ pub struct Board {
     pub post: String,
 }
 
+#[derive(Clone)]
 pub struct Member {
     pub id: Uuid,
     pub token: String,

@@ -130,12 +130,13 @@ async fn liveness_answers_without_any_dependency() {
 
 #[tokio::test]
 async fn readiness_reports_each_dependency() {
-    let app = TestApp::spawn().await;
+    let read_url = crate::pipeline::fresh_read_database().await;
+    let app = TestApp::with_args(&["--read-database-url", &read_url]).await;
     let res = app.get("/health/ready").send().await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.text());
     assert_eq!(
         res.json()["checks"],
-        json!({ "postgres": "up", "mysql": "up", "broker": "up" })
+        json!({ "postgres": "up", "mysql": "up", "broker": "up", "readModels": "up" })
     );
     let degraded = TestApp::on_database(
         "postgres://board:board@127.0.0.1:1/board",
@@ -147,7 +148,7 @@ async fn readiness_reports_each_dependency() {
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         res.json()["checks"],
-        json!({ "postgres": "down", "mysql": "up", "broker": "down" })
+        json!({ "postgres": "down", "mysql": "up", "broker": "down", "readModels": "unknown" })
     );
 }
 

@@ -132,8 +132,8 @@ async fn killing_the_relay_process_mid_stream_loses_nothing_and_keeps_order() {
 
 #[tokio::test]
 async fn a_redelivered_batch_changes_nothing() {
-    // A projector that crashed after its MySQL commit and before its offset commit gets
-    // the batch again. A projector in a fresh group gets every event again: the worst case.
+    // A projector whose progress is lost reads the batch again. One that starts with no
+    // progress at all gets every event again: the worst case.
     let pipeline = Pipeline::new(2).await;
     let _relay = pipeline.start_relay();
     let (author, category) = seeded(&pipeline).await;
@@ -153,12 +153,16 @@ async fn a_redelivered_batch_changes_nothing() {
     .await
     .unwrap();
 
+    sqlx::query("DELETE FROM projection_progress")
+        .execute(&pipeline.read_pool)
+        .await
+        .unwrap();
     let (stop_again, stopped) = watch::channel(false);
     let again = Projector::new(
         pipeline.app.state.read_pool.clone(),
         pipeline.app.pool.clone(),
         pipeline.app.state.config.kafka(),
-        format!("{}-again", pipeline.group),
+        pipeline.group.clone(),
     )
     .with_member("redelivery");
     let task = tokio::spawn(again.run(stopped));
@@ -188,16 +192,16 @@ async fn a_redelivered_batch_changes_nothing() {
 }
 
 #[tokio::test]
-async fn two_projector_processes_split_the_partitions_and_build_the_same_model() {
+async fn two_projector_processes_split_the_partitions_and_one_takes_over_when_the_other_dies() {
     let pipeline = Pipeline::new(4).await;
     let _relay = pipeline.start_relay();
-    let _one = pipeline.spawn_process("projector");
+    let one = pipeline.spawn_process("projector");
     let _two = pipeline.spawn_process("projector");
     let (author, category) = seeded(&pipeline).await;
-    // Both members join the group before most of the load arrives.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Both members have split the partitions before most of the load arrives.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = keep_writing(&pipeline, author, category, stop.clone());
+    let writer = keep_writing(&pipeline, author.clone(), category.clone(), stop.clone());
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::SeqCst);
     writer.await.unwrap();
@@ -208,6 +212,27 @@ async fn two_projector_processes_split_the_partitions_and_build_the_same_model()
             .await
             .unwrap();
     assert_eq!(members.len(), 2, "partitions were not split: {members:?}");
+
+    // kill -9: its leases are not given back; they run out and the other member takes
+    // them, from where the dead one's last committed batch left each partition.
+    one.kill();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = keep_writing(&pipeline, author, category, stop.clone());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::SeqCst);
+    writer.await.unwrap();
+    pipeline.converged().await;
+    let holders: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT holder FROM partition_leases WHERE expires_at > NOW(3)",
+    )
+    .fetch_all(&pipeline.read_pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        holders.len(),
+        1,
+        "the survivor holds every partition: {holders:?}"
+    );
 }
 
 #[tokio::test]

@@ -313,13 +313,20 @@ async fn a_replayed_topic_holds_every_event_once_in_order_per_aggregate() {
         .await;
     assert_eq!(code, 0);
 
+    // An analyst's reader of assigned partitions: it joins no group.
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &pipeline.brokers)
         .set("group.id", format!("analytics-{}", uuid::Uuid::new_v4()))
         .set("auto.offset.reset", "earliest")
         .create()
         .unwrap();
-    consumer.subscribe(&[&topic]).unwrap();
+    let mut partitions = rdkafka::TopicPartitionList::new();
+    for partition in 0..6 {
+        partitions
+            .add_partition_offset(&topic, partition, rdkafka::Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&partitions).unwrap();
     let mut per_aggregate: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     let mut ids = HashSet::new();
     for _ in 0..stored {
@@ -345,7 +352,6 @@ async fn a_replayed_topic_holds_every_event_once_in_order_per_aggregate() {
     // And nothing beyond them: the topic's partitions end where the events do.
     let watcher: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &pipeline.brokers)
-        .set("group.id", "watermarks")
         .create()
         .unwrap();
     let total: i64 = (0..6)

@@ -330,8 +330,9 @@ impl Pipeline {
         );
     }
 
-    /// Reads the topic from the start with a plain consumer of its own, until it has seen
-    /// `distinct` different events (re-published duplicates come along and are kept).
+    /// Reads the topic from the start with a plain consumer of its own (every partition
+    /// assigned, so no group is joined or left behind), until it has seen `distinct`
+    /// different events (re-published duplicates come along and are kept).
     pub async fn read_topic(&self, distinct: usize) -> Vec<Envelope> {
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
@@ -340,7 +341,18 @@ impl Pipeline {
             .set("enable.auto.commit", "false")
             .create()
             .unwrap();
-        consumer.subscribe(&[&self.topic]).unwrap();
+        // As many partitions as the topic has: a relay process may have made it with its
+        // own default rather than this pipeline's count.
+        let count = board::kafka::partition_count(&self.app.state.config.kafka())
+            .await
+            .unwrap();
+        let mut partitions = rdkafka::TopicPartitionList::new();
+        for partition in 0..count {
+            partitions
+                .add_partition_offset(&self.topic, partition, rdkafka::Offset::Beginning)
+                .unwrap();
+        }
+        consumer.assign(&partitions).unwrap();
         let mut envelopes = Vec::new();
         let mut seen = std::collections::HashSet::new();
         while seen.len() < distinct {

@@ -354,3 +354,87 @@ async fn a_server_reports_only_the_lag_it_measured() {
         "{unmeasured}"
     );
 }
+
+/// GET /health/ready as JSON.
+async fn readiness(app: &TestApp) -> (StatusCode, Value) {
+    let res = app.get("/health/ready").send().await;
+    (res.status, res.json())
+}
+
+/// A partition that is behind while nobody keeps up with it shows everywhere an
+/// operator looks: readiness (degraded, still 200), `board projections status` and
+/// `/metrics`. Once a projector takes it over, it clears.
+#[tokio::test]
+async fn a_partition_nobody_keeps_up_with_is_reported_until_a_projector_takes_it() {
+    let pipeline = Pipeline::new(2).await;
+    let _relay = pipeline.start_relay();
+    let admin = pipeline.app.admin().await;
+    pipeline.app.category(&admin, "Rust").await;
+    let stored = pipeline.stored_events().await;
+    pipeline.wait_until_relayed(stored).await;
+    // A member that holds every lease and is alive, but never applies anything: the
+    // wedge that the group coordinator of Tansu 0.6.0 left behind, in lease form.
+    for partition in 0..2 {
+        sqlx::query(
+            "INSERT INTO partition_leases (member_group, topic, partition_id, holder, expires_at, active_at)
+             VALUES (?, ?, ?, 'wedged', NOW(3) + INTERVAL 1 HOUR, NOW(3) - INTERVAL 1 HOUR)",
+        )
+        .bind(&pipeline.group)
+        .bind(&pipeline.topic)
+        .bind(partition)
+        .execute(&pipeline.read_pool)
+        .await
+        .unwrap();
+    }
+
+    let (status, body) = readiness(&pipeline.app).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "degraded", "{body}");
+    assert_eq!(body["checks"]["readModels"], "stalled", "{body}");
+    let (code, table) = pipeline.run_board(&["projections", "status"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        table.contains("stalled") && table.contains("wedged"),
+        "{table}"
+    );
+    let metrics = pipeline
+        .app
+        .get("/metrics")
+        .header("accept", "text/plain")
+        .send()
+        .await
+        .text();
+    // The three events went where their keys hash: at least one partition is behind.
+    assert!(
+        metrics.lines().any(
+            |line| line.starts_with("board_projector_partition_stalled{") && line.ends_with(" 1")
+        ),
+        "{metrics}"
+    );
+
+    // The wedged member goes away (its lease runs out); a projector takes over.
+    sqlx::query("UPDATE partition_leases SET expires_at = NOW(3) WHERE holder = 'wedged'")
+        .execute(&pipeline.read_pool)
+        .await
+        .unwrap();
+    let _projector = pipeline.start_projector();
+    pipeline.converged().await;
+    let mut body = Value::Null;
+    for _ in 0..100 {
+        body = readiness(&pipeline.app).await.1;
+        if body["status"] == "ok" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(body["checks"]["readModels"], "up", "{body}");
+    let (code, json) = pipeline
+        .run_board(&["projections", "status", "--json"])
+        .await;
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&json).unwrap();
+    for partition in status["projectors"].as_array().unwrap() {
+        assert_eq!(partition["state"], "caught-up", "{status:#}");
+        assert!(partition["holder"].is_string(), "{status:#}");
+    }
+}
