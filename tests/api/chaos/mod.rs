@@ -8,14 +8,17 @@
 //! `private_services`): stopping the shared ones would break the tests running beside it.
 //! PostgreSQL is the shared server, with a database of the test's own.
 //!
-//! Faults come one at a time: after each restart the test waits until everything accepted
-//! so far has reached the read model, so a part that never recovers is named by the
-//! fault that broke it.
-//!
-//! `CHAOS_ROUNDS` (default 1, as in `make test`) repeats the fault schedule; `make chaos`
-//! runs more rounds. Odd rounds stop the broker and MySQL cleanly (SIGTERM), even rounds
-//! kill them -9 as well. Nothing here asserts on a duration: waits poll, report progress
-//! and give up only when nothing has moved for a long while.
+//! Faults come in rounds (see [`plan`]): the sequence of issue 17 (the whole server killed,
+//! then the broker), the schedule that takes each part down once per round, and rounds
+//! drawn at random from a printed seed (`CHAOS_SEED` replays them), in which up to three
+//! parts go down and come back at random moments, overlapping. After each round the test
+//! waits until everything accepted so far has reached the read model, so a part that never
+//! recovers is named by the round that broke it; a random round also checks the topic and
+//! runs `board projections verify`. `make test` runs the fixed sequence, one schedule
+//! round and two random rounds; `make chaos` runs more (`CHAOS_ROUNDS`,
+//! `CHAOS_RANDOM_ROUNDS`). Nothing here asserts on a duration: waits poll, report progress
+//! and give up only when nothing has moved for a long while; each round's recovery time
+//! is printed in the summary.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -37,12 +40,15 @@ use crate::http_client::{self, Reply};
 use crate::pipeline::{fresh_read_database_on, Pipeline};
 use crate::private_services::{free_port, Daemon, PrivateBroker, PrivateMysql, Workdir};
 
+mod plan;
+
+use plan::{Fault, Part, Step};
+
 const PARTITIONS: u32 = 3;
 /// Members writing posts and comments; the admin writes categories besides them.
 const MEMBERS: usize = 3;
-/// Load between two faults, and while a part is down.
+/// Load between two rounds.
 const LOAD_BETWEEN_FAULTS: Duration = Duration::from_secs(3);
-const OUTAGE: Duration = Duration::from_secs(3);
 /// Each member's pause between two commands: a steady load that leaves the two cores of
 /// a small machine to the pipeline (and to the tests running beside this one).
 const MEMBER_PACE: Duration = Duration::from_millis(20);
@@ -60,17 +66,20 @@ type EventKey = (String, String, i64); // (aggregate type, aggregate id, sequenc
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_under_load_loses_no_accepted_event() {
     let started = Instant::now();
-    let rounds = rounds();
+    let plan = Plan::from_env();
+    println!("chaos: {}", plan.describe());
     let mut cluster = Cluster::start().await;
     let load = Load::start(&cluster).await;
 
-    let mut outages = Vec::new();
-    for round in 1..=rounds {
-        for fault in schedule(round) {
-            tokio::time::sleep(LOAD_BETWEEN_FAULTS).await;
-            println!("chaos: round {round}/{rounds}: {}", fault.label());
-            outages.push(cluster.inject(fault, &load).await);
+    let mut outcomes = Vec::new();
+    for round in &plan.rounds {
+        tokio::time::sleep(LOAD_BETWEEN_FAULTS).await;
+        println!("chaos: {}: {}", round.name, labels(round));
+        let outcome = cluster.run(round, &load).await;
+        if round.checked {
+            cluster.check_round(&load, &round.name).await;
         }
+        outcomes.push(outcome);
     }
     tokio::time::sleep(LOAD_BETWEEN_FAULTS).await;
     let (tally, accepted) = load.stop().await;
@@ -87,9 +96,9 @@ async fn chaos_under_load_loses_no_accepted_event() {
     let (verify_code, verify_out) = cluster.verify().await;
 
     print_summary(&Summary {
-        rounds,
+        plan: &plan,
         elapsed: started.elapsed(),
-        outages: &outages,
+        outcomes: &outcomes,
         tally: &tally,
         accepted: accepted.len(),
         stored: stored.len(),
@@ -107,97 +116,111 @@ async fn chaos_under_load_loses_no_accepted_event() {
         &unpublished[..unpublished.len().min(10)]
     );
     assert_eq!(verify_code, 0, "board projections verify:\n{verify_out}");
-    for outage in outages.iter().filter(|o| o.fault.part.is_read_side_store()) {
-        // Guarantee 7: the write side does not depend on the broker or MySQL.
-        assert!(
-            outage.accepted_while_down > 0,
-            "no command was accepted while {} was down",
-            outage.fault.part.name()
-        );
-    }
-}
-
-fn rounds() -> usize {
-    std::env::var("CHAOS_ROUNDS")
-        .ok()
-        .map(|v| v.parse().expect("CHAOS_ROUNDS is a number of rounds"))
-        .unwrap_or(1)
-}
-
-// ---------------------------------------------------------------------------------------
-// Faults
-// ---------------------------------------------------------------------------------------
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Part {
-    Api,
-    Relay,
-    Projector,
-    Broker,
-    Mysql,
-}
-
-impl Part {
-    fn name(self) -> &'static str {
-        match self {
-            Part::Api => "api server",
-            Part::Relay => "relay",
-            Part::Projector => "projector",
-            Part::Broker => "broker",
-            Part::Mysql => "mysql",
+    for outcome in &outcomes {
+        for (fault, accepted) in &outcome.accepted_while_down {
+            // Guarantee 7: the write side does not depend on the broker or MySQL.
+            if fault.part.is_read_side_store() && fault.down >= Duration::from_secs(2) {
+                assert!(
+                    *accepted > 0,
+                    "no command was accepted while {} was down ({})",
+                    fault.part.name(),
+                    outcome.round
+                );
+            }
         }
     }
+}
 
-    fn is_read_side_store(self) -> bool {
-        matches!(self, Part::Broker | Part::Mysql)
+/// The rounds to run, from the environment:
+/// - the fixed sequence of issue 17 (server kill, then broker kill), always;
+/// - `CHAOS_ROUNDS` rounds of the schedule (every part once; default 1);
+/// - `CHAOS_RANDOM_ROUNDS` rounds drawn at random (default 2) from `CHAOS_SEED`
+///   (default: drawn from the clock, and printed, so that a failure can be replayed).
+struct Plan {
+    seed: u64,
+    rounds: Vec<PlannedRound>,
+}
+
+struct PlannedRound {
+    round: plan::Round,
+    /// Random rounds end with the full check (store, topic, read model, verify).
+    checked: bool,
+}
+
+impl std::ops::Deref for PlannedRound {
+    type Target = plan::Round;
+    fn deref(&self) -> &plan::Round {
+        &self.round
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Fault {
-    part: Part,
-    /// SIGKILL; otherwise a clean stop (SIGTERM).
-    kill: bool,
-}
-
-impl Fault {
-    /// How long the part stays down, under load. Shorter than the projector's group
-    /// session (10 s): a restarted projector joins while its old self is still a member,
-    /// the case that strands a member under Tansu 0.6.0 (see `src/projector/stranded.rs`).
-    fn outage(self) -> Duration {
-        OUTAGE
+impl Plan {
+    fn from_env() -> Self {
+        let number = |name: &str, default: u64| {
+            std::env::var(name).ok().map_or(default, |v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{name} must be a number, not {v:?}"))
+            })
+        };
+        let clock = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let seed = number("CHAOS_SEED", clock % 1_000_000);
+        let schedule_rounds = number("CHAOS_ROUNDS", 1) as usize;
+        let random_rounds = number("CHAOS_RANDOM_ROUNDS", 2) as usize;
+        let unchecked = |round: plan::Round| PlannedRound {
+            round,
+            checked: false,
+        };
+        let mut rounds = vec![unchecked(plan::server_then_broker_kill())];
+        for n in 1..=schedule_rounds {
+            rounds.extend(plan::schedule(n).into_iter().map(unchecked));
+        }
+        rounds.extend(
+            plan::random(seed, random_rounds)
+                .into_iter()
+                .map(|round| PlannedRound {
+                    round,
+                    checked: true,
+                }),
+        );
+        Self { seed, rounds }
     }
 
-    fn label(self) -> String {
-        let how = if self.kill { "kill -9" } else { "stop" };
-        format!("{how} {}", self.part.name())
+    fn describe(&self) -> String {
+        format!(
+            "{} rounds (seed {}; replay with CHAOS_SEED={})",
+            self.rounds.len(),
+            self.seed,
+            self.seed
+        )
     }
 }
 
-/// Every part once. The order turns by one each round, so that each fault also comes
-/// right after a different one; servers are stopped cleanly in odd rounds, killed in even.
-fn schedule(round: usize) -> Vec<Fault> {
-    let parts = [
-        Part::Api,
-        Part::Relay,
-        Part::Projector,
-        Part::Broker,
-        Part::Mysql,
-    ];
-    let kill_servers = round % 2 == 0;
-    (0..parts.len())
-        .map(|i| parts[(i + round - 1) % parts.len()])
-        .map(|part| Fault {
-            part,
-            kill: !part.is_read_side_store() || kill_servers,
+fn labels(round: &plan::Round) -> String {
+    round
+        .faults
+        .iter()
+        .map(|f| {
+            format!(
+                "{} at {:.1}s for {:.1}s",
+                f.label(),
+                f.at.as_secs_f64(),
+                f.down.as_secs_f64()
+            )
         })
-        .collect()
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-struct Outage {
-    fault: Fault,
-    accepted_while_down: usize,
-    /// From the restart until the read model held everything accepted before it.
+/// What a round did.
+struct Outcome {
+    round: String,
+    faults: Vec<Fault>,
+    /// Commands accepted while each fault's part was down.
+    accepted_while_down: Vec<(Fault, usize)>,
+    /// From the last restart until the read model held everything accepted before it.
     recovery: Duration,
 }
 
@@ -250,38 +273,100 @@ impl Cluster {
         cluster
     }
 
-    fn daemon(&mut self, part: Part) -> &mut Daemon {
+    fn daemons(&mut self, part: Part) -> Vec<&mut Daemon> {
+        let Cluster {
+            api,
+            relay,
+            projector,
+            broker,
+            mysql,
+            ..
+        } = self;
         match part {
-            Part::Api => &mut self.api,
-            Part::Relay => &mut self.relay,
-            Part::Projector => &mut self.projector,
-            Part::Broker => &mut self.broker.daemon,
-            Part::Mysql => &mut self.mysql.daemon,
+            Part::Api => vec![api],
+            Part::Relay => vec![relay],
+            Part::Projector => vec![projector],
+            Part::Server => vec![api, relay, projector],
+            Part::Broker => vec![&mut broker.daemon],
+            Part::Mysql => vec![&mut mysql.daemon],
         }
     }
 
-    /// Takes a part down, lets the load run against the hole, brings it back, and waits
-    /// until the read model holds every command accepted so far.
-    async fn inject(&mut self, fault: Fault, load: &Load) -> Outage {
-        let before = load.accepted_count();
-        let daemon = self.daemon(fault.part);
-        if fault.kill {
-            daemon.kill().await;
-        } else {
-            daemon.stop().await;
+    /// Plays a round's timeline under the load, then waits until the read model holds
+    /// every command accepted so far.
+    async fn run(&mut self, round: &plan::Round, load: &Load) -> Outcome {
+        let began = Instant::now();
+        let mut down_since: Vec<(Part, usize)> = Vec::new();
+        let mut accepted_while_down = Vec::new();
+        for (at, step) in round.timeline() {
+            tokio::time::sleep(at.saturating_sub(began.elapsed())).await;
+            match step {
+                Step::Down(part, kill) => {
+                    for daemon in self.daemons(part) {
+                        if kill {
+                            daemon.kill().await;
+                        } else {
+                            daemon.stop().await;
+                        }
+                    }
+                    down_since.push((part, load.accepted_count()));
+                }
+                Step::Up(part) => {
+                    for daemon in self.daemons(part) {
+                        daemon.start().await;
+                    }
+                    let before = down_since
+                        .iter()
+                        .find(|(p, _)| *p == part)
+                        .map_or(0, |(_, count)| *count);
+                    let fault = *round
+                        .faults
+                        .iter()
+                        .find(|f| f.part == part)
+                        .expect("a fault of the round");
+                    accepted_while_down.push((fault, load.accepted_count() - before));
+                }
+            }
         }
-        tokio::time::sleep(fault.outage()).await;
-        let accepted_while_down = load.accepted_count() - before;
-        daemon.start().await;
         let restarted = Instant::now();
-        let label = format!("after {}", fault.label());
+        let label = format!("after {}", round.name);
         self.wait_for_read_model(&load.accepted_so_far(), &label)
             .await;
-        Outage {
-            fault,
+        Outcome {
+            round: round.name.clone(),
+            faults: round.faults.clone(),
             accepted_while_down,
             recovery: restarted.elapsed(),
         }
+    }
+
+    /// Everything accepted so far is in the store, the topic and the read model, and
+    /// the read model equals one rebuilt from the store. The load pauses meanwhile, so
+    /// that the two can be compared at rest.
+    async fn check_round(&self, load: &Load, round: &str) {
+        load.pause(true);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let accepted = load.accepted_so_far();
+        self.wait_for_relay().await;
+        self.wait_for_read_model(&accepted, round).await;
+        let stored = self.stored_events().await;
+        let (in_kafka, _) = self.topic_events().await;
+        let versions = self.read_model_versions().await;
+        let lost = Losses::find(&accepted, &stored, &in_kafka, &versions);
+        lost.assert_none();
+        let unpublished = stored.difference(&in_kafka).count();
+        assert_eq!(
+            unpublished, 0,
+            "{round}: stored events missing from the topic"
+        );
+        let (code, out) = self.verify().await;
+        assert_eq!(code, 0, "{round}: board projections verify:\n{out}");
+        println!(
+            "chaos: {round}: checked {} accepted, {} stored, all in the topic and the read model; verify passed",
+            accepted.len(),
+            stored.len()
+        );
+        load.pause(false);
     }
 
     /// Waits until the relay's checkpoint covers every stored event.
@@ -545,6 +630,8 @@ impl Tally {
 
 struct Load {
     stop: Arc<AtomicBool>,
+    /// While set, clients send nothing new.
+    paused: Arc<AtomicBool>,
     accepted: AcceptedLog,
     clients: Vec<JoinHandle<Tally>>,
 }
@@ -558,6 +645,7 @@ impl Load {
         let first_category = app.category(&admin, "Chaos").await;
         let categories = Arc::new(Mutex::new(vec![first_category]));
         let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(false));
         let accepted = AcceptedLog::default();
         let mut clients = Vec::new();
         let mut spawn = |token: String, role: Role| {
@@ -571,7 +659,7 @@ impl Load {
                 tally: Tally::default(),
                 accepted: accepted.clone(),
             };
-            clients.push(tokio::spawn(client.run(stop.clone())));
+            clients.push(tokio::spawn(client.run(stop.clone(), paused.clone())));
         };
         spawn(admin.token.clone(), Role::Admin);
         for i in 0..MEMBERS {
@@ -582,9 +670,14 @@ impl Load {
         }
         Self {
             stop,
+            paused,
             accepted,
             clients,
         }
+    }
+
+    fn pause(&self, paused: bool) {
+        self.paused.store(paused, Ordering::SeqCst);
     }
 
     fn accepted_count(&self) -> usize {
@@ -701,13 +794,17 @@ struct Client {
 }
 
 impl Client {
-    async fn run(mut self, stop: Arc<AtomicBool>) -> Tally {
+    async fn run(mut self, stop: Arc<AtomicBool>, paused: Arc<AtomicBool>) -> Tally {
         let pace = match self.role {
             Role::Admin => ADMIN_PACE,
             Role::Member => MEMBER_PACE,
         };
         let mut turn = 0;
         while !stop.load(Ordering::SeqCst) {
+            if paused.load(Ordering::SeqCst) {
+                tokio::time::sleep(pace).await;
+                continue;
+            }
             turn += 1;
             let command = self.next_command(turn);
             self.send(command).await;
@@ -861,9 +958,9 @@ impl<'a> Losses<'a> {
 }
 
 struct Summary<'a> {
-    rounds: usize,
+    plan: &'a Plan,
     elapsed: Duration,
-    outages: &'a [Outage],
+    outcomes: &'a [Outcome],
     tally: &'a Tally,
     accepted: usize,
     stored: usize,
@@ -875,8 +972,10 @@ struct Summary<'a> {
 
 fn print_summary(s: &Summary) {
     let mut faults: BTreeMap<String, usize> = BTreeMap::new();
-    for outage in s.outages {
-        *faults.entry(outage.fault.label()).or_default() += 1;
+    for outcome in s.outcomes {
+        for fault in &outcome.faults {
+            *faults.entry(fault.label()).or_default() += 1;
+        }
     }
     let counted = |map: &BTreeMap<String, usize>| {
         map.iter()
@@ -886,17 +985,24 @@ fn print_summary(s: &Summary) {
     };
     println!("---- chaos summary ----");
     println!(
-        "rounds: {}, clients: {MEMBERS} members + 1 admin, {:.1}s in all",
-        s.rounds,
+        "{}, clients: {MEMBERS} members + 1 admin, {:.1}s in all",
+        s.plan.describe(),
         s.elapsed.as_secs_f64()
     );
     println!("faults injected: {}", counted(&faults));
-    for o in s.outages {
+    for o in s.outcomes {
+        let down: usize = o.accepted_while_down.iter().map(|(_, n)| n).sum();
         println!(
-            "  {}: {} commands accepted while down, read model caught up {:.1}s after the restart",
-            o.fault.label(),
-            o.accepted_while_down,
+            "  {}: {down} commands accepted while a part was down, read model caught up {:.1}s after the last restart",
+            o.round,
             o.recovery.as_secs_f64()
+        );
+    }
+    if let Some(longest) = s.outcomes.iter().max_by_key(|o| o.recovery) {
+        println!(
+            "longest recovery: {:.1}s ({})",
+            longest.recovery.as_secs_f64(),
+            longest.round
         );
     }
     println!("commands sent: {}", s.tally.sent);
