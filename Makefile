@@ -24,7 +24,7 @@ TEST_THREADS ?= 4
 TEST_CMD     ?= $(CARGO) test --workspace --all-targets -- --test-threads=$(TEST_THREADS)
 
 .DEFAULT_GOAL := help
-.PHONY: help services services-down services-status run migrate test check-compose bench latency bench-history fmt lint
+.PHONY: help services services-down services-status run migrate test check-compose bench bench-steady latency bench-history fmt lint
 
 help: ## List the targets
 	@echo "Board - make targets:"
@@ -67,6 +67,13 @@ check-compose: ## Validate docker-compose.yml against the Compose Specification 
 bench: services ## The benchmark: commands, queries, read-model latency, relay, rebuild and memory beside same-run baselines (target/bench*.json)
 	$(CARGO) run --release --example bench; status=$$?; $(SERVICES) prune board-bench-; exit $$status
 	$(CARGO) run --release --example history_rates
+
+bench-steady: services ## The Kafka leg with use: 5 rounds on one broker, `make test` on it, 1 more; first vs last (target/steadiness.json)
+	$(CARGO) run --release --example steadiness -- reset
+	$(CARGO) run --release --example steadiness -- 5; status=$$?; $(SERVICES) prune board-bench-; exit $$status
+	$(MAKE) -f $(THIS_MAKEFILE) test
+	$(CARGO) run --release --example steadiness -- 1; status=$$?; $(SERVICES) prune board-bench-; exit $$status
+	$(CARGO) run --release --example steadiness -- report
 
 latency: services ## Measure command-to-read-model latency at rest on the real services
 	$(CARGO) run --release --example latency; status=$$?; $(SERVICES) prune board-bench-; exit $$status

@@ -10,7 +10,11 @@
 //! - post list and post content queries through HTTP against the same SELECTs run directly;
 //! - the relay's rate against raw acknowledged produce of the same messages;
 //! - the projector's rate on the same backlog against a plain consumer of it;
+//! - the broker at rest: its CPU and a metadata request's latency while Board runs idle,
+//!   beside the same with nothing of Board running;
 //! - the process's peak memory.
+//!
+//! Whether these figures hold with use is `examples/steadiness.rs` (`make bench-steady`).
 //!
 //! Rebuild and export rates are measured by `examples/history_rates.rs`, which `make bench`
 //! runs next (alone: `make bench-history`; it writes `target/bench-history.json`).
@@ -22,62 +26,24 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureRecord;
 use serde_json::{json, Value};
-use sqlx::MySqlPool;
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 
-use board::kafka::{self, KafkaSettings};
-use board::projector::Projector;
-use board::relay::{envelope, Relay};
+use board::kafka;
+use board::relay::envelope;
 use board::store::reader::{self, Checkpoint};
+use support::kafka_leg::{
+    broker_pid, burst, cpu_share, load, metadata_latency, plain_consume, projector_drain,
+    relay_backlog, steady_load, CLIENTS,
+};
 use support::{call, mysql_round_trip, percentiles, Stack};
 
-const CLIENTS: usize = 16;
 /// The steady load for command-to-read-model latency: well below the command throughput
 /// measured first, so that the figure is latency, not a queue growing.
 const STEADY_RATE: u32 = 100;
 const STEADY_SECONDS: u32 = 10;
-
-/// Runs `total` operations over `CLIENTS` concurrent tasks; returns per-operation
-/// latencies and the elapsed wall time.
-async fn load<F, Fut>(total: usize, op: F) -> (Vec<Duration>, Duration)
-where
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = ()> + Send,
-{
-    let op = Arc::new(op);
-    let next = Arc::new(Mutex::new(0usize));
-    let started = Instant::now();
-    let workers = (0..CLIENTS).map(|_| {
-        let (op, next) = (op.clone(), next.clone());
-        tokio::spawn(async move {
-            let mut samples = Vec::new();
-            loop {
-                let i = {
-                    let mut n = next.lock().await;
-                    if *n >= total {
-                        break;
-                    }
-                    *n += 1;
-                    *n - 1
-                };
-                let t = Instant::now();
-                op(i).await;
-                samples.push(t.elapsed());
-            }
-            samples
-        })
-    });
-    let samples = join_all(workers)
-        .await
-        .into_iter()
-        .flat_map(Result::unwrap)
-        .collect();
-    (samples, started.elapsed())
-}
+/// How long the broker is watched at rest.
+const AT_REST: Duration = Duration::from_secs(10);
 
 struct Figure {
     name: &'static str,
@@ -113,145 +79,30 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// Commands whose post the read model does not show yet, and when each was sent.
-type Pending = Arc<Mutex<Vec<(String, Instant)>>>;
+/// The broker over [`AT_REST`]: its CPU share (when its process is known) and the
+/// p50/p99 of a metadata request asked every 100 ms meanwhile.
+struct AtRest {
+    cpu: Option<f64>,
+    metadata: (f64, f64),
+}
 
-/// Follows posts to the read model: one watcher looks for every pending post in a single
-/// query every 10 ms (probing must not load MySQL, and so slow the projector it
-/// measures, more than the projector itself does). Returns the list to add posts to, the
-/// flag to clear when no more will come, and the watcher, which ends with the latencies
-/// once the list is empty and the flag cleared.
-fn follow(stack: &Stack) -> (Pending, Arc<AtomicBool>, JoinHandle<Vec<Duration>>) {
-    let pending: Pending = Arc::new(Mutex::new(Vec::new()));
-    let more_coming = Arc::new(AtomicBool::new(true));
-    let watcher = tokio::spawn({
-        let (pool, pending, more_coming) = (
-            stack.read_pool.clone(),
-            pending.clone(),
-            more_coming.clone(),
-        );
-        async move {
-            let mut seen = Vec::new();
-            loop {
-                let waiting: Vec<(String, Instant)> = pending.lock().await.clone();
-                if waiting.is_empty() && !more_coming.load(Ordering::SeqCst) {
-                    return seen;
-                }
-                if !waiting.is_empty() {
-                    let mut query = sqlx::QueryBuilder::new(
-                        "SELECT post_id FROM posts_view WHERE version >= 1 AND post_id IN (",
-                    );
-                    let mut ids = query.separated(", ");
-                    for (id, _) in &waiting {
-                        ids.push_bind(id.clone());
-                    }
-                    query.push(")");
-                    let visible: Vec<String> =
-                        query.build_query_scalar().fetch_all(&pool).await.unwrap();
-                    let now = Instant::now();
-                    let mut pending = pending.lock().await;
-                    pending.retain(|(id, sent)| {
-                        let done = visible.contains(id);
-                        if done {
-                            seen.push(now - *sent);
-                        }
-                        !done
-                    });
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+async fn at_rest(brokers: &str) -> AtRest {
+    let samples = (AT_REST.as_millis() / 100) as usize;
+    let cpu = async {
+        match broker_pid() {
+            Some(pid) => cpu_share(pid, AT_REST).await,
+            None => None,
         }
-    });
-    (pending, more_coming, watcher)
-}
-
-/// Sends `rate` commands a second for `seconds`, each on its own task (a client that
-/// does not wait for the previous answer, as many users would not), and follows every
-/// one to the read model.
-async fn steady_load(stack: &Arc<Stack>, rate: u32, seconds: u32) -> Vec<Duration> {
-    let (pending, more_coming, watcher) = follow(stack);
-    let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate);
-    let mut sent = Vec::new();
-    for i in 0..(rate * seconds) as usize {
-        ticks.tick().await;
-        let (stack, pending) = (stack.clone(), pending.clone());
-        sent.push(tokio::spawn(async move {
-            let at = Instant::now();
-            let (status, body) = stack.create_post(1_000_000 + i).await;
-            assert_eq!(status, 201, "{body}");
-            let id = body["postId"].as_str().unwrap().to_string();
-            pending.lock().await.push((id, at));
-        }));
-    }
-    join_all(sent).await.into_iter().for_each(Result::unwrap);
-    more_coming.store(false, Ordering::SeqCst);
-    watcher.await.unwrap()
-}
-
-/// How a new group member went through a backlog: the rate over the whole of it, joining
-/// the group included (as after a restart or a deploy), and how long until the first
-/// message or applied batch, which is mostly that joining.
-struct Drain {
-    first_after: Duration,
-    rate: f64,
-}
-
-impl Drain {
-    fn measured(started: Instant, first_after: Duration, total: i64) -> Self {
-        Self {
-            first_after,
-            rate: total as f64 / started.elapsed().as_secs_f64(),
-        }
-    }
-}
-
-/// A plain member of a new group reading `total` messages of `topic`.
-async fn plain_consume(settings: &KafkaSettings, topic: &str, total: i64) -> anyhow::Result<Drain> {
-    let consumer = kafka::consumer(settings, &format!("{topic}-plain"))?;
-    consumer.subscribe(&[topic])?;
-    let started = Instant::now();
-    consumer.recv().await?;
-    let first_after = started.elapsed();
-    for _ in 1..total {
-        consumer.recv().await?;
-    }
-    Ok(Drain::measured(started, first_after, total))
-}
-
-/// The projector, in a new group, applying the topic of `stack` until its progress
-/// covers `total` messages.
-async fn projector_drain(stack: &Stack, total: i64) -> anyhow::Result<Drain> {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let projector = Projector::new(
-        MySqlPool::connect(&stack.read_url).await?,
-        stack.state.pool.clone(),
-        stack.state.config.kafka(),
-        format!("{}-drain", stack.topic),
+    };
+    let (cpu, metadata) = tokio::join!(
+        cpu,
+        metadata_latency(brokers, samples, Duration::from_millis(100))
     );
-    let started = Instant::now();
-    let running = tokio::spawn(projector.run(stopped));
-    let mut first = None;
-    loop {
-        let applied: i64 = sqlx::query_scalar(
-            "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED)
-               FROM projection_progress WHERE topic = ?",
-        )
-        .bind(&stack.topic)
-        .fetch_one(&stack.read_pool)
-        .await?;
-        if applied > 0 && first.is_none() {
-            first = Some(started.elapsed());
-        }
-        if applied >= total {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let (p50, p99, _) = percentiles(metadata);
+    AtRest {
+        cpu,
+        metadata: (p50, p99),
     }
-    let _ = stop.send(true);
-    let first_after = first.expect("the loop saw progress");
-    let drain = Drain::measured(started, first_after, total);
-    let _ = running.await;
-    Ok(drain)
 }
 
 #[tokio::main]
@@ -261,8 +112,6 @@ async fn main() -> anyhow::Result<()> {
 
     // 1 and 2: commands under load, and how soon the read model shows a sample of them.
     let stack = Arc::new(Stack::start(true, true).await?);
-    // Every 20th command is also followed to the read model (see `follow`).
-    let (pending, loading, watcher) = follow(&stack);
     // Where the backlog sits while the read model catches up: the relay's lag (events in
     // the store not yet acknowledged by the broker) and the projector's (events in the
     // broker not yet applied), sampled every 250 ms.
@@ -276,8 +125,14 @@ async fn main() -> anyhow::Result<()> {
                 let settings = stack.state.config.kafka();
                 // Stamped when the sample starts: under load, collecting takes a while.
                 let at = started.elapsed();
-                if let Ok(status) =
-                    board::status::collect(&stack.state.pool, &stack.read_pool, &settings).await
+                if let Ok(status) = board::status::collect(
+                    &stack.state.pool,
+                    &stack.read_pool,
+                    &stack.state.broker,
+                    &settings,
+                    &stack.state.config.projector_group,
+                )
+                .await
                 {
                     let relay: i64 = status.relays.iter().map(|r| r.lag_events).sum();
                     let projector: i64 =
@@ -289,24 +144,8 @@ async fn main() -> anyhow::Result<()> {
             samples
         }
     });
-    let (latencies, elapsed) = load(commands, {
-        let (stack, pending) = (stack.clone(), pending.clone());
-        move |i| {
-            let (stack, pending) = (stack.clone(), pending.clone());
-            async move {
-                let sent = Instant::now();
-                let (status, body) = stack.create_post(i).await;
-                assert_eq!(status, 201, "{body}");
-                if i % 20 == 0 {
-                    let id = body["postId"].as_str().unwrap().to_string();
-                    pending.lock().await.push((id, sent));
-                }
-            }
-        }
-    })
-    .await;
-    loading.store(false, Ordering::SeqCst);
-    let visible = watcher.await?;
+    // Every 20th command is also followed to the read model (see `kafka_leg::follow`).
+    let (latencies, elapsed, visible) = burst(&stack, commands).await;
     sampling.store(false, Ordering::SeqCst);
     let backlog_trace = sampler.await?;
     let command_rate = commands as f64 / elapsed.as_secs_f64();
@@ -436,7 +275,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let events = reader::read_after(&backlog.state.pool, Checkpoint::default(), i64::MAX).await?;
     let settings = backlog.state.config.kafka();
-    let raw_topic = format!("{}-raw", backlog.topic);
+    let raw_topic = backlog.scratch_topic("raw");
     kafka::ensure_topic(&settings, &raw_topic).await?;
     let producer = kafka::producer(&settings)?;
     let bodies: Vec<(String, Vec<u8>)> = events
@@ -462,25 +301,7 @@ async fn main() -> anyhow::Result<()> {
         delivery.map_err(|(e, _)| e)?;
     }
     let raw_rate = bodies.len() as f64 / started.elapsed().as_secs_f64();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let started = Instant::now();
-    let relay = tokio::spawn(Relay::new(backlog.state.pool.clone(), settings.clone()).run(stopped));
-    let total = events.len() as i64;
-    loop {
-        let relayed: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM events e, relay_checkpoints c
-              WHERE (e.transaction_id, e.global_position) <= (c.transaction_id, c.global_position)",
-        )
-        .fetch_one(&backlog.state.pool)
-        .await?;
-        if relayed >= total {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let relay_rate = total as f64 / started.elapsed().as_secs_f64();
-    let _ = stop.send(true);
-    let _ = relay.await;
+    let (relay_rate, total) = relay_backlog(&backlog).await?;
     figures.push(Figure {
         name: "relay, store to broker",
         value: relay_rate,
@@ -495,7 +316,7 @@ async fn main() -> anyhow::Result<()> {
     // broker's fetch from the projector's own work (loading, folding, upserting).
     // Joining a group takes seconds on some brokers, a large part of a small backlog: the
     // time to the first message is shown beside the rates.
-    let plain = plain_consume(&settings, &backlog.topic, total).await?;
+    let plain = plain_consume(&settings, total).await?;
     let projector = projector_drain(&backlog, total).await?;
     backlog.stop().await;
     figures.push(Figure {
@@ -510,6 +331,17 @@ async fn main() -> anyhow::Result<()> {
             plain.first_after.as_secs_f64()
         ),
     });
+
+    // 6: the broker at rest: its CPU and a metadata request's latency while Board runs
+    // idle (API, relay and projector up, no commands), beside the same with nothing of
+    // Board running.
+    let brokers = settings.brokers.clone();
+    let rest = at_rest(&brokers).await;
+    let idle_stack = Stack::start(true, true).await?;
+    // Past the projector's start: it pauses once it has read everything.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle = at_rest(&brokers).await;
+    idle_stack.stop().await;
 
     println!("\nBoard benchmark ({commands} commands, {CLIENTS} clients, release build)\n");
     println!(
@@ -534,6 +366,25 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "{:<32} {memory:.0} MiB (server, relay, projector and load generator in one process)",
         "peak memory"
+    );
+    let shown_cpu = |cpu: Option<f64>| {
+        cpu.map_or("not measured (no broker pid; set BROKER_PID)".into(), |c| {
+            format!("{:.1}% of a core", c * 100.0)
+        })
+    };
+    println!(
+        "{:<32} {} with Board idle; {} with nothing of Board running (goal: under 5%)",
+        "broker CPU at rest",
+        shown_cpu(idle.cpu),
+        shown_cpu(rest.cpu)
+    );
+    println!(
+        "{:<32} p50 {:.1} ms, p99 {:.1} ms with Board idle; p50 {:.1} ms, p99 {:.1} ms with nothing running (goal: under 50 ms)",
+        "metadata request (all topics)",
+        idle.metadata.0,
+        idle.metadata.1,
+        rest.metadata.0,
+        rest.metadata.1
     );
     println!(
         "\nbacklog while the read model caught up (load ended at {:.1}s):",
@@ -562,6 +413,11 @@ async fn main() -> anyhow::Result<()> {
             "seconds": at.as_secs_f64(), "stored": stored, "relayLag": relay, "projectorLag": projector,
         })).collect::<Vec<_>>(),
         "peakMemoryMiB": memory,
+        "atRest": {
+            "brokerCpuIdle": idle.cpu, "brokerCpuNothingRunning": rest.cpu,
+            "metadataMsIdle": { "p50": idle.metadata.0, "p99": idle.metadata.1 },
+            "metadataMsNothingRunning": { "p50": rest.metadata.0, "p99": rest.metadata.1 },
+        },
     });
     std::fs::create_dir_all("target")?;
     std::fs::write("target/bench.json", serde_json::to_string_pretty(&json)?)?;

@@ -42,7 +42,7 @@ use leases::Leases;
 const BATCH: usize = 500;
 /// How long to wait for more messages once one has arrived: only what the last fetch
 /// brought is taken, nothing is waited for.
-const GATHER: Duration = Duration::from_millis(1);
+const GATHER: Duration = Duration::ZERO;
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
 /// How long an idle projector's look at the partitions' ends may take.
 const END_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -129,8 +129,9 @@ impl Projector {
             topic = %self.settings.topic, group = %self.group, member = %self.member, partitions,
             "projector consuming"
         );
-        // The held partitions, each with the offset it was assigned at.
-        let mut assigned: BTreeMap<i32, i64> = BTreeMap::new();
+        // The held partitions, each with the next offset to read: where it was assigned,
+        // then after the last message received.
+        let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
         let mut idle = Idle::new(Instant::now());
         let mut renewals = tokio::time::interval(leases::RENEW_EVERY);
         let mut ticks = tokio::time::interval(idle::TICK);
@@ -139,7 +140,7 @@ impl Projector {
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let first = tokio::select! {
-                message = consumer.recv(), if !assigned.is_empty() => match message {
+                message = consumer.recv(), if !positions.is_empty() => match message {
                     Ok(message) => message,
                     // The consumer reconnects by itself.
                     Err(error) if is_transient(&error) => {
@@ -152,8 +153,8 @@ impl Projector {
                 _ = renewals.tick() => {
                     let keeping_up = idle.keeping_up();
                     match leases.renew(partitions, &keeping_up).await {
-                        Ok(held) if !held.iter().eq(assigned.keys()) => {
-                            assigned = self.assign(&consumer, &held).await?;
+                        Ok(held) if !held.iter().eq(positions.keys()) => {
+                            positions = self.assign(&consumer, &held).await?;
                             idle = Idle::new(Instant::now());
                         }
                         Ok(_) => {}
@@ -166,17 +167,17 @@ impl Projector {
                 _ = ticks.tick() => {
                     let action = match idle.tick(Instant::now()) {
                         Some(Action::CheckEnds) => {
-                            let (at_end, behind) = self.check_ends(&probe, &consumer, &assigned).await;
+                            let (at_end, behind) = self.check_ends(&probe, &positions).await;
                             idle.on_end_check(Instant::now(), at_end, behind)
                         }
                         action => action,
                     };
-                    pause_or_resume(&consumer, &self.settings.topic, &assigned, action)?;
+                    pause_or_resume(&consumer, &self.settings.topic, &positions, action)?;
                     continue;
                 }
                 () = relayed.next() => {
                     let action = idle.on_wake(Instant::now());
-                    pause_or_resume(&consumer, &self.settings.topic, &assigned, action)?;
+                    pause_or_resume(&consumer, &self.settings.topic, &positions, action)?;
                     continue;
                 }
                 _ = shutdown.changed() => return Ok(()),
@@ -196,19 +197,25 @@ impl Projector {
                     Err(_) => break,
                 }
             }
+            for received in &batch {
+                positions.insert(received.partition, received.offset + 1);
+            }
             // Retry until MySQL takes the batch: skipping it would lose events.
             loop {
                 match self.apply(&batch).await {
-                    Ok(Applied::All) => break,
+                    Ok(Applied::All) => {
+                        tracing::debug!(messages = batch.len(), "batch applied");
+                        break;
+                    }
                     Ok(Applied::LostLeases(lost)) => {
                         // Another member holds these now: stop reading them.
                         tracing::info!(?lost, "partition leases taken over; dropping them");
-                        let kept: BTreeSet<i32> = assigned
+                        let kept: BTreeSet<i32> = positions
                             .keys()
                             .filter(|p| !lost.contains(p))
                             .copied()
                             .collect();
-                        assigned = self.assign(&consumer, &kept).await?;
+                        positions = self.assign(&consumer, &kept).await?;
                         break;
                     }
                     Err(error) => {
@@ -258,14 +265,13 @@ impl Projector {
         Ok(assigned)
     }
 
-    /// Compares where the consumer stands on each assigned partition with the partition's
-    /// end: returns the partitions read to their end, and whether any is behind. A broker
-    /// that cannot be asked counts as nothing behind: the next check asks again.
+    /// Compares the next offset of each held partition with the partition's end: returns
+    /// the partitions read to their end, and whether any is behind. A broker that cannot
+    /// be asked counts as nothing behind: the next check asks again.
     async fn check_ends(
         &self,
         probe: &BrokerProbe,
-        consumer: &StreamConsumer,
-        assigned: &BTreeMap<i32, i64>,
+        positions: &BTreeMap<i32, i64>,
     ) -> (BTreeSet<i32>, bool) {
         let ends = match probe.topic_ends(END_CHECK_TIMEOUT).await {
             Ok(answer) => answer.ends,
@@ -274,20 +280,11 @@ impl Projector {
                 return (BTreeSet::new(), false);
             }
         };
-        let positions = consumer.position().unwrap_or_default();
         let mut at_end = BTreeSet::new();
         let mut behind = false;
-        for (&partition, &assigned_at) in assigned {
-            // Before its first message a partition has no position: it is where assigned.
-            let position = positions
-                .find_partition(&self.settings.topic, partition)
-                .and_then(|p| match p.offset() {
-                    Offset::Offset(offset) => Some(offset),
-                    _ => None,
-                })
-                .unwrap_or(assigned_at);
+        for (&partition, &next) in positions {
             match ends.get(partition as usize) {
-                Some(&end) if position >= end => {
+                Some(&end) if next >= end => {
                     at_end.insert(partition);
                 }
                 Some(_) => behind = true,
@@ -420,25 +417,26 @@ enum Applied {
     LostLeases(BTreeSet<i32>),
 }
 
+/// Pausing takes the partitions off the consumer (`assign` of nothing), resuming assigns
+/// them again at their positions. librdkafka's own pause and resume would do, but a
+/// resumed partition waited up to a second for its broker thread to fetch it again.
 fn pause_or_resume(
     consumer: &StreamConsumer,
     topic: &str,
-    assigned: &BTreeMap<i32, i64>,
+    positions: &BTreeMap<i32, i64>,
     action: Option<Action>,
 ) -> anyhow::Result<()> {
-    let Some(action) = action else { return Ok(()) };
-    if assigned.is_empty() {
-        return Ok(());
-    }
     let mut list = TopicPartitionList::new();
-    for partition in assigned.keys() {
-        list.add_partition(topic, *partition);
-    }
     match action {
-        Action::Pause => consumer.pause(&list)?,
-        Action::Resume => consumer.resume(&list)?,
-        Action::CheckEnds => {}
+        None | Some(Action::CheckEnds) => return Ok(()),
+        Some(Action::Pause) => {}
+        Some(Action::Resume) => {
+            for (partition, next) in positions {
+                list.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+            }
+        }
     }
+    consumer.assign(&list)?;
     tracing::trace!(?action, "partitions");
     Ok(())
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each benchmark uses part of it
 
+pub mod kafka_leg;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,10 @@ impl Stack {
     /// A migrated Board on fresh databases, with an admin logged in and one category.
     /// `relay` and `projector` say which background components run.
     pub async fn start(relay: bool, projector: bool) -> anyhow::Result<Self> {
+        // Logs only when asked for: `RUST_LOG=board=debug make bench`.
+        if std::env::var_os("RUST_LOG").is_some() {
+            board::telemetry::init(board::config::LogFormat::Text);
+        }
         let pg_server = env_or(
             "TEST_DATABASE_URL",
             "postgres://board:board@127.0.0.1:5432/postgres",
@@ -132,6 +138,16 @@ impl Stack {
         .await;
         let category = category["categoryId"].as_str().unwrap().to_string();
         let read_pool = MySqlPool::connect(&read_url).await?;
+        if relay && projector {
+            // Ready once an event went all the way: the producer and the consumer have
+            // met the broker, so no figure measures their first connection.
+            while projections::queries::applied_version(&read_pool, "category", &category)
+                .await?
+                .is_none()
+            {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
         Ok(Self {
             app,
             state,
@@ -143,6 +159,12 @@ impl Stack {
             stop,
             tasks,
         })
+    }
+
+    /// The name of another scratch topic: it begins as the stack's own, so the same
+    /// clean-up removes it (`scripts/services.sh prune`).
+    pub fn scratch_topic(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.topic)
     }
 
     pub async fn create_post(&self, i: usize) -> (u16, Value) {

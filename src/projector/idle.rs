@@ -5,9 +5,14 @@
 //! after every fetch whatever it found, so the wait must stay short for latency, and a
 //! short wait on six partitions is a hundred store queries a second at rest. So a
 //! projector with nothing to do pauses its partitions, and resumes them when the relay
-//! says it has published (a PostgreSQL notification, `board_relayed`). While paused it
-//! compares its positions with the partitions' ends every [`END_CHECK`]: behind (a
-//! notification was lost) it resumes; caught up, it has shown that it keeps up.
+//! says it has published (a PostgreSQL notification, `board_relayed`).
+//!
+//! "Nothing to do" is asked of the broker, never guessed from a quiet moment: once no
+//! message came for [`IDLE_AFTER`], the projector compares its positions with the
+//! partitions' ends, and pauses only if it has read everything. (A consumer just resumed
+//! can take longer than that to bring its first message; pausing it on quiet alone paused
+//! it again before it ever fetched.) While paused it compares again every [`END_CHECK`]:
+//! behind (a notification was lost) it resumes; caught up, it has shown that it keeps up.
 //!
 //! This type decides; the caller pauses, resumes and asks the broker.
 
@@ -16,8 +21,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Quiet for this long (no message, no wake-up), the partitions are paused.
+/// Quiet for this long (no message, no wake-up), the projector asks whether it has read
+/// everything.
 pub const IDLE_AFTER: Duration = Duration::from_millis(100);
+/// Fetching but behind with nothing arriving, how often it asks again.
+pub const BEHIND_CHECK: Duration = Duration::from_secs(1);
 /// While paused, how often the positions are compared with the partitions' ends.
 pub const END_CHECK: Duration = Duration::from_secs(2);
 /// How often the caller should call [`Idle::tick`].
@@ -40,6 +48,8 @@ pub struct Idle {
     last_message: Instant,
     last_wake: Instant,
     last_end_check: Instant,
+    /// What the last end check found, if nothing arrived since.
+    behind: Option<bool>,
     /// Partitions that brought messages since the last [`Idle::keeping_up`].
     moved: BTreeSet<i32>,
     /// Partitions the last end check found read to their end.
@@ -55,6 +65,7 @@ impl Idle {
             last_message: now,
             last_wake: now,
             last_end_check: now,
+            behind: None,
             moved: BTreeSet::new(),
             at_end: BTreeSet::new(),
         }
@@ -62,6 +73,7 @@ impl Idle {
 
     pub fn on_message(&mut self, partition: i32, now: Instant) {
         self.last_message = now;
+        self.behind = None;
         self.moved.insert(partition);
         self.at_end.remove(&partition);
     }
@@ -74,22 +86,24 @@ impl Idle {
 
     /// Called every [`TICK`].
     pub fn tick(&mut self, now: Instant) -> Option<Action> {
-        let quiet = |at: Instant| now - at >= IDLE_AFTER;
+        let since_check = now - self.last_end_check;
         if self.paused {
-            return (now - self.last_end_check >= END_CHECK).then_some(Action::CheckEnds);
+            return (since_check >= END_CHECK).then_some(Action::CheckEnds);
         }
         // Nothing arrived for a while, and no wake-up so recent that its messages may
-        // still be on their way.
-        if quiet(self.last_message) && quiet(self.since) && quiet(self.last_wake) {
-            self.paused = true;
-            self.since = now;
-            return Some(Action::Pause);
-        }
-        None
+        // still be on their way: ask whether everything is read. Behind, ask again only
+        // now and then.
+        let quiet = |at: Instant| now - at >= IDLE_AFTER;
+        let due = match self.behind {
+            None => since_check >= IDLE_AFTER,
+            Some(true) => since_check >= BEHIND_CHECK,
+            Some(false) => false,
+        };
+        (quiet(self.last_message) && quiet(self.last_wake) && due).then_some(Action::CheckEnds)
     }
 
-    /// What an end check found: the partitions read to their end, and those behind.
-    /// Returns `Resume` when some are behind.
+    /// What an end check found: the partitions read to their end, and whether any is
+    /// behind. Paused and behind, it resumes; fetching and nothing behind, it pauses.
     pub fn on_end_check(
         &mut self,
         now: Instant,
@@ -98,10 +112,15 @@ impl Idle {
     ) -> Option<Action> {
         self.last_end_check = now;
         self.at_end = at_end;
-        if behind {
-            self.resume(now)
-        } else {
-            None
+        self.behind = Some(behind);
+        match (self.paused, behind) {
+            (true, true) => self.resume(now),
+            (false, false) if now - self.last_wake >= IDLE_AFTER => {
+                self.paused = true;
+                self.since = now;
+                Some(Action::Pause)
+            }
+            _ => None,
         }
     }
 
@@ -113,13 +132,12 @@ impl Idle {
     }
 
     fn resume(&mut self, now: Instant) -> Option<Action> {
+        self.behind = None;
         if !self.paused {
             return None;
         }
         self.paused = false;
         self.since = now;
-        // A check right after this fetching round settles whether it read everything.
-        self.last_end_check = now - END_CHECK + IDLE_AFTER * 2;
         Some(Action::Resume)
     }
 }
@@ -132,41 +150,63 @@ mod tests {
         list.iter().copied().collect()
     }
 
-    #[test]
-    fn pauses_once_quiet_and_resumes_on_a_wake_up() {
-        let start = Instant::now();
-        let mut idle = Idle::new(start);
-        assert_eq!(idle.tick(start + TICK), None);
-        assert_eq!(idle.tick(start + IDLE_AFTER), Some(Action::Pause));
-        let woken = start + IDLE_AFTER + TICK;
-        assert_eq!(idle.on_wake(woken), Some(Action::Resume));
-        assert_eq!(idle.on_wake(woken), None, "already fetching");
+    /// Runs ticks until one asks for something.
+    fn next_action(idle: &mut Idle, mut now: Instant) -> (Instant, Action) {
+        loop {
+            now += TICK;
+            if let Some(action) = idle.tick(now) {
+                return (now, action);
+            }
+        }
     }
 
     #[test]
-    fn a_message_or_a_recent_wake_up_keeps_it_fetching() {
+    fn pauses_only_once_the_broker_says_everything_is_read() {
         let start = Instant::now();
         let mut idle = Idle::new(start);
-        idle.on_message(0, start + IDLE_AFTER - TICK);
-        assert_eq!(idle.tick(start + IDLE_AFTER), None);
+        let (at, action) = next_action(&mut idle, start);
+        assert_eq!(action, Action::CheckEnds);
+        assert!(at - start >= IDLE_AFTER);
+        assert_eq!(
+            idle.on_end_check(at, set(&[]), true),
+            None,
+            "behind: fetch on"
+        );
+        let (again, action) = next_action(&mut idle, at);
+        assert_eq!(action, Action::CheckEnds);
+        assert!(
+            again - at >= BEHIND_CHECK,
+            "behind, it asks only now and then"
+        );
+        assert_eq!(
+            idle.on_end_check(again, set(&[0, 1]), false),
+            Some(Action::Pause)
+        );
+    }
+
+    #[test]
+    fn a_wake_up_resumes_and_a_message_keeps_it_fetching() {
+        let start = Instant::now();
         let mut idle = Idle::new(start);
-        idle.on_wake(start + IDLE_AFTER - TICK);
-        assert_eq!(idle.tick(start + IDLE_AFTER), None);
+        let (at, _) = next_action(&mut idle, start);
+        assert_eq!(idle.on_end_check(at, set(&[0]), false), Some(Action::Pause));
+        assert_eq!(idle.on_wake(at + TICK), Some(Action::Resume));
+        assert_eq!(idle.on_wake(at + TICK), None, "already fetching");
+        idle.on_message(0, at + IDLE_AFTER);
+        assert_eq!(idle.tick(at + IDLE_AFTER + TICK), None);
     }
 
     #[test]
     fn while_paused_it_checks_the_ends_and_resumes_when_behind() {
         let start = Instant::now();
         let mut idle = Idle::new(start);
-        let paused_at = start + IDLE_AFTER;
-        assert_eq!(idle.tick(paused_at), Some(Action::Pause));
-        assert_eq!(idle.tick(start + END_CHECK - TICK), None);
-        assert_eq!(idle.tick(start + END_CHECK), Some(Action::CheckEnds));
-        let checked = start + END_CHECK;
-        assert_eq!(idle.on_end_check(checked, set(&[0, 1]), false), None);
-        assert_eq!(idle.tick(checked + TICK), None, "next check later");
+        let (at, _) = next_action(&mut idle, start);
+        assert_eq!(idle.on_end_check(at, set(&[0]), false), Some(Action::Pause));
+        assert_eq!(idle.tick(at + END_CHECK - TICK), None);
+        assert_eq!(idle.tick(at + END_CHECK), Some(Action::CheckEnds));
+        assert_eq!(idle.on_end_check(at + END_CHECK, set(&[0]), false), None);
         assert_eq!(
-            idle.on_end_check(checked + END_CHECK, set(&[0]), true),
+            idle.on_end_check(at + END_CHECK * 2, set(&[]), true),
             Some(Action::Resume)
         );
     }

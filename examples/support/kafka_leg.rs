@@ -1,0 +1,358 @@
+//! Measurements of the Kafka leg (relay, broker, projector) that `bench` and
+//! `steadiness` share: a burst followed to the read model, a steady load, a backlog read
+//! by the projector and by a plain consumer, and the broker at rest.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::ClientConfig;
+use sqlx::MySqlPool;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+use board::kafka::{self, KafkaSettings};
+use board::projector::Projector;
+use board::relay::Relay;
+
+use super::Stack;
+
+/// Concurrent clients of a load.
+pub const CLIENTS: usize = 16;
+
+/// Runs `total` operations over `CLIENTS` concurrent tasks; returns per-operation
+/// latencies and the elapsed wall time.
+pub async fn load<F, Fut>(total: usize, op: F) -> (Vec<Duration>, Duration)
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let op = Arc::new(op);
+    let next = Arc::new(Mutex::new(0usize));
+    let started = Instant::now();
+    let workers = (0..CLIENTS).map(|_| {
+        let (op, next) = (op.clone(), next.clone());
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            loop {
+                let i = {
+                    let mut n = next.lock().await;
+                    if *n >= total {
+                        break;
+                    }
+                    *n += 1;
+                    *n - 1
+                };
+                let t = Instant::now();
+                op(i).await;
+                samples.push(t.elapsed());
+            }
+            samples
+        })
+    });
+    let samples = join_all(workers)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    (samples, started.elapsed())
+}
+
+/// Commands whose post the read model does not show yet, and when each was sent.
+pub type Pending = Arc<Mutex<Vec<(String, Instant)>>>;
+
+/// How often the watcher looks for pending posts: the resolution of every
+/// command-to-read-model figure.
+pub const WATCH_EVERY: Duration = Duration::from_millis(2);
+
+/// Follows posts to the read model: one watcher looks for every pending post in a single
+/// query every [`WATCH_EVERY`] (one indexed query for all of them, so that probing loads
+/// MySQL, and slows the projector it measures, far less than the projector does).
+/// Returns the list to add posts to, the flag to clear when no more will come, and the
+/// watcher, which ends with the latencies once the list is empty and the flag cleared.
+pub fn follow(stack: &Stack) -> (Pending, Arc<AtomicBool>, JoinHandle<Vec<Duration>>) {
+    let pending: Pending = Arc::new(Mutex::new(Vec::new()));
+    let more_coming = Arc::new(AtomicBool::new(true));
+    let watcher = tokio::spawn({
+        let (pool, pending, more_coming) = (
+            stack.read_pool.clone(),
+            pending.clone(),
+            more_coming.clone(),
+        );
+        async move {
+            let mut seen = Vec::new();
+            loop {
+                let waiting: Vec<(String, Instant)> = pending.lock().await.clone();
+                if waiting.is_empty() && !more_coming.load(Ordering::SeqCst) {
+                    return seen;
+                }
+                if !waiting.is_empty() {
+                    let mut query = sqlx::QueryBuilder::new(
+                        "SELECT post_id FROM posts_view WHERE version >= 1 AND post_id IN (",
+                    );
+                    let mut ids = query.separated(", ");
+                    for (id, _) in &waiting {
+                        ids.push_bind(id.clone());
+                    }
+                    query.push(")");
+                    let visible: Vec<String> =
+                        query.build_query_scalar().fetch_all(&pool).await.unwrap();
+                    let now = Instant::now();
+                    let mut pending = pending.lock().await;
+                    pending.retain(|(id, sent)| {
+                        let done = visible.contains(id);
+                        if done {
+                            seen.push(now - *sent);
+                        }
+                        !done
+                    });
+                }
+                tokio::time::sleep(WATCH_EVERY).await;
+            }
+        }
+    });
+    (pending, more_coming, watcher)
+}
+
+/// Commands sent, uncounted, before a measured load: a fresh stack's first concurrent
+/// commands open its database connections, which made the first burst's latency a figure
+/// of connection set-up (measured: p99 0.66 s on a fresh stack, 0.16-0.18 s on the next
+/// bursts of the same stack).
+const WARM_UP: usize = 10 * CLIENTS;
+
+/// A burst: `commands` posts as fast as `CLIENTS` clients send them, every 20th followed
+/// to the read model, after a warm-up that is not counted. Returns the command latencies,
+/// the load's duration, and the command-to-read-model latencies of the followed ones.
+pub async fn burst(
+    stack: &Arc<Stack>,
+    commands: usize,
+) -> (Vec<Duration>, Duration, Vec<Duration>) {
+    // The warm-up, followed to the read model, so that the measured load starts on a
+    // pipeline at rest.
+    let (pending, warming, watcher) = follow(stack);
+    load(WARM_UP, {
+        let (stack, pending) = (stack.clone(), pending.clone());
+        move |i| {
+            let (stack, pending) = (stack.clone(), pending.clone());
+            async move {
+                let (status, body) = stack.create_post(usize::MAX - i).await;
+                assert_eq!(status, 201, "{body}");
+                let id = body["postId"].as_str().unwrap().to_string();
+                pending.lock().await.push((id, Instant::now()));
+            }
+        }
+    })
+    .await;
+    warming.store(false, Ordering::SeqCst);
+    watcher.await.unwrap();
+
+    let (pending, loading, watcher) = follow(stack);
+    let (latencies, elapsed) = load(commands, {
+        let (stack, pending) = (stack.clone(), pending.clone());
+        move |i| {
+            let (stack, pending) = (stack.clone(), pending.clone());
+            async move {
+                let sent = Instant::now();
+                let (status, body) = stack.create_post(i).await;
+                assert_eq!(status, 201, "{body}");
+                if i % 20 == 0 {
+                    let id = body["postId"].as_str().unwrap().to_string();
+                    pending.lock().await.push((id, sent));
+                }
+            }
+        }
+    })
+    .await;
+    loading.store(false, Ordering::SeqCst);
+    let visible = watcher.await.unwrap();
+    (latencies, elapsed, visible)
+}
+
+/// Sends `rate` commands a second for `seconds`, each on its own task (a client that
+/// does not wait for the previous answer, as many users would not), and follows every
+/// one to the read model.
+pub async fn steady_load(stack: &Arc<Stack>, rate: u32, seconds: u32) -> Vec<Duration> {
+    let (pending, more_coming, watcher) = follow(stack);
+    let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate);
+    let mut sent = Vec::new();
+    for i in 0..(rate * seconds) as usize {
+        ticks.tick().await;
+        let (stack, pending) = (stack.clone(), pending.clone());
+        sent.push(tokio::spawn(async move {
+            let at = Instant::now();
+            let (status, body) = stack.create_post(1_000_000 + i).await;
+            assert_eq!(status, 201, "{body}");
+            let id = body["postId"].as_str().unwrap().to_string();
+            pending.lock().await.push((id, at));
+        }));
+    }
+    join_all(sent).await.into_iter().for_each(Result::unwrap);
+    more_coming.store(false, Ordering::SeqCst);
+    watcher.await.unwrap()
+}
+
+/// How a new reader went through a backlog: the rate over the whole of it, starting up
+/// included (as after a restart or a deploy), and how long until the first message or
+/// applied batch.
+pub struct Drain {
+    pub first_after: Duration,
+    pub rate: f64,
+}
+
+impl Drain {
+    fn measured(started: Instant, first_after: Duration, total: i64) -> Self {
+        Self {
+            first_after,
+            rate: total as f64 / started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
+/// Publishes what `stack`'s commands stored with a relay of its own; returns the relay's
+/// rate and how many events it published.
+pub async fn relay_backlog(stack: &Stack) -> anyhow::Result<(f64, i64)> {
+    let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+        .fetch_one(&stack.state.pool)
+        .await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let relay =
+        tokio::spawn(Relay::new(stack.state.pool.clone(), stack.state.config.kafka()).run(stopped));
+    loop {
+        let relayed: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM events e, relay_checkpoints c
+              WHERE (e.transaction_id, e.global_position) <= (c.transaction_id, c.global_position)",
+        )
+        .fetch_one(&stack.state.pool)
+        .await?;
+        if relayed >= total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rate = total as f64 / started.elapsed().as_secs_f64();
+    let _ = stop.send(true);
+    let _ = relay.await;
+    Ok((rate, total))
+}
+
+/// A plain consumer, configured as the projector's, reading `total` messages of the
+/// stack's topic from the start of every partition.
+pub async fn plain_consume(settings: &KafkaSettings, total: i64) -> anyhow::Result<Drain> {
+    let started = Instant::now();
+    let consumer = kafka::consumer(settings, &format!("{}-plain", settings.topic))?;
+    let partitions = kafka::partition_count(settings).await?;
+    let mut list = rdkafka::TopicPartitionList::new();
+    for partition in 0..partitions {
+        list.add_partition_offset(&settings.topic, partition, rdkafka::Offset::Beginning)?;
+    }
+    consumer.assign(&list)?;
+    consumer.recv().await?;
+    let first_after = started.elapsed();
+    for _ in 1..total {
+        consumer.recv().await?;
+    }
+    Ok(Drain::measured(started, first_after, total))
+}
+
+/// A new projector applying the topic of `stack` until its progress covers `total`
+/// messages.
+pub async fn projector_drain(stack: &Stack, total: i64) -> anyhow::Result<Drain> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let projector = Projector::new(
+        MySqlPool::connect(&stack.read_url).await?,
+        stack.state.pool.clone(),
+        stack.state.config.kafka(),
+        format!("{}-drain", stack.topic),
+    );
+    let started = Instant::now();
+    let running = tokio::spawn(projector.run(stopped));
+    let mut first = None;
+    loop {
+        let applied: i64 = sqlx::query_scalar(
+            "SELECT CAST(COALESCE(SUM(next_offset), 0) AS SIGNED)
+               FROM projection_progress WHERE topic = ?",
+        )
+        .bind(&stack.topic)
+        .fetch_one(&stack.read_pool)
+        .await?;
+        if applied > 0 && first.is_none() {
+            first = Some(started.elapsed());
+        }
+        if applied >= total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let _ = stop.send(true);
+    let first_after = first.expect("the loop saw progress");
+    let drain = Drain::measured(started, first_after, total);
+    let _ = running.await;
+    Ok(drain)
+}
+
+/// The local broker's process, when `scripts/services.sh` started it (its pid file), or
+/// as `BROKER_PID` names it.
+pub fn broker_pid() -> Option<u32> {
+    if let Some(pid) = std::env::var("BROKER_PID")
+        .ok()
+        .and_then(|p| p.parse().ok())
+    {
+        return Some(pid);
+    }
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".local/tansu/broker.pid");
+    let pid: u32 = std::fs::read_to_string(file).ok()?.trim().parse().ok()?;
+    std::path::Path::new(&format!("/proc/{pid}"))
+        .exists()
+        .then_some(pid)
+}
+
+/// The share of one core `pid` used over `window`, from its CPU time in /proc.
+pub async fn cpu_share(pid: u32, window: Duration) -> Option<f64> {
+    fn cpu_ticks(pid: u32) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command name (which may hold spaces), from field 3 on.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let user: u64 = fields.get(11)?.parse().ok()?;
+        let system: u64 = fields.get(12)?.parse().ok()?;
+        Some(user + system)
+    }
+    // The kernel's clock ticks per second: 100 on Linux for every architecture we run.
+    const TICKS_PER_SECOND: f64 = 100.0;
+    let before = cpu_ticks(pid)?;
+    let started = Instant::now();
+    tokio::time::sleep(window).await;
+    let after = cpu_ticks(pid)?;
+    Some((after - before) as f64 / TICKS_PER_SECOND / started.elapsed().as_secs_f64())
+}
+
+/// `count` metadata requests for every topic (what `kafka-topics --list` asks), one
+/// every `every`, on one connection; their latencies.
+pub async fn metadata_latency(brokers: &str, count: usize, every: Duration) -> Vec<Duration> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("a metadata client");
+    let consumer = Arc::new(consumer);
+    let mut samples = Vec::with_capacity(count);
+    for _ in 0..count {
+        let consumer = consumer.clone();
+        let took = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            consumer
+                .fetch_metadata(None, Duration::from_secs(30))
+                .map(|_| started.elapsed())
+        })
+        .await
+        .unwrap();
+        if let Ok(took) = took {
+            samples.push(took);
+        }
+        tokio::time::sleep(every).await;
+    }
+    samples
+}
