@@ -24,7 +24,7 @@ TEST_THREADS ?= 4
 TEST_CMD     ?= $(CARGO) test --workspace --all-targets -- --test-threads=$(TEST_THREADS)
 
 .DEFAULT_GOAL := help
-.PHONY: help services services-down services-status run migrate test check-compose bench bench-steady latency bench-history fmt lint
+.PHONY: help services services-down services-status run migrate test check-compose bench bench-steady bench-long latency bench-history fmt lint
 
 help: ## List the targets
 	@echo "Board - make targets:"
@@ -74,6 +74,9 @@ bench-steady: services ## The Kafka leg with use: 5 rounds on one broker, `make 
 	$(MAKE) -f $(THIS_MAKEFILE) test
 	$(CARGO) run --release --example steadiness -- 1; status=$$?; $(SERVICES) prune board-bench-; exit $$status
 	$(CARGO) run --release --example steadiness -- report
+
+bench-long: services ## Steady-load latency on a topic holding 1,000,000 events (EVENTS=…; target/bench-long.json)
+	$(CARGO) run --release --example long_history -- $(or $(EVENTS),1000000); status=$$?; $(SERVICES) prune board-bench-; exit $$status
 
 latency: services ## Measure command-to-read-model latency at rest on the real services
 	$(CARGO) run --release --example latency; status=$$?; $(SERVICES) prune board-bench-; exit $$status

@@ -6,7 +6,8 @@
 //! A round measures, each beside nothing but itself on the same broker:
 //! - a burst of 2,000 commands (16 clients), every 20th followed to the read model;
 //! - a backlog of 2,000 events read by a plain consumer and by a new projector;
-//! - the broker's CPU and a metadata request's latency while Board runs idle.
+//! - the broker's CPU, a metadata request's latency, and `/health/ready` (200 with the
+//!   broker `up`, asked every 0.5 s) while Board runs idle.
 //!
 //! Each round is appended to `target/steadiness.json`; `report` prints the first and the
 //! last round of each figure and whether the last is within 20 % of the first.
@@ -22,7 +23,7 @@ use serde_json::{json, Value};
 use support::kafka_leg::{
     broker_pid, burst, cpu_share, metadata_latency, plain_consume, projector_drain, relay_backlog,
 };
-use support::{percentiles, Stack};
+use support::{call, percentiles, Stack};
 
 const COMMANDS: usize = 2_000;
 const HISTORY: &str = "target/steadiness.json";
@@ -97,11 +98,29 @@ async fn round() -> anyhow::Result<Value> {
             None => None,
         }
     };
-    let (cpu, metadata) = tokio::join!(
+    // Readiness, asked as a load balancer would, every half second meanwhile.
+    let readiness = async {
+        let mut answers = Vec::new();
+        for _ in 0..20 {
+            let (status, body) = call(&idle.app, "GET", "/health/ready", None, Value::Null).await;
+            answers.push((
+                status,
+                body["checks"]["broker"].as_str().map(str::to_string),
+            ));
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        answers
+    };
+    let (cpu, metadata, readiness) = tokio::join!(
         cpu,
-        metadata_latency(&settings.brokers, 100, Duration::from_millis(100))
+        metadata_latency(&settings.brokers, 100, Duration::from_millis(100)),
+        readiness
     );
     idle.stop().await;
+    let ready_ok = readiness
+        .iter()
+        .filter(|(status, broker)| *status == 200 && broker.as_deref() == Some("up"))
+        .count();
     let (_, metadata_p99, _) = percentiles(metadata);
 
     Ok(json!({
@@ -113,6 +132,7 @@ async fn round() -> anyhow::Result<Value> {
         "brokerCpuIdle": cpu,
         "metadataP99Ms": metadata_p99,
         "brokerStoreBytes": broker_store_bytes(),
+        "readinessUp": format!("{ready_ok} of {}", readiness.len()),
     }))
 }
 
@@ -171,6 +191,12 @@ fn report() -> anyhow::Result<()> {
             if steady { "yes" } else { "NO" }
         );
     }
+    println!(
+        "{:<38} {:>12} {:>12}",
+        "readiness 200 with the broker up",
+        first["readinessUp"].as_str().unwrap_or("-"),
+        last["readinessUp"].as_str().unwrap_or("-")
+    );
     let store = |r: &Value| r["brokerStoreBytes"].as_u64().map(|b| b / 1_000_000);
     if let (Some(a), Some(b)) = (store(first), store(last)) {
         println!("\nbroker store: {a} MB at the first round, {b} MB at the last");
