@@ -101,14 +101,15 @@ impl Relay {
                 continue;
             }
             publish(&producer, &self.settings.topic, &events).await?;
-            let last = events.last().expect("non-empty").checkpoint;
-            checkpoint::save(&self.pool, &self.name, last).await?;
-            checkpoint = last;
+            // The broker has the batch: wake idle projectors first, then record it.
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(RELAYED_CHANNEL)
                 .bind(&self.settings.topic)
                 .execute(&self.pool)
                 .await?;
+            let last = events.last().expect("non-empty").checkpoint;
+            checkpoint::save(&self.pool, &self.name, last).await?;
+            checkpoint = last;
             tracing::debug!(
                 count = events.len(),
                 position = last.global_position,
