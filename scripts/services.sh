@@ -593,6 +593,7 @@ case "$cmd" in
         ;;
     prune)
         shift
+        take_lock
         kafka_prune "$@"
         ;;
     tools)

@@ -126,8 +126,9 @@ pub async fn ensure_topic(settings: &KafkaSettings, topic: &str) -> anyhow::Resu
 /// that a probe costs the broker one metadata request and one offsets request per
 /// partition, not a new session each time.
 pub struct BrokerProbe {
-    consumer: std::sync::Arc<BaseConsumer>,
-    topic: String,
+    settings: KafkaSettings,
+    /// Made at the first question: a command-line run that never asks has no client.
+    consumer: std::sync::OnceLock<std::sync::Arc<BaseConsumer>>,
 }
 
 /// What the broker answered, and how long it took.
@@ -137,23 +138,40 @@ pub struct TopicEnds {
 }
 
 impl BrokerProbe {
-    pub fn new(settings: &KafkaSettings) -> anyhow::Result<Self> {
-        let consumer = base(settings)
+    pub fn new(settings: &KafkaSettings) -> Self {
+        Self {
+            settings: settings.clone(),
+            consumer: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn consumer(&self) -> anyhow::Result<std::sync::Arc<BaseConsumer>> {
+        if let Some(consumer) = self.consumer.get() {
+            return Ok(consumer.clone());
+        }
+        let consumer: BaseConsumer = base(&self.settings)
             .set("socket.connection.setup.timeout.ms", "1000")
             .create()
             .context("creating the broker probe")?;
-        Ok(Self {
-            consumer: std::sync::Arc::new(consumer),
-            topic: settings.topic.clone(),
-        })
+        Ok(self
+            .consumer
+            .get_or_init(|| std::sync::Arc::new(consumer))
+            .clone())
     }
 
     /// The end offset of each partition of the events topic (none before the topic
     /// exists), all asked within `limit`.
     pub async fn topic_ends(&self, limit: Duration) -> anyhow::Result<TopicEnds> {
-        let consumer = self.consumer.clone();
-        let topic = self.topic.clone();
+        let consumer = self.consumer()?;
+        let topic = self.settings.topic.clone();
         tokio::task::spawn_blocking(move || {
+            // The client's own events (logs, errors) wait in its queue until served; a
+            // client that is only asked, never polled, would keep them all.
+            for _ in 0..1_000 {
+                if consumer.poll(Duration::ZERO).is_none() {
+                    break;
+                }
+            }
             let start = std::time::Instant::now();
             let left = || limit.saturating_sub(start.elapsed());
             let metadata = consumer

@@ -44,8 +44,9 @@ const BATCH: usize = 500;
 /// brought is taken, nothing is waited for.
 const GATHER: Duration = Duration::ZERO;
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
-/// How long an idle projector's look at the partitions' ends may take.
-const END_CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a look at the partitions' ends may take. It holds up the projector's loop
+/// (lease renewals among it), so it stays well under the lease's life.
+const END_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// One received message, detached from the consumer's buffers.
 struct Received {
@@ -121,9 +122,9 @@ impl Projector {
         shutdown: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         kafka::ensure_topic(&self.settings, &self.settings.topic).await?;
-        let partitions = kafka::partition_count(&self.settings).await?;
+        let mut partitions = kafka::partition_count(&self.settings).await?;
         let consumer = kafka::consumer(&self.settings, &self.group)?;
-        let probe = BrokerProbe::new(&self.settings)?;
+        let probe = BrokerProbe::new(&self.settings);
         let mut relayed = Relayed::listen(&self.store).await;
         tracing::info!(
             topic = %self.settings.topic, group = %self.group, member = %self.member, partitions,
@@ -167,8 +168,10 @@ impl Projector {
                 _ = ticks.tick() => {
                     let action = match idle.tick(Instant::now()) {
                         Some(Action::CheckEnds) => {
-                            let (at_end, behind) = self.check_ends(&probe, &positions).await;
-                            idle.on_end_check(Instant::now(), at_end, behind)
+                            let ends = self.check_ends(&probe, &positions).await;
+                            // A topic that gained partitions is split again at the next renewal.
+                            partitions = partitions.max(ends.partitions);
+                            idle.on_end_check(Instant::now(), ends.at_end, ends.behind)
                         }
                         action => action,
                     };
@@ -265,19 +268,18 @@ impl Projector {
         Ok(assigned)
     }
 
-    /// Compares the next offset of each held partition with the partition's end: returns
-    /// the partitions read to their end, and whether any is behind. A broker that cannot
-    /// be asked counts as nothing behind: the next check asks again.
-    async fn check_ends(
-        &self,
-        probe: &BrokerProbe,
-        positions: &BTreeMap<i32, i64>,
-    ) -> (BTreeSet<i32>, bool) {
+    /// Compares the next offset of each held partition with the partition's end. A broker
+    /// that cannot be asked counts as "behind": fetching on is always safe, pausing is not.
+    async fn check_ends(&self, probe: &BrokerProbe, positions: &BTreeMap<i32, i64>) -> Ends {
         let ends = match probe.topic_ends(END_CHECK_TIMEOUT).await {
             Ok(answer) => answer.ends,
             Err(error) => {
                 tracing::debug!(error = %format!("{error:#}"), "could not ask the partitions' ends");
-                return (BTreeSet::new(), false);
+                return Ends {
+                    at_end: BTreeSet::new(),
+                    behind: true,
+                    partitions: 0,
+                };
             }
         };
         let mut at_end = BTreeSet::new();
@@ -291,7 +293,11 @@ impl Projector {
                 None => {}
             }
         }
-        (at_end, behind)
+        Ends {
+            at_end,
+            behind,
+            partitions: ends.len() as i32,
+        }
     }
 
     /// Applies a batch and records progress, in one transaction, for the partitions this
@@ -300,19 +306,16 @@ impl Projector {
     async fn apply(&self, batch: &[Received]) -> anyhow::Result<Applied> {
         let mut tx = self.pool.begin().await?;
         projector::share_lock(&mut tx).await?;
+        let partitions: BTreeSet<i32> = batch.iter().map(|r| r.partition).collect();
         let held = leases::held_in(
             &mut tx,
             &self.group,
             &self.settings.topic,
             &self.member,
-            true,
+            &partitions,
         )
         .await?;
-        let lost: BTreeSet<i32> = batch
-            .iter()
-            .map(|r| r.partition)
-            .filter(|p| !held.contains(p))
-            .collect();
+        let lost: BTreeSet<i32> = partitions.difference(&held).copied().collect();
         if !lost.is_empty() {
             return Ok(Applied::LostLeases(lost));
         }
@@ -333,7 +336,7 @@ impl Projector {
                         &self.group,
                         &self.settings.topic,
                         &self.member,
-                        true,
+                        &partitions,
                     )
                     .await?;
                     let lost: BTreeSet<i32> = held.difference(&still).copied().collect();
@@ -410,6 +413,16 @@ fn detach(message: &rdkafka::message::BorrowedMessage<'_>) -> Received {
     }
 }
 
+/// What an end check found.
+struct Ends {
+    /// The held partitions read to their end.
+    at_end: BTreeSet<i32>,
+    /// Some held partition is behind (or the broker could not be asked).
+    behind: bool,
+    /// How many partitions the topic has (0 when unknown).
+    partitions: i32,
+}
+
 /// What became of a batch.
 enum Applied {
     All,
@@ -441,34 +454,47 @@ fn pause_or_resume(
     Ok(())
 }
 
-/// The relay's "published" notifications. Without a listener (PostgreSQL away) it never
-/// fires, and the projector falls back on its safety poll; the listener reconnects by
-/// itself, and a reconnection counts as a notification, since some may have been missed.
+/// The relay's "published" notifications. Without a listener (PostgreSQL away) the
+/// projector falls back on its end checks, and listening is tried again every
+/// [`RELISTEN`]. The listener reconnects by itself, and a reconnection counts as a
+/// notification, since some may have been missed meanwhile.
 struct Relayed {
+    store: PgPool,
     listener: Option<PgListener>,
 }
 
+/// How often to try listening again while PostgreSQL is away.
+const RELISTEN: Duration = Duration::from_secs(5);
+
 impl Relayed {
     async fn listen(store: &PgPool) -> Self {
+        let mut relayed = Self {
+            store: store.clone(),
+            listener: None,
+        };
+        relayed.connect().await;
+        relayed
+    }
+
+    async fn connect(&mut self) {
         let listener = async {
-            let mut listener = PgListener::connect_with(store).await?;
+            let mut listener = PgListener::connect_with(&self.store).await?;
             listener.listen(RELAYED_CHANNEL).await?;
             Ok::<_, sqlx::Error>(listener)
         };
         match listener.await {
-            Ok(listener) => Self {
-                listener: Some(listener),
-            },
+            Ok(listener) => self.listener = Some(listener),
             Err(error) => {
-                tracing::warn!(%error, "no relay notifications; polling instead");
-                Self { listener: None }
+                tracing::warn!(%error, "no relay notifications for now; checking the partitions' ends instead");
             }
         }
     }
 
+    /// Resolves on a notification (or on something that may have hidden one).
     async fn next(&mut self) {
         let Some(listener) = self.listener.as_mut() else {
-            return std::future::pending().await;
+            tokio::time::sleep(RELISTEN).await;
+            return self.connect().await;
         };
         if let Err(error) = listener.try_recv().await {
             tracing::debug!(%error, "relay notifications interrupted");

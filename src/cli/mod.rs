@@ -169,7 +169,7 @@ pub fn build_state(config: Arc<Config>) -> anyhow::Result<AppState> {
     let auth_limiter = Arc::new(crate::http::rate_limit::RateLimiter::new(
         config.auth_rate_per_minute,
     ));
-    let broker = Arc::new(crate::kafka::BrokerProbe::new(&config.kafka())?);
+    let broker = Arc::new(crate::kafka::BrokerProbe::new(&config.kafka()));
     Ok(AppState {
         config,
         pool,

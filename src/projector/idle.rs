@@ -43,8 +43,6 @@ pub enum Action {
 
 pub struct Idle {
     paused: bool,
-    /// When the last pause or resume happened.
-    since: Instant,
     last_message: Instant,
     last_wake: Instant,
     last_end_check: Instant,
@@ -61,7 +59,6 @@ impl Idle {
     pub fn new(now: Instant) -> Self {
         Self {
             paused: false,
-            since: now,
             last_message: now,
             last_wake: now,
             last_end_check: now,
@@ -81,7 +78,7 @@ impl Idle {
     /// Something was published; returns `Resume` when paused.
     pub fn on_wake(&mut self, now: Instant) -> Option<Action> {
         self.last_wake = now;
-        self.resume(now)
+        self.resume()
     }
 
     /// Called every [`TICK`].
@@ -114,10 +111,9 @@ impl Idle {
         self.at_end = at_end;
         self.behind = Some(behind);
         match (self.paused, behind) {
-            (true, true) => self.resume(now),
+            (true, true) => self.resume(),
             (false, false) if now - self.last_wake >= IDLE_AFTER => {
                 self.paused = true;
-                self.since = now;
                 Some(Action::Pause)
             }
             _ => None,
@@ -131,13 +127,12 @@ impl Idle {
         moved.union(&self.at_end).copied().collect()
     }
 
-    fn resume(&mut self, now: Instant) -> Option<Action> {
+    fn resume(&mut self) -> Option<Action> {
         self.behind = None;
         if !self.paused {
             return None;
         }
         self.paused = false;
-        self.since = now;
         Some(Action::Resume)
     }
 }

@@ -33,8 +33,6 @@ pub struct Leases {
     group: String,
     topic: String,
     member: String,
-    /// Partitions whose lease rows are known to exist.
-    rows_for: i32,
 }
 
 impl Leases {
@@ -44,7 +42,6 @@ impl Leases {
             group: group.to_string(),
             topic: topic.to_string(),
             member: member.to_string(),
-            rows_for: 0,
         }
     }
 
@@ -78,19 +75,18 @@ impl Leases {
         .await?;
         let share = share(&members, &self.member, partitions);
 
-        // Rows for every partition, free to take (a topic may have gained partitions).
-        for partition in self.rows_for..partitions {
-            sqlx::query(
-                "INSERT IGNORE INTO partition_leases (member_group, topic, partition_id, holder, expires_at)
-                 VALUES (?, ?, ?, NULL, NOW(3))",
-            )
-            .bind(&self.group)
-            .bind(&self.topic)
-            .bind(partition)
-            .execute(&self.pool)
-            .await?;
-        }
-        self.rows_for = self.rows_for.max(partitions);
+        // A row for every partition, free to take (one statement; rows that exist stay).
+        let mut rows = sqlx::QueryBuilder::new(
+            "INSERT IGNORE INTO partition_leases (member_group, topic, partition_id, holder, expires_at) ",
+        );
+        rows.push_values(0..partitions, |mut row, partition| {
+            row.push_bind(&self.group)
+                .push_bind(&self.topic)
+                .push_bind(partition)
+                .push("NULL")
+                .push("NOW(3)");
+        });
+        rows.build().execute(&self.pool).await?;
         let held = self.held().await?;
         // Hand back what another member should have: it takes it at its next renewal.
         for partition in held.difference(&share) {
@@ -105,20 +101,22 @@ impl Leases {
             .execute(&self.pool)
             .await?;
         }
-        // Renew ours, and take the free ones of our share (a lease taken counts as activity:
-        // the new holder starts on it now).
+        // Renew ours, and take the free ones of our share. Taking one over from another
+        // member counts as activity (the new holder starts on it now); taking back our own
+        // expired lease does not. MySQL assigns left to right: active_at reads the old
+        // holder.
         for partition in &share {
-            let active = keeping_up.contains(partition) || !held.contains(partition);
             sqlx::query(
                 "UPDATE partition_leases
-                    SET holder = ?, expires_at = NOW(3) + INTERVAL ? MICROSECOND,
-                        active_at = IF(?, NOW(3), active_at)
+                    SET active_at = IF(? OR NOT (holder <=> ?), NOW(3), active_at),
+                        holder = ?, expires_at = NOW(3) + INTERVAL ? MICROSECOND
                   WHERE member_group = ? AND topic = ? AND partition_id = ?
                     AND (holder = ? OR holder IS NULL OR expires_at <= NOW(3))",
             )
+            .bind(keeping_up.contains(partition))
+            .bind(&self.member)
             .bind(&self.member)
             .bind(ttl)
-            .bind(active)
             .bind(&self.group)
             .bind(&self.topic)
             .bind(partition)
@@ -140,8 +138,16 @@ impl Leases {
 
     /// The partitions whose unexpired lease this member holds.
     async fn held(&self) -> Result<BTreeSet<i32>, sqlx::Error> {
-        let mut conn = self.pool.acquire().await?;
-        held_in(&mut conn, &self.group, &self.topic, &self.member, false).await
+        let rows: Vec<i32> = sqlx::query_scalar(
+            "SELECT partition_id FROM partition_leases
+              WHERE member_group = ? AND topic = ? AND holder = ? AND expires_at > NOW(3)",
+        )
+        .bind(&self.group)
+        .bind(&self.topic)
+        .bind(&self.member)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().collect())
     }
 
     /// Gives every lease back (a clean shutdown), so that another member need not wait for
@@ -176,31 +182,39 @@ impl Leases {
     }
 }
 
-/// The partitions whose unexpired lease `member` holds, read on `conn`. With `lock`, the
-/// lease rows stay share-locked until the caller's transaction ends, so nobody can take
-/// them over while it writes.
+/// Which of `partitions` `member` holds an unexpired lease on, read on `conn` with those
+/// lease rows share-locked until the caller's transaction ends, so that nobody can take
+/// them over while it writes. Only the named rows are locked, by their whole primary key:
+/// members working on other partitions are never held up.
 pub async fn held_in(
     conn: &mut MySqlConnection,
     group: &str,
     topic: &str,
     member: &str,
-    lock: bool,
+    partitions: &BTreeSet<i32>,
 ) -> Result<BTreeSet<i32>, sqlx::Error> {
-    let sql = if lock {
-        "SELECT partition_id FROM partition_leases
-          WHERE member_group = ? AND topic = ? AND holder = ? AND expires_at > NOW(3)
-          LOCK IN SHARE MODE"
-    } else {
-        "SELECT partition_id FROM partition_leases
-          WHERE member_group = ? AND topic = ? AND holder = ? AND expires_at > NOW(3)"
-    };
-    let rows: Vec<i32> = sqlx::query_scalar(sql)
-        .bind(group)
-        .bind(topic)
-        .bind(member)
-        .fetch_all(&mut *conn)
-        .await?;
-    Ok(rows.into_iter().collect())
+    if partitions.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let mut query = sqlx::QueryBuilder::new("SELECT partition_id, CAST(holder <=> ");
+    query
+        .push_bind(member)
+        .push(" AND expires_at > NOW(3) AS SIGNED) FROM partition_leases WHERE member_group = ")
+        .push_bind(group)
+        .push(" AND topic = ")
+        .push_bind(topic)
+        .push(" AND partition_id IN (");
+    let mut list = query.separated(", ");
+    for partition in partitions {
+        list.push_bind(*partition);
+    }
+    query.push(") LOCK IN SHARE MODE");
+    let rows: Vec<(i32, i64)> = query.build_query_as().fetch_all(&mut *conn).await?;
+    Ok(rows
+        .into_iter()
+        .filter(|(_, ours)| *ours == 1)
+        .map(|(partition, _)| partition)
+        .collect())
 }
 
 /// The partitions `member` should hold when `members` (sorted) split `partitions`

@@ -101,12 +101,17 @@ impl Relay {
                 continue;
             }
             publish(&producer, &self.settings.topic, &events).await?;
-            // The broker has the batch: wake idle projectors first, then record it.
-            sqlx::query("SELECT pg_notify($1, $2)")
+            // The broker has the batch: wake idle projectors first, then record it. The
+            // wake-up is a hint (projectors also check the partitions' ends): a failure
+            // to send it must not make the batch be published again.
+            if let Err(error) = sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(RELAYED_CHANNEL)
                 .bind(&self.settings.topic)
                 .execute(&self.pool)
-                .await?;
+                .await
+            {
+                tracing::warn!(%error, "could not notify the projectors");
+            }
             let last = events.last().expect("non-empty").checkpoint;
             checkpoint::save(&self.pool, &self.name, last).await?;
             checkpoint = last;

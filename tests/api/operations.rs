@@ -317,6 +317,8 @@ async fn a_replayed_topic_holds_every_event_once_in_order_per_aggregate() {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &pipeline.brokers)
         .set("group.id", format!("analytics-{}", uuid::Uuid::new_v4()))
+        // Nothing committed, so the group is never created at the broker.
+        .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
         .create()
         .unwrap();
