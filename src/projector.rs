@@ -304,18 +304,8 @@ impl Projector {
     /// member still holds (their leases stay locked until the commit). Events missing from
     /// the stream are fetched from the event store and applied in their place.
     async fn apply(&self, batch: &[Received]) -> anyhow::Result<Applied> {
-        let mut tx = self.pool.begin().await?;
-        projector::share_lock(&mut tx).await?;
         let partitions: BTreeSet<i32> = batch.iter().map(|r| r.partition).collect();
-        let held = leases::held_in(
-            &mut tx,
-            &self.group,
-            &self.settings.topic,
-            &self.member,
-            &partitions,
-        )
-        .await?;
-        let lost: BTreeSet<i32> = partitions.difference(&held).copied().collect();
+        let (mut tx, lost) = self.begin(&partitions).await?;
         if !lost.is_empty() {
             return Ok(Applied::LostLeases(lost));
         }
@@ -329,20 +319,11 @@ impl Projector {
                     drop(tx);
                     let missing = self.fill(&gap).await?;
                     events.splice(gap.index..gap.index, missing);
-                    tx = self.pool.begin().await?;
-                    projector::share_lock(&mut tx).await?;
-                    let still = leases::held_in(
-                        &mut tx,
-                        &self.group,
-                        &self.settings.topic,
-                        &self.member,
-                        &partitions,
-                    )
-                    .await?;
-                    let lost: BTreeSet<i32> = held.difference(&still).copied().collect();
+                    let (again, lost) = self.begin(&partitions).await?;
                     if !lost.is_empty() {
                         return Ok(Applied::LostLeases(lost));
                     }
+                    tx = again;
                 }
                 Err(BatchError::Database(error)) => return Err(error.into()),
             }
@@ -367,6 +348,27 @@ impl Projector {
         }
         tx.commit().await?;
         Ok(Applied::All)
+    }
+
+    /// A batch's transaction: the projection's share lock (see `projector::share_lock`),
+    /// then the leases of `partitions`, share-locked until the commit. Returns it with
+    /// those of `partitions` this member no longer holds.
+    async fn begin(
+        &self,
+        partitions: &BTreeSet<i32>,
+    ) -> anyhow::Result<(sqlx::Transaction<'static, sqlx::MySql>, BTreeSet<i32>)> {
+        let mut tx = self.pool.begin().await?;
+        projector::share_lock(&mut tx).await?;
+        let held = leases::held_in(
+            &mut tx,
+            &self.group,
+            &self.settings.topic,
+            &self.member,
+            partitions,
+        )
+        .await?;
+        let lost = partitions.difference(&held).copied().collect();
+        Ok((tx, lost))
     }
 
     /// The events of a gap, from the event store (the source of truth).
