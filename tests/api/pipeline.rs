@@ -1,5 +1,5 @@
 //! The whole pipeline for one test: its own PostgreSQL and MySQL databases, its own Kafka
-//! topic and consumer group, and the relay and projector running in-process (as tasks) or
+//! topic and projector group, and the relay and projector running in-process (as tasks) or
 //! as real `board` processes.
 
 use std::process::{Child, Command, Stdio};
