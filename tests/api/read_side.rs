@@ -438,3 +438,29 @@ async fn a_partition_nobody_keeps_up_with_is_reported_until_a_projector_takes_it
         assert!(partition["holder"].is_string(), "{status:#}");
     }
 }
+
+/// A Board at rest stays ready: its idle projector, which stops fetching, still shows
+/// that it keeps up (it checks the partitions' ends), so readiness never turns to
+/// `stalled`, and the broker keeps answering.
+#[tokio::test]
+async fn an_idle_pipeline_stays_ready() {
+    let pipeline = Pipeline::new(3).await;
+    let _relay = pipeline.start_relay();
+    let _projector = pipeline.start_projector();
+    pipeline.seed_and_project().await;
+    // Longer than a stall takes to be reported if the idle projector showed no sign of
+    // keeping up (`status::STALLED_AFTER`).
+    let until = std::time::Instant::now()
+        + board::status::STALLED_AFTER
+        + std::time::Duration::from_secs(5);
+    let mut asked = 0;
+    while std::time::Instant::now() < until {
+        let (status, body) = readiness(&pipeline.app).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_ne!(body["checks"]["broker"], "down", "{body}");
+        assert_eq!(body["checks"]["readModels"], "up", "{body}");
+        asked += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert!(asked > 0);
+}
