@@ -33,8 +33,7 @@ use board::kafka;
 use board::relay::envelope;
 use board::store::reader::{self, Checkpoint};
 use support::kafka_leg::{
-    broker_pid, burst, cpu_share, load, metadata_latency, plain_consume, projector_drain,
-    relay_backlog, steady_load, CLIENTS,
+    at_rest, burst, load, plain_consume, projector_drain, relay_backlog, steady_load, CLIENTS,
 };
 use support::{call, mysql_round_trip, percentiles, Stack};
 
@@ -79,32 +78,6 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// The broker over [`AT_REST`]: its CPU share (when its process is known) and the
-/// p50/p99 of a metadata request asked every 100 ms meanwhile.
-struct AtRest {
-    cpu: Option<f64>,
-    metadata: (f64, f64),
-}
-
-async fn at_rest(brokers: &str) -> AtRest {
-    let samples = (AT_REST.as_millis() / 100) as usize;
-    let cpu = async {
-        match broker_pid() {
-            Some(pid) => cpu_share(pid, AT_REST).await,
-            None => None,
-        }
-    };
-    let (cpu, metadata) = tokio::join!(
-        cpu,
-        metadata_latency(brokers, samples, Duration::from_millis(100))
-    );
-    let (p50, p99, _) = percentiles(metadata);
-    AtRest {
-        cpu,
-        metadata: (p50, p99),
-    }
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let commands: usize = std::env::args().nth(1).map_or(Ok(2_000), |n| n.parse())?;
@@ -122,14 +95,12 @@ async fn main() -> anyhow::Result<()> {
             let started = Instant::now();
             let mut samples = Vec::new();
             while sampling.load(Ordering::SeqCst) {
-                let settings = stack.state.config.kafka();
                 // Stamped when the sample starts: under load, collecting takes a while.
                 let at = started.elapsed();
                 if let Ok(status) = board::status::collect(
                     &stack.state.pool,
                     &stack.read_pool,
                     &stack.state.broker,
-                    &settings,
                     &stack.state.config.projector_group,
                 )
                 .await
@@ -336,11 +307,11 @@ async fn main() -> anyhow::Result<()> {
     // idle (API, relay and projector up, no commands), beside the same with nothing of
     // Board running.
     let brokers = settings.brokers.clone();
-    let rest = at_rest(&brokers).await;
+    let rest = at_rest(&brokers, AT_REST).await;
     let idle_stack = Stack::start(true, true).await?;
     // Past the projector's start: it pauses once it has read everything.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let idle = at_rest(&brokers).await;
+    let idle = at_rest(&brokers, AT_REST).await;
     idle_stack.stop().await;
 
     println!("\nBoard benchmark ({commands} commands, {CLIENTS} clients, release build)\n");

@@ -20,9 +20,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use support::kafka_leg::{
-    broker_pid, burst, cpu_share, metadata_latency, plain_consume, projector_drain, relay_backlog,
-};
+use support::kafka_leg::{at_rest, burst, plain_consume, projector_drain, relay_backlog};
 use support::{call, percentiles, Stack};
 
 const COMMANDS: usize = 2_000;
@@ -91,13 +89,6 @@ async fn round() -> anyhow::Result<Value> {
     // Board at rest.
     let idle = Stack::start(true, true).await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let window = Duration::from_secs(10);
-    let cpu = async {
-        match broker_pid() {
-            Some(pid) => cpu_share(pid, window).await,
-            None => None,
-        }
-    };
     // Readiness, asked as a load balancer would, every half second meanwhile.
     let readiness = async {
         let mut answers = Vec::new();
@@ -111,9 +102,8 @@ async fn round() -> anyhow::Result<Value> {
         }
         answers
     };
-    let (cpu, metadata, readiness) = tokio::join!(
-        cpu,
-        metadata_latency(&settings.brokers, 100, Duration::from_millis(100)),
+    let (rest, readiness) = tokio::join!(
+        at_rest(&settings.brokers, Duration::from_secs(10)),
         readiness
     );
     idle.stop().await;
@@ -121,7 +111,6 @@ async fn round() -> anyhow::Result<Value> {
         .iter()
         .filter(|(status, broker)| *status == 200 && broker.as_deref() == Some("up"))
         .count();
-    let (_, metadata_p99, _) = percentiles(metadata);
 
     Ok(json!({
         "at": chrono::Utc::now().to_rfc3339(),
@@ -129,8 +118,8 @@ async fn round() -> anyhow::Result<Value> {
         "projectorPerSecond": projector.rate,
         "burstP50Ms": burst_p50,
         "burstP99Ms": burst_p99,
-        "brokerCpuIdle": cpu,
-        "metadataP99Ms": metadata_p99,
+        "brokerCpuIdle": rest.cpu,
+        "metadataP99Ms": rest.metadata.1,
         "brokerStoreBytes": broker_store_bytes(),
         "readinessUp": format!("{ready_ok} of {}", readiness.len()),
     }))

@@ -70,29 +70,9 @@ pub fn consumer(settings: &KafkaSettings, group: &str) -> anyhow::Result<StreamC
         .context("creating the Kafka consumer")
 }
 
-/// How many partitions the events topic has, as the broker says.
+/// How many partitions the events topic has, as the broker says (a one-off question).
 pub async fn partition_count(settings: &KafkaSettings) -> anyhow::Result<i32> {
-    let settings = settings.clone();
-    tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = base(&settings)
-            .create()
-            .context("creating a metadata client")?;
-        let metadata = consumer
-            .fetch_metadata(Some(&settings.topic), Duration::from_secs(10))
-            .context("asking the broker for the topic's partitions")?;
-        let topic = metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == settings.topic)
-            .context("the broker does not know the events topic")?;
-        anyhow::ensure!(
-            !topic.partitions().is_empty(),
-            "the broker lists no partitions of {}",
-            settings.topic
-        );
-        Ok(topic.partitions().len() as i32)
-    })
-    .await?
+    BrokerProbe::new(settings).partition_count().await
 }
 
 /// Creates `topic` with the configured partitions unless it exists.
@@ -197,5 +177,21 @@ impl BrokerProbe {
             })
         })
         .await?
+    }
+
+    /// The events topic this probe asks about.
+    pub fn topic(&self) -> &str {
+        &self.settings.topic
+    }
+
+    /// How many partitions the events topic has; an error before it exists.
+    pub async fn partition_count(&self) -> anyhow::Result<i32> {
+        let ends = self.topic_ends(Duration::from_secs(10)).await?.ends;
+        anyhow::ensure!(
+            !ends.is_empty(),
+            "the broker lists no partitions of {}",
+            self.settings.topic
+        );
+        Ok(ends.len() as i32)
     }
 }

@@ -122,9 +122,9 @@ impl Projector {
         shutdown: &mut watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         kafka::ensure_topic(&self.settings, &self.settings.topic).await?;
-        let mut partitions = kafka::partition_count(&self.settings).await?;
-        let consumer = kafka::consumer(&self.settings, &self.group)?;
         let probe = BrokerProbe::new(&self.settings);
+        let mut partitions = probe.partition_count().await?;
+        let consumer = kafka::consumer(&self.settings, &self.group)?;
         let mut relayed = Relayed::listen(&self.store).await;
         tracing::info!(
             topic = %self.settings.topic, group = %self.group, member = %self.member, partitions,

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{MySqlPool, PgPool};
 
-use crate::kafka::{BrokerProbe, KafkaSettings};
+use crate::kafka::BrokerProbe;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -98,7 +98,6 @@ pub async fn collect(
     pg: &PgPool,
     mysql: &MySqlPool,
     broker: &BrokerProbe,
-    kafka: &KafkaSettings,
     group: &str,
 ) -> anyhow::Result<Status> {
     let now = Utc::now();
@@ -128,7 +127,7 @@ pub async fn collect(
     .collect();
 
     let ends = broker.topic_ends(BROKER_TIMEOUT).await.ok().map(|e| e.ends);
-    let projectors = partitions(mysql, ends, &kafka.topic, group).await?;
+    let projectors = partitions(mysql, ends, broker.topic(), group).await?;
     Ok(Status {
         head: Head {
             events,

@@ -356,3 +356,29 @@ pub async fn metadata_latency(brokers: &str, count: usize, every: Duration) -> V
     }
     samples
 }
+
+/// The broker over `window`: its CPU share (when its process is known) and the p50/p99,
+/// in milliseconds, of a metadata request asked every 100 ms meanwhile.
+pub struct AtRest {
+    pub cpu: Option<f64>,
+    pub metadata: (f64, f64),
+}
+
+pub async fn at_rest(brokers: &str, window: Duration) -> AtRest {
+    let samples = (window.as_millis() / 100) as usize;
+    let cpu = async {
+        match broker_pid() {
+            Some(pid) => cpu_share(pid, window).await,
+            None => None,
+        }
+    };
+    let (cpu, metadata) = tokio::join!(
+        cpu,
+        metadata_latency(brokers, samples, Duration::from_millis(100))
+    );
+    let (p50, p99, _) = super::percentiles(metadata);
+    AtRest {
+        cpu,
+        metadata: (p50, p99),
+    }
+}

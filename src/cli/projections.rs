@@ -54,7 +54,6 @@ pub async fn run(command: ProjectionsCommand, state: AppState) -> anyhow::Result
                 &state.pool,
                 &state.read_pool,
                 &state.broker,
-                &state.config.kafka(),
                 &state.config.projector_group,
             )
             .await?;

@@ -45,12 +45,10 @@ pub async fn render(state: &AppState) -> String {
 }
 
 async fn status(state: &AppState) -> Option<Status> {
-    let kafka = state.config.kafka();
     let collect = crate::status::collect(
         &state.pool,
         &state.read_pool,
         &state.broker,
-        &kafka,
         &state.config.projector_group,
     );
     match tokio::time::timeout(STATUS_TIMEOUT, collect).await {
