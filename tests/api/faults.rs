@@ -334,3 +334,42 @@ async fn the_relay_refuses_events_from_ahead_of_the_servers_transaction_counter(
         .unwrap();
     assert_eq!(checkpoints, 0, "the relay published out of order");
 }
+
+/// A projector applies nothing of a partition whose lease another member holds, even a
+/// message it has already fetched; once the lease is free again it takes the partition
+/// back and applies from where the read model stood.
+#[tokio::test]
+async fn a_projector_applies_nothing_of_a_partition_it_no_longer_holds() {
+    let pipeline = Pipeline::new(1).await;
+    let _relay = pipeline.start_relay();
+    let _projector = pipeline.start_projector();
+    let (author, category) = seeded(&pipeline).await;
+    pipeline.converged().await;
+
+    // Another member takes the lease over (as one would after this one's had expired).
+    sqlx::query(
+        "UPDATE partition_leases SET holder = 'other', expires_at = NOW(3) + INTERVAL 1 HOUR
+          WHERE member_group = ? AND topic = ?",
+    )
+    .bind(&pipeline.group)
+    .bind(&pipeline.topic)
+    .execute(&pipeline.read_pool)
+    .await
+    .unwrap();
+    let post = pipeline.app.post_in(&author, &category).await;
+    let stored = pipeline.stored_events().await;
+    pipeline.wait_until_relayed(stored).await;
+    // Longer than the projector takes to see and apply a message while it holds the lease.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let applied = projections::queries::applied_version(&pipeline.read_pool, "post", &post)
+        .await
+        .unwrap();
+    // Version 0: the read model has not seen the post.
+    assert_eq!(applied, Some(0), "applied without the partition's lease");
+
+    sqlx::query("UPDATE partition_leases SET expires_at = NOW(3) WHERE holder = 'other'")
+        .execute(&pipeline.read_pool)
+        .await
+        .unwrap();
+    pipeline.converged().await;
+}
