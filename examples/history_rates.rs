@@ -153,8 +153,8 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let pg = PgPool::connect(&pg_url).await?;
     let mysql = MySqlPool::connect(&read_url).await?;
-    board::cli::migrate(&pg).await?;
-    board::cli::migrate_read_models(&mysql).await?;
+    board::app::migrate_event_store(&pg).await?;
+    board::app::migrate_read_models(&mysql).await?;
     let rows = seed_rows(total);
     seed(&pg, &rows).await?;
     let events = rows.len() as u64;

@@ -60,6 +60,19 @@ pub struct Config {
     #[arg(long, env = "PROJECTOR_GROUP", default_value = "board-projector")]
     pub projector_group: String,
 
+    /// Connections to the event store each process may open (commands, the relay).
+    #[arg(long, env = "EVENT_STORE_POOL_SIZE", default_value_t = 16)]
+    pub event_store_pool_size: u32,
+
+    /// Connections to the read models each process may open for queries.
+    #[arg(long, env = "READ_POOL_SIZE", default_value_t = 16)]
+    pub read_pool_size: u32,
+
+    /// Connections to the read models the projector opens (apart from the queries', so
+    /// that queries waiting on `Event-Position` cannot starve it).
+    #[arg(long, env = "PROJECTOR_POOL_SIZE", default_value_t = 4)]
+    pub projector_pool_size: u32,
+
     /// How long a query carrying `Event-Position` waits for the read models.
     #[arg(long, env = "READ_WAIT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub read_wait_timeout: Duration,
@@ -129,6 +142,13 @@ impl Config {
         }
         if self.mail_transport == MailTransport::Smtp && self.smtp_url.is_none() {
             return Err("MAIL_TRANSPORT=smtp needs SMTP_URL".into());
+        }
+        if self.event_store_pool_size < 1 || self.read_pool_size < 1 || self.projector_pool_size < 1
+        {
+            return Err(
+                "EVENT_STORE_POOL_SIZE, READ_POOL_SIZE and PROJECTOR_POOL_SIZE must be at least 1"
+                    .into(),
+            );
         }
         if self.kafka_partitions < 1 || self.kafka_replication < 1 {
             return Err("KAFKA_PARTITIONS and KAFKA_REPLICATION must be at least 1".into());

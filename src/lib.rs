@@ -13,11 +13,15 @@
 //!   into the MySQL read models (the `projections` crate) that [`http`] queries.
 //! - [`accounts`] holds the sign-up, verification and log-in flows shared by HTTP and the
 //!   command line; [`auth`] hashes passwords and signs tokens; [`mail`] sends mail.
-//! - [`cli`] wires it all into the `board` binary; [`config`] is its configuration.
+//! - [`app`] assembles the parts from [`config`] once, for `board serve`, the other
+//!   commands, the tests and the benchmarks alike; [`cli`] is the `board` binary.
+//! - [`metrics`] records what each process sees; [`status`] reads where the pipeline
+//!   stands; [`limits`] holds per-client limits.
 //!
-//! Start reading at [`cli::serve`], then [`http::app`].
+//! Start reading at [`app`], then [`cli::serve`] and [`http::app`].
 
 pub mod accounts;
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -25,6 +29,7 @@ pub mod databases;
 pub mod history;
 pub mod http;
 pub mod kafka;
+pub mod limits;
 pub mod mail;
 pub mod metrics;
 pub mod projector;

@@ -219,8 +219,7 @@ pub async fn relay_backlog(stack: &Stack) -> anyhow::Result<(f64, i64)> {
         .await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let started = Instant::now();
-    let relay =
-        tokio::spawn(Relay::new(stack.state.pool.clone(), stack.state.config.kafka()).run(stopped));
+    let relay = tokio::spawn(stack.state.relay().run(stopped));
     loop {
         let relayed: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM events e, relay_checkpoints c

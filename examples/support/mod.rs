@@ -17,8 +17,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
-use board::cli::{self, Cli};
-use board::http::AppState;
+use board::app::App;
+use board::cli::Cli;
 use board::projector::Projector;
 use board::relay::Relay;
 
@@ -28,7 +28,7 @@ pub fn env_or(name: &str, default: &str) -> String {
 
 pub struct Stack {
     pub app: axum::Router,
-    pub state: AppState,
+    pub state: App,
     pub read_url: String,
     pub read_pool: MySqlPool,
     pub topic: String,
@@ -83,26 +83,17 @@ impl Stack {
             "100000",
             "serve",
         ])?;
-        let state = cli::build_state(Arc::new(cli.config))?;
-        cli::migrate(&state.pool).await?;
-        cli::migrate_read_models(&state.read_pool).await?;
+        let state = App::assemble(Arc::new(cli.config))?;
+        board::app::migrate_event_store(&state.pool).await?;
+        board::app::migrate_read_models(&state.read_pool).await?;
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         if relay {
-            tasks.push(tokio::spawn(
-                Relay::new(state.pool.clone(), state.config.kafka()).run(stopped.clone()),
-            ));
+            tasks.push(tokio::spawn(state.relay().run(stopped.clone())));
         }
         if projector {
-            // Its own pool, as `board serve` gives it: the probes must not starve it.
-            let projector_pool = MySqlPool::connect(&read_url).await?;
-            let projector = Projector::new(
-                projector_pool,
-                state.pool.clone(),
-                state.config.kafka(),
-                topic.clone(),
-            );
-            tasks.push(tokio::spawn(projector.run(stopped)));
+            // As `board serve` runs it, with a pool of its own.
+            tasks.push(tokio::spawn(state.projector()?.run(stopped)));
         }
         let app = board::http::app(state.clone());
         let (status, _) = call(&app, "POST", "/signup", None,

@@ -9,8 +9,8 @@ use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 
 use super::progress;
+use crate::app::App;
 use crate::history::{self, AsOf, Format};
-use crate::http::AppState;
 use crate::store::reader::{self, Filter};
 
 #[derive(Debug, Subcommand)]
@@ -88,7 +88,7 @@ impl From<FilterArgs> for Filter {
     }
 }
 
-pub async fn run(command: EventsCommand, state: AppState) -> anyhow::Result<ExitCode> {
+pub async fn run(command: EventsCommand, state: App) -> anyhow::Result<ExitCode> {
     match command {
         EventsCommand::Export {
             filter,

@@ -12,19 +12,11 @@ pub use serve::shutdown_signal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use std::time::Duration;
 
-use sqlx::mysql::MySqlPoolOptions;
-use sqlx::{MySqlPool, PgPool};
-
-use crate::accounts::AccountService;
-use crate::auth::tokens::TokenIssuer;
+use crate::app::{migrate_event_store, migrate_read_models, App};
 use crate::config::Config;
-use crate::http::AppState;
-use crate::mail::Mailer;
-use crate::store::{self, CommandBuses, Metadata};
+use crate::store::Metadata;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -104,11 +96,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { components } => serve::serve(config, &components)
             .await
             .map(|()| ExitCode::SUCCESS),
-        Command::Projections { command } => projections::run(command, build_state(config)?).await,
-        Command::Events { command } => events::run(command, build_state(config)?).await,
+        Command::Projections { command } => projections::run(command, App::assemble(config)?).await,
+        Command::Events { command } => events::run(command, App::assemble(config)?).await,
         Command::Migrate => {
-            let state = build_state(config)?;
-            migrate(&state.pool).await?;
+            let state = App::assemble(config)?;
+            migrate_event_store(&state.pool).await?;
             migrate_read_models(&state.read_pool).await?;
             println!("migrations applied");
             Ok(ExitCode::SUCCESS)
@@ -116,7 +108,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Accounts {
             command: AccountsCommand::Promote { email },
         } => {
-            let state = build_state(config)?;
+            let state = App::assemble(config)?;
             let metadata = Metadata {
                 request_id: uuid::Uuid::now_v7().to_string(),
                 correlation_id: "cli:accounts-promote".into(),
@@ -127,57 +119,4 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
-    store::MIGRATOR
-        .run(pool)
-        .await
-        .context("migrating the event store (PostgreSQL)")
-}
-
-pub async fn migrate_read_models(pool: &MySqlPool) -> anyhow::Result<()> {
-    ::projections::MIGRATOR
-        .run(pool)
-        .await
-        .context("migrating the read models (MySQL)")
-}
-
-/// Builds the application state from configuration. Connections open lazily, so a
-/// process starts (and serves what it can) while a database is away.
-pub fn build_state(config: Arc<Config>) -> anyhow::Result<AppState> {
-    crate::metrics::handle();
-    let pool = store::connect_lazy(config.database_url.expose(), 16)?;
-    let read_pool = MySqlPoolOptions::new()
-        .max_connections(16)
-        .acquire_timeout(Duration::from_secs(3))
-        .connect_lazy(config.read_database_url.expose())?;
-    let buses = Arc::new(CommandBuses::new(pool.clone()));
-    let tokens = TokenIssuer::new(
-        config.signing_secret(),
-        config.access_token_ttl,
-        config.refresh_token_ttl,
-    );
-    let mailer = Mailer::from_config(&config)?;
-    let accounts = Arc::new(AccountService::new(
-        pool.clone(),
-        buses.clone(),
-        tokens.clone(),
-        mailer,
-        config.clone(),
-    ));
-    let auth_limiter = Arc::new(crate::http::rate_limit::RateLimiter::new(
-        config.auth_rate_per_minute,
-    ));
-    let broker = Arc::new(crate::kafka::BrokerProbe::new(&config.kafka()));
-    Ok(AppState {
-        config,
-        pool,
-        read_pool,
-        buses,
-        accounts,
-        tokens,
-        auth_limiter,
-        broker,
-    })
 }

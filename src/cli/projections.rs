@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::{Subcommand, ValueEnum};
 
 use super::progress;
+use crate::app::App;
 use crate::config::parse_duration;
-use crate::http::AppState;
 use crate::rebuild::{self, RebuildOutcome};
 use crate::status::{self, Status};
 use crate::store::reader;
@@ -47,7 +47,7 @@ pub enum Projection {
     ReadModels,
 }
 
-pub async fn run(command: ProjectionsCommand, state: AppState) -> anyhow::Result<ExitCode> {
+pub async fn run(command: ProjectionsCommand, state: App) -> anyhow::Result<ExitCode> {
     match command {
         ProjectionsCommand::Status { json } => {
             let status = status::collect(

@@ -4,23 +4,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sqlx::mysql::MySqlPoolOptions;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::{build_state, migrate, migrate_read_models, Component};
+use super::Component;
+use crate::app::{migrate_event_store, migrate_read_models, App};
 use crate::config::Config;
-use crate::http::{self, AppState};
-use crate::projector::Projector;
-use crate::relay::Relay;
+use crate::http;
 use crate::store;
 
 /// Migrates, then runs the chosen components until a shutdown signal. In-flight requests
 /// finish; the relay and the projector stop between batches.
 pub async fn serve(config: Arc<Config>, components: &[Component]) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
-    let state = build_state(config.clone())?;
+    let state = App::assemble(config.clone())?;
     if config.jwt_secret.is_none() {
         tracing::warn!(
             "JWT_SECRET is unset: tokens are signed with a random key and die with this process"
@@ -30,23 +28,10 @@ pub async fn serve(config: Arc<Config>, components: &[Component]) -> anyhow::Res
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
     if components.contains(&Component::Relay) {
-        let relay = Relay::new(state.pool.clone(), config.kafka());
-        tasks.spawn(relay.run(stopped.clone()));
+        tasks.spawn(state.relay().run(stopped.clone()));
     }
     if components.contains(&Component::Projector) {
-        // A pool of its own, so that queries (which may wait on Event-Position) can never
-        // starve the projector they are waiting for.
-        let projector_pool = MySqlPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(3))
-            .connect_lazy(config.read_database_url.expose())?;
-        let projector = Projector::new(
-            projector_pool,
-            state.pool.clone(),
-            config.kafka(),
-            config.projector_group.clone(),
-        );
-        tasks.spawn(projector.run(stopped.clone()));
+        tasks.spawn(state.projector()?.run(stopped.clone()));
     }
     if components.contains(&Component::Api) {
         let listener = TcpListener::bind(config.listen)
@@ -69,13 +54,13 @@ pub async fn serve(config: Arc<Config>, components: &[Component]) -> anyhow::Res
 
 /// Applies both databases' migrations. A database that is down at start does not keep
 /// the rest from running: its migrations are retried in the background until it is back.
-async fn migrate_or_defer(state: &AppState) -> anyhow::Result<()> {
-    if let Err(error) = migrate(&state.pool).await {
+async fn migrate_or_defer(state: &App) -> anyhow::Result<()> {
+    if let Err(error) = migrate_event_store(&state.pool).await {
         defer_unless_unavailable(error, "event store", {
             let pool = state.pool.clone();
             move || {
                 let pool = pool.clone();
-                async move { migrate(&pool).await }
+                async move { migrate_event_store(&pool).await }
             }
         })?;
     }

@@ -17,16 +17,18 @@ use super::body::{any_string, Fields, JsonBody};
 use super::concurrency::etag;
 use super::consistency::{event_position, EVENT_POSITION};
 use super::context::RequestContext;
+use super::idempotency::IdempotentRequest;
 use super::openapi::IdempotencyKeyHeader;
 use super::problem::PROBLEM_JSON;
 use super::rate_limit::AuthRateLimit;
 use super::schema::{
     AccountCreated, AccountVerified, EmailAvailable, IssuedTokens, LogIn, Problem, SignUp,
 };
-use super::{ApiError, AppState};
+use super::ApiError;
 use crate::accounts::{NewAccount, Tokens};
+use crate::app::App;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/check-duplicate/email/{email}", get(check_duplicate_email))
         .route("/signup", axum::routing::post(sign_up))
@@ -47,7 +49,7 @@ pub fn router() -> Router<AppState> {
     )
 )]
 pub(super) async fn check_duplicate_email(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Path(email): Path<String>,
 ) -> Result<Response, ApiError> {
     rules::email(&email)
@@ -81,12 +83,18 @@ pub(super) async fn check_duplicate_email(
 )]
 pub(super) async fn sign_up(
     _: AuthRateLimit,
-    State(state): State<AppState>,
+    State(state): State<App>,
     context: RequestContext,
     headers: HeaderMap,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
-    let idempotent = state.idempotent(&headers, "anonymous".into(), "/signup", &body.raw)?;
+    let idempotent = IdempotentRequest::new(
+        &headers,
+        "anonymous".into(),
+        "/signup",
+        &body.raw,
+        state.config.signing_secret(),
+    )?;
     let mut fields = Fields::new(body);
     let email = fields.required("email", rules::email);
     let password = fields.required("password", rules::password);
@@ -139,7 +147,7 @@ pub(super) struct VerifyQuery {
     )
 )]
 pub(super) async fn verify(
-    State(state): State<AppState>,
+    State(state): State<App>,
     context: RequestContext,
     Query(query): Query<VerifyQuery>,
 ) -> Result<Response, ApiError> {
@@ -196,7 +204,7 @@ enum LogInAnswers {
 )]
 pub(super) async fn log_in_basic(
     _: AuthRateLimit,
-    State(state): State<AppState>,
+    State(state): State<App>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (email, password) = basic_credentials(&headers).ok_or_else(|| {
@@ -220,7 +228,7 @@ pub(super) async fn log_in_basic(
 )]
 pub(super) async fn log_in_json(
     _: AuthRateLimit,
-    State(state): State<AppState>,
+    State(state): State<App>,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let mut fields = Fields::new(body);
@@ -246,7 +254,7 @@ pub(super) async fn log_in_json(
     )
 )]
 pub(super) async fn refresh(
-    State(state): State<AppState>,
+    State(state): State<App>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let tokens = state.accounts.refresh(bearer_token(&headers)?).await?;

@@ -6,7 +6,8 @@ use axum::http::{header, HeaderMap};
 
 use aggregates::Actor;
 
-use super::{ApiError, AppState};
+use super::ApiError;
+use crate::app::App;
 use crate::auth::tokens::TokenKind;
 
 /// The account behind the request. Tokens are only issued to verified accounts.
@@ -34,12 +35,12 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
 impl<S> FromRequestParts<S> for Authenticated
 where
     S: Send + Sync,
-    AppState: FromRef<S>,
+    App: FromRef<S>,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let state = AppState::from_ref(state);
+        let state = App::from_ref(state);
         let claims = state
             .tokens
             .verify(bearer_token(&parts.headers)?, TokenKind::Access)?;

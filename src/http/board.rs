@@ -17,16 +17,18 @@ use super::body::{Fields, JsonBody};
 use super::concurrency::{etag, IfMatch};
 use super::consistency::{event_position, EVENT_POSITION};
 use super::context::RequestContext;
+use super::idempotency::IdempotentRequest;
 use super::openapi::{IdempotencyKeyHeader, IfMatchHeader};
 use super::problem::PROBLEM_JSON;
 use super::schema::{
     Author, CategoryCreated, CommentCreated, NewCategory, NewComment, NewPost, Post, PostCreated,
     PostEdit, PostSummary, Problem,
 };
-use super::{parse_id, ApiError, AppState};
+use super::{parse_id, ApiError};
+use crate::app::App;
 use crate::store::{self, ClaimKind, CommandError};
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/board/categories", post(create_category))
         .route("/board/categories/{categoryId}/posts", post(create_post))
@@ -89,14 +91,20 @@ fn no_content(aggregate_type: &str, id: Uuid, version: u64) -> Response {
     )
 )]
 pub(super) async fn create_category(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Authenticated(actor): Authenticated,
     context: RequestContext,
     headers: HeaderMap,
     body: JsonBody,
 ) -> Result<Response, ApiError> {
     let scope = actor.account_id.to_string();
-    let idempotent = state.idempotent(&headers, scope, "/board/categories", &body.raw)?;
+    let idempotent = IdempotentRequest::new(
+        &headers,
+        scope,
+        "/board/categories",
+        &body.raw,
+        state.config.signing_secret(),
+    )?;
     if !actor.is_admin() {
         return Err(ApiError::forbidden("only admins may create categories"));
     }
@@ -160,7 +168,7 @@ pub(super) async fn create_category(
     )
 )]
 pub(super) async fn create_post(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Authenticated(actor): Authenticated,
     context: RequestContext,
     Path(category_id): Path<String>,
@@ -170,7 +178,13 @@ pub(super) async fn create_post(
     let path = format!("/board/categories/{category_id}/posts");
     let category_id = parse_id("categoryId", &category_id)?;
     let scope = actor.account_id.to_string();
-    let idempotent = state.idempotent(&headers, scope, &path, &body.raw)?;
+    let idempotent = IdempotentRequest::new(
+        &headers,
+        scope,
+        &path,
+        &body.raw,
+        state.config.signing_secret(),
+    )?;
     let mut fields = Fields::new(body);
     let title = fields.required("title", rules::post_title);
     let content = fields.required("content", rules::post_content);
@@ -220,7 +234,7 @@ pub(super) async fn create_post(
     )
 )]
 pub(super) async fn edit_post(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Authenticated(actor): Authenticated,
     context: RequestContext,
     Path(post_id): Path<String>,
@@ -289,7 +303,7 @@ pub(super) async fn edit_post(
     )
 )]
 pub(super) async fn delete_post(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Authenticated(actor): Authenticated,
     context: RequestContext,
     Path(post_id): Path<String>,
@@ -325,7 +339,7 @@ pub(super) async fn delete_post(
     )
 )]
 pub(super) async fn add_comment(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Authenticated(actor): Authenticated,
     context: RequestContext,
     Path(post_id): Path<String>,
@@ -335,7 +349,13 @@ pub(super) async fn add_comment(
     let path = format!("/board/posts/{post_id}/comments");
     let post_id = parse_id("postId", &post_id)?;
     let scope = actor.account_id.to_string();
-    let idempotent = state.idempotent(&headers, scope, &path, &body.raw)?;
+    let idempotent = IdempotentRequest::new(
+        &headers,
+        scope,
+        &path,
+        &body.raw,
+        state.config.signing_secret(),
+    )?;
     let mut fields = Fields::new(body);
     let content = fields.required("content", rules::comment_content);
     fields.finish()?;
@@ -380,7 +400,7 @@ pub(super) async fn add_comment(
     )
 )]
 pub(super) async fn delete_comment(
-    State(state): State<AppState>,
+    State(state): State<App>,
     Authenticated(actor): Authenticated,
     context: RequestContext,
     Path(comment_id): Path<String>,

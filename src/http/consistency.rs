@@ -14,7 +14,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use tokio::time::Instant;
 
-use super::{ApiError, AppState};
+use super::ApiError;
+use crate::app::App;
 
 pub const EVENT_POSITION: HeaderName = HeaderName::from_static("event-position");
 const POLL: Duration = Duration::from_millis(10);
@@ -57,12 +58,12 @@ pub struct CaughtUp;
 impl<S> FromRequestParts<S> for CaughtUp
 where
     S: Send + Sync,
-    AppState: FromRef<S>,
+    App: FromRef<S>,
 {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let state = AppState::from_ref(state);
+        let state = App::from_ref(state);
         let mut positions = Vec::new();
         for value in parts.headers.get_all(EVENT_POSITION) {
             let text = value
@@ -90,11 +91,7 @@ where
     }
 }
 
-async fn wait_for(
-    state: &AppState,
-    position: &Position,
-    deadline: Instant,
-) -> Result<(), ApiError> {
+async fn wait_for(state: &App, position: &Position, deadline: Instant) -> Result<(), ApiError> {
     loop {
         let applied = projections::queries::applied_version(
             &state.read_pool,

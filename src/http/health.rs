@@ -1,7 +1,6 @@
 //! Health and metrics: `/health/live` (the process answers), `/health/ready` (each
 //! dependency, reported on its own; 503 when any is down, so a load balancer can route
-//! around it; a slow broker or stalled read models are reported as `degraded`), and
-//! `/metrics` (see [`crate::metrics`]).
+//! around it; a slow broker or stalled read models are reported as `degraded`).
 
 use std::time::Duration;
 
@@ -12,7 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use super::schema::{Liveness, Readiness};
-use super::AppState;
+use crate::app::App;
 use crate::status::PartitionState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -23,30 +22,10 @@ const BROKER_TIMEOUT: Duration = Duration::from_secs(3);
 /// Answers slower than this are reported as `slow`.
 const BROKER_SLOW: Duration = Duration::from_millis(500);
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
-        .route("/metrics", get(metrics))
-}
-
-/// Prometheus metrics, in the text exposition format.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "operations",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
-)]
-pub(super) async fn metrics(State(state): State<AppState>) -> Response {
-    let body = crate::metrics::render(&state).await;
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
 }
 
 /// The process answers.
@@ -73,7 +52,7 @@ pub(super) async fn live() -> Json<Liveness> {
         (status = 503, description = "Some dependency is down; `checks` says which", body = Readiness),
     )
 )]
-pub(super) async fn ready(State(state): State<AppState>) -> Response {
+pub(super) async fn ready(State(state): State<App>) -> Response {
     let postgres = async {
         sqlx::query("SELECT 1")
             .execute(&state.pool)

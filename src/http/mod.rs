@@ -10,13 +10,12 @@ pub mod consistency;
 pub mod context;
 mod health;
 pub mod idempotency;
+mod metrics;
 pub mod openapi;
 pub mod problem;
 mod queries;
 pub mod rate_limit;
 pub mod schema;
-
-use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -24,55 +23,14 @@ use axum::middleware::from_fn;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, SecondsFormat, Utc};
-use sqlx::{MySqlPool, PgPool};
 use uuid::Uuid;
 
 pub use problem::ApiError;
 
-use crate::accounts::AccountService;
-use crate::auth::tokens::TokenIssuer;
-use crate::config::Config;
-use crate::store::CommandBuses;
-
-/// Everything a handler may need; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    /// The event store (PostgreSQL): commands.
-    pub pool: PgPool,
-    /// The read models (MySQL): queries.
-    pub read_pool: MySqlPool,
-    pub buses: Arc<CommandBuses>,
-    pub accounts: Arc<AccountService>,
-    pub tokens: TokenIssuer,
-    /// Per-client limits on `/auth` and `/signup`.
-    pub auth_limiter: Arc<rate_limit::RateLimiter>,
-    /// The one client that asks the broker for readiness, status and `/metrics`.
-    pub broker: Arc<crate::kafka::BrokerProbe>,
-}
-
-impl AppState {
-    /// The `Idempotency-Key` handling of a POST by `scope` (an account id, or
-    /// `anonymous`), its fingerprint keyed by the server's signing secret.
-    pub fn idempotent<'a>(
-        &self,
-        headers: &'a axum::http::HeaderMap,
-        scope: String,
-        path: &str,
-        body: &[u8],
-    ) -> Result<idempotency::IdempotentRequest<'a>, ApiError> {
-        idempotency::IdempotentRequest::new(
-            headers,
-            scope,
-            path,
-            body,
-            self.config.signing_secret(),
-        )
-    }
-}
+use crate::app::App;
 
 /// The whole API. Tests call this directly, without a socket.
-pub fn app(state: AppState) -> Router {
+pub fn app(state: App) -> Router {
     routes()
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
         .layer(from_fn(context::require_json_acceptable))
@@ -82,13 +40,14 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// Every route, before the layers and the state.
-fn routes() -> Router<AppState> {
+fn routes() -> Router<App> {
     Router::new()
         .route("/", get(hello))
         .merge(accounts::router())
         .merge(board::router())
         .merge(queries::router())
         .merge(health::router())
+        .route("/metrics", get(metrics::metrics))
         .merge(openapi::router())
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)

@@ -20,7 +20,7 @@ use super::body::MAX_BODY_BYTES;
 use super::problem::PROBLEM_JSON;
 use super::queries::{DEFAULT_PAGE, MAX_PAGE};
 use super::schema;
-use super::AppState;
+use crate::app::App;
 
 pub const DOCUMENT_PATH: &str = "/openapi.json";
 pub const DOCS_PATH: &str = "/docs";
@@ -54,7 +54,7 @@ pub const DOCS_PATH: &str = "/docs";
         super::queries::list_comments,
         super::health::live,
         super::health::ready,
-        super::health::metrics,
+        super::metrics::metrics,
     ),
     components(schemas(schema::Problem)),
     modifiers(&Conventions),
@@ -68,7 +68,7 @@ pub const DOCS_PATH: &str = "/docs";
 pub struct ApiDoc;
 
 /// `/openapi.json` (serving the document built once, here) and the Swagger UI at `/docs`.
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     SwaggerUi::new(DOCS_PATH)
         .url(DOCUMENT_PATH, ApiDoc::openapi())
         .into()

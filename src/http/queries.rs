@@ -16,9 +16,10 @@ use super::problem::PROBLEM_JSON;
 use super::schema::{
     Category, CategoryList, Comment, CommentPage, Post, PostPage, PostSummary, Problem,
 };
-use super::{parse_id, ApiError, AppState};
+use super::{parse_id, ApiError};
+use crate::app::App;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<App> {
     Router::new()
         .route("/board/categories", get(list_categories))
         .route("/board/categories/{categoryId}/posts", get(list_posts))
@@ -63,7 +64,7 @@ fn paging(params: &HashMap<String, String>) -> Result<(u32, Option<String>), Api
     )
 )]
 pub(super) async fn list_categories(
-    State(state): State<AppState>,
+    State(state): State<App>,
     _: CaughtUp,
 ) -> Result<Json<CategoryList>, ApiError> {
     let categories = queries::categories(&state.read_pool)
@@ -90,7 +91,7 @@ pub(super) async fn list_categories(
     )
 )]
 pub(super) async fn list_posts(
-    State(state): State<AppState>,
+    State(state): State<App>,
     _: CaughtUp,
     Path(category_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
@@ -120,7 +121,7 @@ pub(super) async fn list_posts(
     )
 )]
 pub(super) async fn post_content(
-    State(state): State<AppState>,
+    State(state): State<App>,
     _: CaughtUp,
     Path(post_id): Path<String>,
 ) -> Result<Json<Post>, ApiError> {
@@ -143,7 +144,7 @@ pub(super) async fn post_content(
     )
 )]
 pub(super) async fn list_comments(
-    State(state): State<AppState>,
+    State(state): State<App>,
     _: CaughtUp,
     Path(post_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,

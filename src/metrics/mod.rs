@@ -5,19 +5,19 @@
 //!   `http_request_duration_seconds{method,route,status}` (a histogram per route
 //!   template) and `board_commands_total{aggregate,outcome}` (accepted, rejected by a
 //!   rule, conflict, precondition_failed, unavailable, error);
-//! - facts about the databases and the broker, read fresh at each scrape by
-//!   [`scrape`]: the pipeline's lag and the progress of rebuilds.
+//! - facts about the databases and the broker, read fresh at each scrape by the
+//!   `/metrics` handler (`http::metrics`): the pipeline's lag and the progress of
+//!   rebuilds, written with [`exposition`].
+//!
+//! This module records and renders; it knows nothing of the application above it, so
+//! every layer may record into it.
 
-mod exposition;
-mod scrape;
+pub mod exposition;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::http::AppState;
-use crate::store::CommandError;
 
 const LATENCY_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -48,21 +48,9 @@ pub fn record_request(method: &str, route: &str, status: u16, elapsed: Duration)
     .record(elapsed.as_secs_f64());
 }
 
-pub fn record_command<T>(aggregate: &'static str, result: &Result<T, CommandError>) {
-    let outcome = match result {
-        Ok(_) => "accepted",
-        Err(CommandError::Domain(_)) => "rejected",
-        Err(CommandError::Conflict) => "conflict",
-        Err(CommandError::VersionMismatch { .. }) => "precondition_failed",
-        Err(CommandError::Unavailable(_)) => "unavailable",
-        Err(CommandError::Unexpected(_)) => "error",
-    };
+/// Counts one command by its aggregate and outcome (`accepted`, or
+/// [`crate::store::CommandError::outcome`]).
+pub fn record_command(aggregate: &'static str, outcome: &'static str) {
     metrics::counter!("board_commands_total", "aggregate" => aggregate, "outcome" => outcome)
         .increment(1);
-}
-
-/// Every metric: what this process recorded, then what the databases say now.
-pub async fn render(state: &AppState) -> String {
-    let fresh = scrape::render(state).await;
-    handle().render() + &fresh
 }

@@ -106,7 +106,10 @@ where
                     tracing::debug!(attempt, "lost a race; deciding again on the new state");
                 }
                 other => {
-                    crate::metrics::record_command(A::TYPE, &other);
+                    let outcome = other
+                        .as_ref()
+                        .map_or_else(CommandError::outcome, |_| "accepted");
+                    crate::metrics::record_command(A::TYPE, outcome);
                     return other;
                 }
             }

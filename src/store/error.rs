@@ -24,6 +24,19 @@ pub enum CommandError {
     Unexpected(#[source] BoxError),
 }
 
+impl CommandError {
+    /// The outcome as the `board_commands_total` metric names it.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Domain(_) => "rejected",
+            Self::Conflict => "conflict",
+            Self::VersionMismatch { .. } => "precondition_failed",
+            Self::Unavailable(_) => "unavailable",
+            Self::Unexpected(_) => "error",
+        }
+    }
+}
+
 impl From<AggregateError<DomainError>> for CommandError {
     fn from(err: AggregateError<DomainError>) -> Self {
         match err {

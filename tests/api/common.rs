@@ -14,8 +14,9 @@ use sqlx::PgPool;
 use tower::ServiceExt;
 use uuid::Uuid;
 
-use board::cli::{self, Cli};
-use board::http::{self, AppState};
+use board::app::App;
+use board::cli::Cli;
+use board::http;
 
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const PASSWORD: &str = "correct horse battery";
@@ -35,7 +36,7 @@ pub async fn fresh_database() -> String {
 
 pub struct TestApp {
     pub router: Router,
-    pub state: AppState,
+    pub state: App,
     pub pool: PgPool,
     pub mail_dir: PathBuf,
 }
@@ -76,9 +77,11 @@ impl TestApp {
         args.push("serve");
         let cli = Cli::try_parse_from(args).expect("test configuration parses");
         cli.config.validate().expect("test configuration is valid");
-        let state = cli::build_state(Arc::new(cli.config)).expect("application state");
+        let state = App::assemble(Arc::new(cli.config)).expect("application state");
         if migrate {
-            cli::migrate(&state.pool).await.expect("migrations apply");
+            board::app::migrate_event_store(&state.pool)
+                .await
+                .expect("migrations apply");
         }
         Self {
             router: http::app(state.clone()),

@@ -40,7 +40,7 @@ pub async fn fresh_read_database_on(server_url: &str) -> String {
         .await
         .expect("create a test read database (is `make services` up?)");
     let pool = MySqlPool::connect(&url).await.unwrap();
-    board::cli::migrate_read_models(&pool).await.unwrap();
+    board::app::migrate_read_models(&pool).await.unwrap();
     pool.close().await;
     url
 }
@@ -187,7 +187,7 @@ impl Pipeline {
 
     pub fn start_relay(&self) -> Running {
         let (stop, stopped) = watch::channel(false);
-        let relay = Relay::new(self.app.pool.clone(), self.app.state.config.kafka());
+        let relay = self.app.state.relay();
         Running {
             stop,
             _task: tokio::spawn(relay.run(stopped)),

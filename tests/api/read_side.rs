@@ -243,9 +243,7 @@ async fn commands_are_accepted_with_the_broker_and_mysql_down() {
     ])
     .await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let relay = tokio::spawn(
-        board::relay::Relay::new(app.pool.clone(), app.state.config.kafka()).run(stopped),
-    );
+    let relay = tokio::spawn(app.state.relay().run(stopped));
     let admin = app.admin().await;
     app.category(&admin, "Rust").await;
     app.get("/board/categories")

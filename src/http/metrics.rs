@@ -1,4 +1,5 @@
-//! The figures read fresh at each scrape: where the relay and the projectors are against
+//! `/metrics`: what this process recorded ([`crate::metrics`]), then the figures read
+//! fresh at each scrape: where the relay and the projectors are against
 //! the event store (the same figures `board projections status` prints), and the progress
 //! rebuilds publish to the read database.
 //!
@@ -22,8 +23,11 @@
 
 use std::time::Duration;
 
-use super::exposition::Gauge;
-use crate::http::AppState;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::App;
+use crate::metrics::exposition::Gauge;
 use crate::rebuild::RebuildRow;
 use crate::status::{PartitionState, PartitionStatus, RelayStatus, Status};
 
@@ -36,15 +40,29 @@ const REBUILD_TIMEOUT: Duration = Duration::from_secs(2);
 /// died without recording its end (kill -9, a lost host).
 const STALE_REBUILD: f64 = 30.0;
 
-pub async fn render(state: &AppState) -> String {
-    let (status, rebuilds) = tokio::join!(status(state), rebuilds(state));
-    let mut out = String::new();
-    write_lag(&mut out, status.as_ref());
-    write_rebuilds(&mut out, &rebuilds);
-    out
+/// Prometheus metrics, in the text exposition format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
+)]
+pub(super) async fn metrics(State(state): State<App>) -> Response {
+    let (status, rebuilds) = tokio::join!(status(&state), rebuilds(&state));
+    let mut body = crate::metrics::handle().render();
+    write_lag(&mut body, status.as_ref());
+    write_rebuilds(&mut body, &rebuilds);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
-async fn status(state: &AppState) -> Option<Status> {
+async fn status(state: &App) -> Option<Status> {
     let collect = crate::status::collect(
         &state.pool,
         &state.read_pool,
@@ -64,7 +82,7 @@ async fn status(state: &AppState) -> Option<Status> {
     }
 }
 
-async fn rebuilds(state: &AppState) -> Vec<RebuildRow> {
+async fn rebuilds(state: &App) -> Vec<RebuildRow> {
     let read = crate::rebuild::published_progress(&state.read_pool);
     match tokio::time::timeout(REBUILD_TIMEOUT, read).await {
         Ok(Ok(rows)) => rows,

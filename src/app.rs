@@ -1,0 +1,119 @@
+//! The application: its long-lived parts and how they are put together.
+//!
+//! [`App::assemble`] is the one place that turns a [`Config`] into connection pools, command
+//! buses, services and clients. `board serve`, every other `board` command, the tests and
+//! the benchmarks all start here, so none of them can wire the system differently from
+//! production. Connections open lazily: a process starts (and serves what it can) while a
+//! database is away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::mysql::MySqlPoolOptions;
+use sqlx::{MySqlPool, PgPool};
+
+use crate::accounts::AccountService;
+use crate::auth::tokens::TokenIssuer;
+use crate::config::Config;
+use crate::kafka::BrokerProbe;
+use crate::limits::RateLimiter;
+use crate::mail::Mailer;
+use crate::projector::Projector;
+use crate::relay::Relay;
+use crate::store::{self, CommandBuses};
+
+/// How long a request waits for a pooled MySQL connection before it is answered 503.
+const READ_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Everything a request handler or a command may need; cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    pub config: Arc<Config>,
+    /// The event store (PostgreSQL): commands.
+    pub pool: PgPool,
+    /// The read models (MySQL): queries.
+    pub read_pool: MySqlPool,
+    pub buses: Arc<CommandBuses>,
+    pub accounts: Arc<AccountService>,
+    pub tokens: TokenIssuer,
+    /// Per-client limits on `/auth` and `/signup`.
+    pub auth_limiter: Arc<RateLimiter>,
+    /// The one client that asks the broker for readiness, status and `/metrics`.
+    pub broker: Arc<BrokerProbe>,
+}
+
+impl App {
+    /// Builds every part from configuration, without connecting yet.
+    pub fn assemble(config: Arc<Config>) -> anyhow::Result<Self> {
+        crate::metrics::handle();
+        let pool = store::connect_lazy(config.database_url.expose(), config.event_store_pool_size)
+            .context("the event store's address (DATABASE_URL)")?;
+        let read_pool = connect_read_models(&config, config.read_pool_size)?;
+        let buses = Arc::new(CommandBuses::new(pool.clone()));
+        let tokens = TokenIssuer::new(
+            config.signing_secret(),
+            config.access_token_ttl,
+            config.refresh_token_ttl,
+        );
+        let mailer = Mailer::from_config(&config)?;
+        let accounts = Arc::new(AccountService::new(
+            pool.clone(),
+            buses.clone(),
+            tokens.clone(),
+            mailer,
+            config.clone(),
+        ));
+        Ok(Self {
+            auth_limiter: Arc::new(RateLimiter::new(config.auth_rate_per_minute)),
+            broker: Arc::new(BrokerProbe::new(&config.kafka())),
+            config,
+            pool,
+            read_pool,
+            buses,
+            accounts,
+            tokens,
+        })
+    }
+
+    /// The relay publishing this application's event store to its topic.
+    pub fn relay(&self) -> Relay {
+        Relay::new(self.pool.clone(), self.config.kafka())
+    }
+
+    /// A projector of this application's group. It gets a pool of its own, so that
+    /// queries (which may wait on `Event-Position`) can never starve the projector they
+    /// are waiting for.
+    pub fn projector(&self) -> anyhow::Result<Projector> {
+        Ok(Projector::new(
+            connect_read_models(&self.config, self.config.projector_pool_size)?,
+            self.pool.clone(),
+            self.config.kafka(),
+            self.config.projector_group.clone(),
+        ))
+    }
+}
+
+fn connect_read_models(config: &Config, max_connections: u32) -> anyhow::Result<MySqlPool> {
+    MySqlPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(READ_ACQUIRE_TIMEOUT)
+        .connect_lazy(config.read_database_url.expose())
+        .context("the read models' address (READ_DATABASE_URL)")
+}
+
+/// Applies the event store's pending migrations (PostgreSQL).
+pub async fn migrate_event_store(pool: &PgPool) -> anyhow::Result<()> {
+    store::MIGRATOR
+        .run(pool)
+        .await
+        .context("migrating the event store (PostgreSQL)")
+}
+
+/// Applies the read models' pending migrations (MySQL).
+pub async fn migrate_read_models(pool: &MySqlPool) -> anyhow::Result<()> {
+    ::projections::MIGRATOR
+        .run(pool)
+        .await
+        .context("migrating the read models (MySQL)")
+}
