@@ -30,7 +30,7 @@ use rdkafka::producer::FutureRecord;
 use serde_json::{json, Value};
 
 use board::kafka;
-use board::relay::envelope;
+use board::kafka::envelope;
 use board::store::reader::{self, Checkpoint};
 use support::kafka_leg::{
     at_rest, burst, load, plain_consume, projector_drain, relay_backlog, steady_load, CLIENTS,

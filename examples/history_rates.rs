@@ -21,10 +21,6 @@ use board::history::{self, Format};
 use board::rebuild::{self, RebuildOutcome};
 use board::store::reader::Filter;
 
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
-
 struct Row {
     aggregate_type: &'static str,
     aggregate_id: String,
@@ -135,22 +131,9 @@ fn line(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let total: usize = std::env::args().nth(1).map_or(Ok(100_000), |n| n.parse())?;
-    let pg_url = board::databases::scratch_postgres(
-        &env_or(
-            "TEST_DATABASE_URL",
-            "postgres://board:board@127.0.0.1:5432/postgres",
-        ),
-        "board_bench",
-    )
-    .await?;
-    let read_url = board::databases::scratch_mysql(
-        &env_or(
-            "TEST_READ_DATABASE_URL",
-            "mysql://board:board@127.0.0.1:3306",
-        ),
-        "board_bench",
-    )
-    .await?;
+    let pg_url =
+        testkit::scratch::scratch_postgres(&testkit::postgres_server(), "board_bench").await?;
+    let read_url = testkit::scratch::scratch_mysql(&testkit::mysql_server(), "board_bench").await?;
     let pg = PgPool::connect(&pg_url).await?;
     let mysql = MySqlPool::connect(&read_url).await?;
     board::app::migrate_event_store(&pg).await?;

@@ -210,7 +210,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// A value that must never be printed: `Debug` and `Display` show `***`.
+/// A value that must never be printed: `Debug` shows `***`, and there is deliberately no
+/// `Display`, so a secret cannot slip into a message; read it with [`Secret::expose`].
 #[derive(Clone)]
 pub struct Secret(String);
 

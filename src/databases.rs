@@ -1,31 +1,10 @@
-//! Creating and naming databases.
+//! Facts about database connections, and creating and naming databases.
 //!
-//! Scratch databases for tests and benchmarks: each run gets new, empty databases on the
-//! configured servers, named `<prefix>_<unix time>_<random>`. Ones left behind by runs
-//! older than two hours are dropped on the way, so aborted runs do not pile up.
+//! [`is_unavailable`] tells "the database is away" from "the database refused what we
+//! asked", for PostgreSQL and MySQL alike: the first is a 503 and worth retrying, the
+//! second a bug.
+//!
 //! Rebuilds use [`with_database`] to name shadow databases beside the live one.
-
-use sqlx::{Connection, MySqlConnection, PgConnection};
-use uuid::Uuid;
-
-const STALE_AFTER_SECS: i64 = 7_200;
-
-fn fresh_name(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}_{}",
-        chrono::Utc::now().timestamp(),
-        &Uuid::new_v4().simple().to_string()[..12]
-    )
-}
-
-/// True for a scratch database of `prefix` created more than two hours ago.
-fn is_stale(name: &str, prefix: &str) -> bool {
-    let created = name
-        .strip_prefix(prefix)
-        .and_then(|rest| rest.trim_start_matches('_').split('_').next())
-        .and_then(|t| t.parse::<i64>().ok());
-    created.is_some_and(|t| t < chrono::Utc::now().timestamp() - STALE_AFTER_SECS)
-}
 
 /// `url` with its database replaced by `name` (or added, for a server-level URL).
 pub fn with_database(url: &str, name: &str) -> String {
@@ -55,45 +34,22 @@ fn url_for(server_url: &str, name: &str) -> String {
     format!("{base}/{name}")
 }
 
-/// A new PostgreSQL database on the server of `server_url`; returns its URL.
-pub async fn scratch_postgres(server_url: &str, prefix: &str) -> Result<String, sqlx::Error> {
-    let mut admin = PgConnection::connect(server_url).await?;
-    let names: Vec<String> =
-        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE $1 || '\\_%'")
-            .bind(prefix)
-            .fetch_all(&mut admin)
-            .await?;
-    for name in names.iter().filter(|n| is_stale(n, prefix)) {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut admin)
-            .await;
+/// True when the database could not be reached or refused to work for now, as opposed to
+/// rejecting what we asked of it.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 57P01..57P03: shutting down or starting up;
+            // 53300: too many connections. (PostgreSQL and MySQL codes alike.)
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
+        }),
+        _ => false,
     }
-    let name = fresh_name(prefix);
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await?;
-    Ok(url_for(server_url, &name))
-}
-
-/// A new MySQL database on the server of `server_url`; returns its URL.
-pub async fn scratch_mysql(server_url: &str, prefix: &str) -> Result<String, sqlx::Error> {
-    let mut admin = MySqlConnection::connect(server_url).await?;
-    let names: Vec<String> = sqlx::query_scalar(
-        "SELECT CAST(schema_name AS CHAR) FROM information_schema.schemata WHERE schema_name LIKE CONCAT(?, '\\_%')",
-    )
-    .bind(prefix)
-    .fetch_all(&mut admin)
-    .await?;
-    for name in names.iter().filter(|n| is_stale(n, prefix)) {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
-            .execute(&mut admin)
-            .await;
-    }
-    let name = fresh_name(prefix);
-    sqlx::query(&format!("CREATE DATABASE {name} CHARACTER SET utf8mb4"))
-        .execute(&mut admin)
-        .await?;
-    Ok(url_for(server_url, &name))
 }
 
 #[cfg(test)]
@@ -125,13 +81,5 @@ mod tests {
             "mysql://u:p@127.0.0.1:3306/board_read__rebuild?ssl-mode=disabled"
         );
         assert_eq!(database_name("mysql://u:p@127.0.0.1:3306"), None);
-    }
-
-    #[test]
-    fn only_old_scratch_databases_are_stale() {
-        assert!(is_stale("board_test_1000_abc", "board_test"));
-        let now = chrono::Utc::now().timestamp();
-        assert!(!is_stale(&format!("board_test_{now}_abc"), "board_test"));
-        assert!(!is_stale("board_read", "board_test"));
     }
 }

@@ -15,9 +15,9 @@ use aggregates::account::Account;
 use aggregates::category::Category;
 use aggregates::comment::Comment;
 use aggregates::post::Post;
+use aggregates::AggregateKind;
 
-use crate::kafka::{self, KafkaSettings};
-use crate::relay::{envelope, publish};
+use crate::kafka::{self, envelope, publish, KafkaSettings};
 use crate::store::reader::{self, Checkpoint, Filter, RecordedEvent};
 
 const PAGE: i64 = 1_000;
@@ -185,14 +185,11 @@ pub async fn show(
         !events.is_empty(),
         "no {aggregate_type} {id} (at that point)"
     );
-    let state = match aggregate_type {
-        "account" => fold::<Account>(&events)?,
-        "category" => fold::<Category>(&events)?,
-        "post" => fold::<Post>(&events)?,
-        "comment" => fold::<Comment>(&events)?,
-        other => {
-            anyhow::bail!("unknown aggregate type `{other}` (account, category, post, comment)")
-        }
+    let state = match aggregate_type.parse::<AggregateKind>()? {
+        AggregateKind::Account => fold::<Account>(&events)?,
+        AggregateKind::Category => fold::<Category>(&events)?,
+        AggregateKind::Post => fold::<Post>(&events)?,
+        AggregateKind::Comment => fold::<Comment>(&events)?,
     };
     let envelopes: Vec<Value> = events.iter().map(|e| json!(envelope(e))).collect();
     Ok(json!({

@@ -37,4 +37,5 @@ pub mod rebuild;
 pub mod relay;
 pub mod status;
 pub mod store;
+pub mod supervise;
 pub mod telemetry;

@@ -32,9 +32,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 use projections::projector::{self, BatchError, Gap, READ_MODELS};
 use projections::Envelope;
 
-use crate::kafka::{self, BrokerProbe, KafkaSettings};
-use crate::relay::{envelope, RELAYED_CHANNEL};
+use crate::kafka::{self, envelope, BrokerProbe, KafkaSettings};
+use crate::relay::RELAYED_CHANNEL;
 use crate::store::reader;
+use crate::supervise::{until_shutdown, Supervised};
 use idle::{Action, Idle};
 use leases::Leases;
 
@@ -66,6 +67,25 @@ pub struct Projector {
     member: String,
 }
 
+/// A projector at work: its leases live as long as [`Projector::run`], across the
+/// restarts of its consumer.
+struct Member<'a> {
+    projector: &'a Projector,
+    leases: Leases,
+}
+
+impl Supervised for Member<'_> {
+    const PART: &'static str = "projector";
+    const PAUSE: Duration = RETRY_PAUSE;
+
+    fn work(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send {
+        self.projector.consume(&mut self.leases, shutdown)
+    }
+}
+
 impl Projector {
     pub fn new(pool: MySqlPool, store: PgPool, settings: KafkaSettings, group: String) -> Self {
         // The process id alone could come back after a restart (pid 1 in a container).
@@ -80,6 +100,12 @@ impl Projector {
         }
     }
 
+    /// Joins the projector group `group` instead of the configured one.
+    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+
     /// Names this member in its leases and in `projection_progress`.
     pub fn with_member(mut self, member: impl Into<String>) -> Self {
         self.member = member.into();
@@ -89,28 +115,19 @@ impl Projector {
     /// Runs until `shutdown` turns true. Shutdown interrupts whatever is in flight: an
     /// uncommitted batch rolls back and is redelivered, which changes nothing. Leases are
     /// given back on the way out, so another member takes over at once.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut leases = Leases::new(
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        let leases = Leases::new(
             self.pool.clone(),
             &self.group,
             &self.settings.topic,
             &self.member,
         );
-        while !*shutdown.borrow() {
-            let mut watching = shutdown.clone();
-            let result = tokio::select! {
-                result = self.consume(&mut leases, &mut watching) => result,
-                _ = shutdown.changed() => Ok(()),
-            };
-            if let Err(error) = result {
-                tracing::warn!(error = %format!("{error:#}"), "projector interrupted; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(RETRY_PAUSE) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
-        }
-        if let Err(error) = leases.release_all().await {
+        let mut member = Member {
+            projector: &self,
+            leases,
+        };
+        until_shutdown(&mut member, shutdown).await;
+        if let Err(error) = member.leases.release_all().await {
             tracing::warn!(%error, "could not give the partition leases back; they expire");
         }
         tracing::info!("projector stopped");

@@ -30,7 +30,7 @@ use projections::projector::{self, BatchError};
 use projections::snapshot;
 
 use crate::databases::{database_name, with_database};
-use crate::relay::envelope;
+use crate::kafka::envelope;
 use crate::store::reader::{self, Checkpoint};
 
 pub use published::{read as published_progress, RebuildRow};

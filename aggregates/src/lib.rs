@@ -13,12 +13,14 @@ pub mod actor;
 pub mod category;
 pub mod comment;
 mod error;
+pub mod kind;
 pub mod lookup;
 pub mod post;
 pub mod rules;
 
 pub use actor::{Actor, Role};
 pub use error::{DomainError, FieldError};
+pub use kind::AggregateKind;
 
 /// Every event type starts at this version; an upcaster raises older ones (see `board`'s
 /// event store module).

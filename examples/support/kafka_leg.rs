@@ -16,7 +16,6 @@ use tokio::task::JoinHandle;
 
 use board::kafka::{self, KafkaSettings};
 use board::projector::Projector;
-use board::relay::Relay;
 
 use super::Stack;
 

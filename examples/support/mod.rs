@@ -5,26 +5,15 @@
 
 pub mod kafka_leg;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::{to_bytes, Body};
 use axum::http::Request;
-use clap::Parser;
 use serde_json::{json, Value};
 use sqlx::MySqlPool;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
 use board::app::App;
-use board::cli::Cli;
-use board::projector::Projector;
-use board::relay::Relay;
-
-pub fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_string())
-}
 
 pub struct Stack {
     pub app: axum::Router,
@@ -34,8 +23,8 @@ pub struct Stack {
     pub topic: String,
     pub token: String,
     pub category: String,
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The relay and the projector, as started.
+    parts: Vec<testkit::Running>,
 }
 
 impl Stack {
@@ -46,55 +35,26 @@ impl Stack {
         if std::env::var_os("RUST_LOG").is_some() {
             board::telemetry::init(board::config::LogFormat::Text);
         }
-        let pg_server = env_or(
-            "TEST_DATABASE_URL",
-            "postgres://board:board@127.0.0.1:5432/postgres",
-        );
-        let mysql_server = env_or(
-            "TEST_READ_DATABASE_URL",
-            "mysql://board:board@127.0.0.1:3306",
-        );
-        let database_url = board::databases::scratch_postgres(&pg_server, "board_bench").await?;
-        let read_url = board::databases::scratch_mysql(&mysql_server, "board_bench").await?;
-        let topic = format!("board-bench-{}", uuid::Uuid::new_v4().simple());
-        let mail_dir =
-            std::env::temp_dir().join(format!("board-bench-mail-{}", uuid::Uuid::new_v4()));
-        let mail_dir = mail_dir.display().to_string();
-        let brokers = env_or("KAFKA_BROKERS", "127.0.0.1:9092");
-        let cli = Cli::try_parse_from([
-            "board",
-            "--database-url",
-            &database_url,
-            "--read-database-url",
-            &read_url,
-            "--kafka-brokers",
-            &brokers,
-            "--kafka-topic",
-            &topic,
-            "--kafka-partitions",
-            "3",
-            "--projector-group",
-            &topic,
-            "--mail-dir",
-            &mail_dir,
-            "--admin-emails",
-            "bench@example.com",
-            "--auth-rate-per-minute",
-            "100000",
-            "serve",
-        ])?;
-        let state = App::assemble(Arc::new(cli.config))?;
-        board::app::migrate_event_store(&state.pool).await?;
-        board::app::migrate_read_models(&state.read_pool).await?;
-        let (stop, stopped) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let built = testkit::Stack::for_benchmarks()
+            .fresh_read_models()
+            .scratch_topic(&testkit::brokers(), 3)
+            .admin_email("bench@example.com")
+            .build()
+            .await?;
+        board::app::migrate_read_models(&built.app.read_pool).await?;
+        let mut parts = Vec::new();
         if relay {
-            tasks.push(tokio::spawn(state.relay().run(stopped.clone())));
+            parts.push(built.start_relay());
         }
         if projector {
-            // As `board serve` runs it, with a pool of its own.
-            tasks.push(tokio::spawn(state.projector()?.run(stopped)));
+            parts.push(built.start_projector()?);
         }
+        let (state, read_url, topic, mail_dir) = (
+            built.app.clone(),
+            built.read_url.clone(),
+            built.topic.clone(),
+            built.mail_dir.clone(),
+        );
         let app = board::http::app(state.clone());
         let (status, _) = call(&app, "POST", "/signup", None,
             json!({"email": "bench@example.com", "password": "benchmark password", "nickname": "bench"})).await;
@@ -147,8 +107,7 @@ impl Stack {
             topic,
             token,
             category,
-            stop,
-            tasks,
+            parts,
         })
     }
 
@@ -182,9 +141,8 @@ impl Stack {
     }
 
     pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        for task in self.tasks {
-            let _ = task.await;
+        for part in self.parts {
+            part.stop().await;
         }
     }
 }

@@ -11,7 +11,7 @@ pub mod queries;
 pub mod snapshot;
 
 pub use envelope::Envelope;
-pub use error::ProjectionError;
+pub use error::{ProjectionError, ReadError};
 
 /// The MySQL migrations, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/mysql");

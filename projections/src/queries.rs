@@ -10,6 +10,10 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, MySqlPool};
 use uuid::Uuid;
 
+use aggregates::AggregateKind;
+
+use crate::ReadError;
+
 #[derive(Debug, Clone, FromRow)]
 pub struct CategoryRow {
     pub category_id: String,
@@ -61,7 +65,7 @@ pub fn decode_cursor(cursor: &str) -> Option<String> {
     Uuid::parse_str(&id).ok().map(|u| u.to_string())
 }
 
-pub async fn categories(pool: &MySqlPool) -> Result<Vec<CategoryRow>, sqlx::Error> {
+pub async fn categories(pool: &MySqlPool) -> Result<Vec<CategoryRow>, ReadError> {
     sqlx::query_as(
         "SELECT category_id, name, COALESCE(description, '') AS description, post_count, created_at
            FROM categories_view
@@ -70,9 +74,10 @@ pub async fn categories(pool: &MySqlPool) -> Result<Vec<CategoryRow>, sqlx::Erro
     )
     .fetch_all(pool)
     .await
+    .map_err(ReadError)
 }
 
-pub async fn category_exists(pool: &MySqlPool, category_id: Uuid) -> Result<bool, sqlx::Error> {
+pub async fn category_exists(pool: &MySqlPool, category_id: Uuid) -> Result<bool, ReadError> {
     let found: Option<i32> = sqlx::query_scalar(
         "SELECT 1 FROM categories_view WHERE category_id = ? AND created_at IS NOT NULL",
     )
@@ -92,7 +97,7 @@ pub async fn posts_in_category(
     category_id: Uuid,
     after: Option<&str>,
     size: u32,
-) -> Result<Page<PostRow>, sqlx::Error> {
+) -> Result<Page<PostRow>, ReadError> {
     // One extra row tells whether there is a next page.
     let rows: Vec<PostRow> = sqlx::query_as(&format!(
         "SELECT {POST_COLUMNS}
@@ -111,7 +116,7 @@ pub async fn posts_in_category(
 }
 
 /// A live post, with its content.
-pub async fn post(pool: &MySqlPool, post_id: Uuid) -> Result<Option<PostRow>, sqlx::Error> {
+pub async fn post(pool: &MySqlPool, post_id: Uuid) -> Result<Option<PostRow>, ReadError> {
     sqlx::query_as(&format!(
         "SELECT {POST_COLUMNS}
           WHERE p.post_id = ? AND p.deleted = FALSE AND p.created_at IS NOT NULL"
@@ -119,6 +124,7 @@ pub async fn post(pool: &MySqlPool, post_id: Uuid) -> Result<Option<PostRow>, sq
     .bind(post_id.to_string())
     .fetch_optional(pool)
     .await
+    .map_err(ReadError)
 }
 
 /// A post's live comments, oldest first.
@@ -127,7 +133,7 @@ pub async fn comments(
     post_id: Uuid,
     after: Option<&str>,
     size: u32,
-) -> Result<Page<CommentRow>, sqlx::Error> {
+) -> Result<Page<CommentRow>, ReadError> {
     let rows: Vec<CommentRow> = sqlx::query_as(
         "SELECT c.comment_id, c.post_id, c.content, c.author_id, a.nickname, c.created_at
            FROM comments_view c LEFT JOIN accounts_view a ON a.account_id = c.author_id
@@ -165,13 +171,15 @@ pub async fn applied_version(
     pool: &MySqlPool,
     aggregate_type: &str,
     aggregate_id: &str,
-) -> Result<Option<i64>, sqlx::Error> {
-    let (table, key) = match aggregate_type {
-        "account" => ("accounts_view", "account_id"),
-        "category" => ("categories_view", "category_id"),
-        "post" => ("posts_view", "post_id"),
-        "comment" => ("comments_view", "comment_id"),
-        _ => return Ok(None),
+) -> Result<Option<i64>, ReadError> {
+    let Ok(kind) = aggregate_type.parse::<AggregateKind>() else {
+        return Ok(None);
+    };
+    let (table, key) = match kind {
+        AggregateKind::Account => ("accounts_view", "account_id"),
+        AggregateKind::Category => ("categories_view", "category_id"),
+        AggregateKind::Post => ("posts_view", "post_id"),
+        AggregateKind::Comment => ("comments_view", "comment_id"),
     };
     let version: Option<i64> =
         sqlx::query_scalar(&format!("SELECT version FROM {table} WHERE {key} = ?"))

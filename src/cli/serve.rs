@@ -11,8 +11,8 @@ use tokio::task::JoinSet;
 use super::Component;
 use crate::app::{migrate_event_store, migrate_read_models, App};
 use crate::config::Config;
+use crate::databases::is_unavailable;
 use crate::http;
-use crate::store;
 
 /// Migrates, then runs the chosen components until a shutdown signal. In-flight requests
 /// finish; the relay and the projector stop between batches.
@@ -85,12 +85,12 @@ where
     F: Fn() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
 {
-    let unavailable = error
-        .chain()
-        .any(|cause| cause.downcast_ref::<sqlx::Error>().is_some_and(store::is_unavailable)
+    let unavailable = error.chain().any(|cause| {
+        cause.downcast_ref::<sqlx::Error>().is_some_and(is_unavailable)
             || cause.downcast_ref::<sqlx::migrate::MigrateError>().is_some_and(|e| {
-                matches!(e, sqlx::migrate::MigrateError::Execute(inner) if store::is_unavailable(inner))
-            }));
+                matches!(e, sqlx::migrate::MigrateError::Execute(inner) if is_unavailable(inner))
+            })
+    });
     if !unavailable {
         return Err(error);
     }

@@ -139,7 +139,8 @@ pub(super) async fn create_category(
                 // on a fresh id, so look at who holds the name.
                 Err(CommandError::Conflict)
                     if store::claim_holder(&state.pool, ClaimKind::CategoryName, name.trim())
-                        .await?
+                        .await
+                        .map_err(ApiError::event_store)?
                         .is_some_and(|holder| holder != category_id.to_string()) =>
                 {
                     Err(ApiError::conflict(
@@ -267,8 +268,12 @@ pub(super) async fn edit_post(
         .await?;
     let post = outcome.state;
     let (author, _) = state.buses.accounts.load(post.author_id).await?;
-    let (created_at, updated_at) = store::recorded_span(&state.pool, "post", post_id).await?;
-    let comment_count = store::live_comment_count(&state.pool, post_id).await?;
+    let (created_at, updated_at) = store::recorded_span(&state.pool, "post", post_id)
+        .await
+        .map_err(ApiError::event_store)?;
+    let comment_count = store::live_comment_count(&state.pool, post_id)
+        .await
+        .map_err(ApiError::event_store)?;
     let body = Post {
         summary: PostSummary {
             post_id: post_id.to_string(),

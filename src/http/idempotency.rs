@@ -101,9 +101,10 @@ impl<'a> IdempotentRequest<'a> {
         .bind(&self.fingerprint)
         .bind(Uuid::now_v7())
         .execute(pool)
-        .await?;
+        .await
+        .map_err(ApiError::event_store)?;
         // Held until the response is saved: a concurrent retry waits here for it.
-        let mut lock = pool.begin().await?;
+        let mut lock = pool.begin().await.map_err(ApiError::event_store)?;
         let resource_id = match self.earlier(&mut lock, key).await? {
             Earlier::Answered(response) => return Ok(response),
             Earlier::Unanswered(id) => id,
@@ -113,7 +114,7 @@ impl<'a> IdempotentRequest<'a> {
             return Ok(response);
         }
         let response = self.save(&mut lock, key, response).await?;
-        lock.commit().await?;
+        lock.commit().await.map_err(ApiError::event_store)?;
         Ok(response)
     }
 
@@ -133,7 +134,8 @@ impl<'a> IdempotentRequest<'a> {
         .bind(&self.scope)
         .bind(key)
         .fetch_one(&mut *conn)
-        .await?;
+        .await
+        .map_err(ApiError::event_store)?;
         if fingerprint != self.fingerprint {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -191,7 +193,8 @@ impl<'a> IdempotentRequest<'a> {
         .bind(serde_json::Value::Object(kept))
         .bind(body.as_ref())
         .execute(&mut *conn)
-        .await?;
+        .await
+        .map_err(ApiError::event_store)?;
         Ok(Response::from_parts(parts, Body::from(body)))
     }
 }

@@ -1,7 +1,9 @@
 //! The one HTTP error type: every failure becomes an RFC 9457 problem document.
 //!
-//! Domain and store errors map to a status here and nowhere else. A 500 carries no cause
-//! to the client; the cause is logged with its whole chain.
+//! Domain, event-store and read-model errors map to a status here and nowhere else. A
+//! 5xx carries no cause to the client; the cause travels inside the [`ApiError`] and is
+//! logged once, with its whole chain, when the response is made ([`IntoResponse`]): as
+//! an error for a 500 (a bug to look at), as a warning for a 503 (a dependency is away).
 
 use std::collections::BTreeMap;
 
@@ -13,7 +15,9 @@ use aggregates::{DomainError, FieldError};
 use super::schema::Problem;
 use crate::accounts::AccountError;
 use crate::auth::tokens::TokenError;
+use crate::databases::is_unavailable;
 use crate::store::CommandError;
+use projections::ReadError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -24,6 +28,9 @@ pub struct ApiError {
     detail: String,
     errors: Option<BTreeMap<String, Vec<String>>>,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// What went wrong behind a 5xx, for the log only. Boxed: it is rare, and every
+    /// `Result<_, ApiError>` carries the room for it.
+    cause: Option<Box<str>>,
 }
 
 impl ApiError {
@@ -34,6 +41,7 @@ impl ApiError {
             detail: detail.into(),
             errors: None,
             headers: Vec::new(),
+            cause: None,
         }
     }
 
@@ -81,8 +89,18 @@ impl ApiError {
             .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
     }
 
-    /// 500: logs `cause` with its chain; the client learns only that it was our fault.
+    /// 500: the client learns only that it was our fault; `cause` is logged.
     pub fn internal(cause: &(dyn std::error::Error + 'static)) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "an unexpected error occurred; it has been logged",
+        )
+        .caused_by(cause)
+    }
+
+    /// Keeps `cause`, with its chain, for the log line written with the response.
+    fn caused_by(mut self, cause: &(dyn std::error::Error + 'static)) -> Self {
         let mut chain = cause.to_string();
         let mut source = cause.source();
         while let Some(inner) = source {
@@ -90,12 +108,8 @@ impl ApiError {
             chain.push_str(&inner.to_string());
             source = inner.source();
         }
-        tracing::error!(error = %chain, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "an unexpected error occurred; it has been logged",
-        )
+        self.cause = Some(chain.into_boxed_str());
+        self
     }
 
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
@@ -106,6 +120,13 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let Some(cause) = &self.cause {
+            if self.status.is_server_error() && self.status != StatusCode::SERVICE_UNAVAILABLE {
+                tracing::error!(status = self.status.as_u16(), error = %cause, "internal error");
+            } else {
+                tracing::warn!(status = self.status.as_u16(), error = %cause, "{}", self.detail);
+            }
+        }
         let body = Problem {
             kind: format!("urn:board:problem:{}", self.slug),
             title: self
@@ -152,8 +173,8 @@ impl From<DomainError> for ApiError {
                 Self::forbidden("only accounts with a verified email may do this")
             }
             DomainError::LookupFailed(cause) => {
-                tracing::warn!(%cause, "lookup in the event store failed");
-                Self::unavailable("the event store is unavailable")
+                let cause = std::io::Error::other(cause);
+                Self::unavailable("the event store is unavailable").caused_by(&cause)
             }
         }
     }
@@ -173,8 +194,8 @@ impl From<CommandError> for ApiError {
                 Self::conflict("the resource was modified concurrently; reload it and try again")
             }
             CommandError::Unavailable(cause) => {
-                tracing::warn!(error = %cause, "event store unavailable");
                 Self::unavailable("the event store is unavailable; try again shortly")
+                    .caused_by(&*cause)
             }
             CommandError::Unexpected(cause) => Self::internal(&*cause),
         }
@@ -208,8 +229,22 @@ impl From<AccountError> for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(err: sqlx::Error) -> Self {
+impl ApiError {
+    /// A query on the event store's database (PostgreSQL) failed: 503 while it is away,
+    /// 500 otherwise, as for a command.
+    pub fn event_store(err: sqlx::Error) -> Self {
         CommandError::from(err).into()
+    }
+}
+
+/// A read-model query: a MySQL outage is the read models being away (503), never the
+/// event store's.
+impl From<ReadError> for ApiError {
+    fn from(err: ReadError) -> Self {
+        if is_unavailable(&err.0) {
+            Self::unavailable("the read models are unavailable; try again shortly").caused_by(&err)
+        } else {
+            Self::internal(&err)
+        }
     }
 }

@@ -16,17 +16,13 @@ mod leader;
 
 use std::time::Duration;
 
-use anyhow::Context;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::watch;
 
-use projections::Envelope;
-
-use crate::kafka::{self, KafkaSettings};
-use crate::store::reader::{self, RecordedEvent};
+use crate::kafka::{self, publish, KafkaSettings};
+use crate::store::reader;
+use crate::supervise::{until_shutdown, Supervised};
 
 /// The channel of the relay's "published" notification; its payload is the topic.
 pub const RELAYED_CHANNEL: &str = "board_relayed";
@@ -56,21 +52,8 @@ impl Relay {
     /// Runs until `shutdown` turns true, through broker and database outages. Shutdown
     /// interrupts whatever is in flight: an unacknowledged batch is simply published again
     /// by the next relay.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        while !*shutdown.borrow() {
-            let mut watching = shutdown.clone();
-            let result = tokio::select! {
-                result = self.lead(&mut watching) => result,
-                _ = shutdown.changed() => Ok(()),
-            };
-            if let Err(error) = result {
-                tracing::warn!(error = %format!("{error:#}"), "relay interrupted; retrying");
-                tokio::select! {
-                    () = tokio::time::sleep(RETRY_PAUSE) => {}
-                    _ = shutdown.changed() => {}
-                }
-            }
-        }
+    pub async fn run(mut self, shutdown: watch::Receiver<bool>) {
+        until_shutdown(&mut self, shutdown).await;
         tracing::info!("relay stopped");
     }
 
@@ -124,6 +107,18 @@ impl Relay {
     }
 }
 
+impl Supervised for Relay {
+    const PART: &'static str = "relay";
+    const PAUSE: Duration = RETRY_PAUSE;
+
+    fn work(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send {
+        self.lead(shutdown)
+    }
+}
+
 /// The global order rests on this server's transaction ids. After a logical dump and
 /// restore into another server, restored events can carry ids above the new server's
 /// counter: they would stay unreadable until the counter passed them, while newer events
@@ -141,77 +136,4 @@ async fn check_transaction_ids(pool: &PgPool) -> anyhow::Result<()> {
          another server?): advance it (pg_resetwal -x) before relaying"
     );
     Ok(())
-}
-
-/// Publishes `events` in order and returns once the broker acknowledged every one.
-pub async fn publish(
-    producer: &FutureProducer,
-    topic: &str,
-    events: &[RecordedEvent],
-) -> anyhow::Result<()> {
-    let mut deliveries = Vec::with_capacity(events.len());
-    for event in events {
-        let envelope = envelope(event);
-        let body = serde_json::to_vec(&envelope)?;
-        let mut headers = OwnedHeaders::new().insert(Header {
-            key: "eventType",
-            value: Some(event.event_type.as_str()),
-        });
-        if let Some(request_id) = event.metadata.get("requestId").and_then(|v| v.as_str()) {
-            headers = headers.insert(Header {
-                key: "requestId",
-                value: Some(request_id),
-            });
-        }
-        // Enqueued in global order; the idempotent producer keeps that order per partition.
-        loop {
-            let record = FutureRecord::to(topic)
-                .key(event.aggregate_id.as_str())
-                .payload(&body)
-                .headers(headers.clone());
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    deliveries.push(delivery);
-                    break;
-                }
-                Err((error, _)) if is_queue_full(&error) => {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                Err((error, _)) => return Err(error).context("enqueuing an event"),
-            }
-        }
-    }
-    for delivery in deliveries {
-        delivery
-            .await
-            .context("the producer went away")?
-            .map_err(|(error, _)| error)
-            .context("the broker did not acknowledge an event")?;
-    }
-    Ok(())
-}
-
-fn is_queue_full(error: &rdkafka::error::KafkaError) -> bool {
-    error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
-}
-
-/// The Kafka envelope of a stored event.
-pub fn envelope(event: &RecordedEvent) -> Envelope {
-    Envelope {
-        event_id: Envelope::event_id_for(
-            &event.aggregate_type,
-            &event.aggregate_id,
-            event.sequence,
-        ),
-        global_position: event.checkpoint.global_position,
-        transaction_id: event.checkpoint.transaction_id,
-        aggregate_type: event.aggregate_type.clone(),
-        aggregate_id: event.aggregate_id.clone(),
-        sequence: event.sequence,
-        event_type: event.event_type.clone(),
-        event_version: event.event_version.clone(),
-        recorded_at: event.recorded_at,
-        payload: Envelope::untag(&event.event_type, event.payload.clone()),
-        metadata: event.metadata.clone(),
-    }
 }

@@ -6,6 +6,8 @@ use thiserror::Error;
 
 use aggregates::DomainError;
 
+use crate::databases::is_unavailable;
+
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 #[derive(Debug, Error)]
@@ -66,22 +68,4 @@ impl From<sqlx::Error> for CommandError {
 fn is_unavailable_boxed(err: &(dyn std::error::Error + 'static)) -> bool {
     err.downcast_ref::<sqlx::Error>()
         .is_some_and(is_unavailable)
-}
-
-/// True when the database could not be reached or refused to work for now, as opposed to
-/// rejecting what we asked of it.
-pub fn is_unavailable(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08: connection exception; 57P01..57P03: shutting down or starting up;
-            // 53300: too many connections. (PostgreSQL and MySQL codes alike.)
-            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "53300")
-        }),
-        _ => false,
-    }
 }

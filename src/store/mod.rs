@@ -13,7 +13,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 pub use command_bus::{CommandBus, CommandBuses, CommandOutcome, Metadata};
-pub use error::{is_unavailable, CommandError};
+pub use error::CommandError;
 pub use lookup::EventStoreLookup;
 
 /// The PostgreSQL migrations, embedded in the binary.

@@ -2,43 +2,31 @@
 //! called through its router without a socket, plus helpers that read as the client flow.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::Router;
 use base64::Engine;
-use clap::Parser;
 use serde_json::{json, Value};
 use sqlx::PgPool;
 use tower::ServiceExt;
 use uuid::Uuid;
 
 use board::app::App;
-use board::cli::Cli;
-use board::http;
+use testkit::{Stack, StackBuilder};
 
-pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub use testkit::ADMIN_EMAIL;
 pub const PASSWORD: &str = "correct horse battery";
 
-/// The PostgreSQL server tests create their databases on.
-fn server_url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://board:board@127.0.0.1:5432/postgres".into())
-}
-
-/// A new, empty database for one test.
-pub async fn fresh_database() -> String {
-    board::databases::scratch_postgres(&server_url(), "board_test")
-        .await
-        .expect("create a test database (is `make services` up?)")
-}
-
+/// One test's application, called through its router without a socket.
+#[derive(Clone)]
 pub struct TestApp {
     pub router: Router,
     pub state: App,
     pub pool: PgPool,
     pub mail_dir: PathBuf,
+    /// All of it, as built (databases, topic, how to start the relay and projector).
+    pub stack: Stack,
 }
 
 impl TestApp {
@@ -48,46 +36,31 @@ impl TestApp {
 
     /// An application configured by `board`'s own flags, plus `extra`.
     pub async fn with_args(extra: &[&str]) -> Self {
-        let database_url = fresh_database().await;
-        Self::on_database(&database_url, extra, true).await
+        Self::built(Stack::for_tests().args(extra)).await
     }
 
+    /// An application on the event store at `database_url` (which may be unreachable).
     pub async fn on_database(database_url: &str, extra: &[&str], migrate: bool) -> Self {
-        let mail_dir = std::env::temp_dir().join(format!("board-mail-{}", Uuid::new_v4()));
-        let mail_dir_arg = mail_dir.display().to_string();
-        let mut args = vec![
-            "board",
-            "--database-url",
-            database_url,
-            "--mail-transport",
-            "file",
-            "--mail-dir",
-            &mail_dir_arg,
-            "--admin-emails",
-            ADMIN_EMAIL,
-            "--public-base-url",
-            "http://board.test",
-        ];
-        // Tests call the router without a socket, so every request shares one client
-        // address; the auth rate limit is raised unless a test is about it.
-        if !extra.contains(&"--auth-rate-per-minute") {
-            args.extend_from_slice(&["--auth-rate-per-minute", "100000"]);
-        }
-        args.extend_from_slice(extra);
-        args.push("serve");
-        let cli = Cli::try_parse_from(args).expect("test configuration parses");
-        cli.config.validate().expect("test configuration is valid");
-        let state = App::assemble(Arc::new(cli.config)).expect("application state");
-        if migrate {
-            board::app::migrate_event_store(&state.pool)
-                .await
-                .expect("migrations apply");
-        }
+        Self::built(
+            Stack::for_tests()
+                .event_store(database_url)
+                .migrate(migrate)
+                .args(extra),
+        )
+        .await
+    }
+
+    pub async fn built(builder: StackBuilder) -> Self {
+        let stack = builder
+            .build()
+            .await
+            .expect("a test application (is `make services` up?)");
         Self {
-            router: http::app(state.clone()),
-            pool: state.pool.clone(),
-            state,
-            mail_dir,
+            router: stack.router.clone(),
+            state: stack.app.clone(),
+            pool: stack.app.pool.clone(),
+            mail_dir: stack.mail_dir.clone(),
+            stack,
         }
     }
 

@@ -23,13 +23,7 @@ pub fn keep_writing(
     category: String,
     stop: Arc<AtomicBool>,
 ) -> tokio::task::JoinHandle<usize> {
-    let app_router = pipeline.app.router.clone();
-    let app = crate::common::TestApp {
-        router: app_router,
-        state: pipeline.app.state.clone(),
-        pool: pipeline.app.pool.clone(),
-        mail_dir: pipeline.app.mail_dir.clone(),
-    };
+    let app = pipeline.app.clone();
     tokio::spawn(async move {
         let mut accepted = 0;
         let mut i = 0;
@@ -295,7 +289,7 @@ async fn events_missing_from_the_stream_are_fetched_from_the_store() {
         .await
         .unwrap();
     let producer = board::kafka::producer(&settings).unwrap();
-    board::relay::publish(&producer, &pipeline.topic, &without_creation)
+    board::kafka::publish(&producer, &pipeline.topic, &without_creation)
         .await
         .unwrap();
 

@@ -1,4 +1,7 @@
-//! End-to-end tests of the command API against a real PostgreSQL, one database per test.
+//! End-to-end tests against the real services: each test gets its own PostgreSQL event
+//! store, and those that need them their own MySQL read database and Kafka topic (see
+//! `common` and `pipeline`). `chaos` and `private_services` start private brokers and
+//! MySQL servers to kill.
 
 mod accounts;
 mod board;

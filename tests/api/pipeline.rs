@@ -9,40 +9,27 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::ClientConfig;
 use sqlx::MySqlPool;
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use board::projector::Projector;
-use board::relay::Relay;
 use projections::snapshot;
 use projections::Envelope;
 
-use crate::common::{fresh_database, TestApp};
+use testkit::Stack;
 
-pub fn brokers() -> String {
-    std::env::var("KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into())
-}
+use crate::common::TestApp;
 
-fn mysql_server_url() -> String {
-    std::env::var("TEST_READ_DATABASE_URL")
-        .unwrap_or_else(|_| "mysql://board:board@127.0.0.1:3306".into())
-}
+pub use testkit::{brokers, Running};
 
 /// A new, empty, migrated MySQL database for one test.
 pub async fn fresh_read_database() -> String {
-    fresh_read_database_on(&mysql_server_url()).await
+    fresh_read_database_on(&testkit::mysql_server()).await
 }
 
 /// A new, empty, migrated MySQL database on the server of `server_url`.
 pub async fn fresh_read_database_on(server_url: &str) -> String {
-    let url = board::databases::scratch_mysql(server_url, "board_test")
+    testkit::scratch::migrated_mysql(server_url, "board_test")
         .await
-        .expect("create a test read database (is `make services` up?)");
-    let pool = MySqlPool::connect(&url).await.unwrap();
-    board::app::migrate_read_models(&pool).await.unwrap();
-    pool.close().await;
-    url
+        .expect("create a test read database (is `make services` up?)")
 }
 
 pub struct Pipeline {
@@ -54,18 +41,6 @@ pub struct Pipeline {
     pub topic: String,
     pub group: String,
     pub read_pool: MySqlPool,
-}
-
-/// A running in-process component; asked to stop when dropped.
-pub struct Running {
-    stop: watch::Sender<bool>,
-    _task: JoinHandle<()>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-    }
 }
 
 /// A `board` process; killed (SIGKILL) when dropped.
@@ -151,47 +126,28 @@ impl Pipeline {
         brokers: String,
         app_args: &[&str],
     ) -> Self {
-        let database_url = fresh_database().await;
-        let suffix = Uuid::new_v4().simple().to_string();
-        let topic = format!("board-test-{suffix}");
-        let group = format!("board-test-{suffix}");
-        let partitions = partitions.to_string();
-        let app_read_url = read_url_for_app.unwrap_or(&read_url).to_string();
-        let mut args = vec![
-            "--read-database-url",
-            &app_read_url,
-            "--kafka-brokers",
-            &brokers,
-            "--kafka-topic",
-            &topic,
-            "--kafka-partitions",
-            &partitions,
-            "--projector-group",
-            &group,
-            "--read-wait-timeout",
-            "60s",
-        ];
-        args.extend_from_slice(app_args);
-        let app = TestApp::on_database(&database_url, &args, true).await;
+        let app = TestApp::built(
+            Stack::for_tests()
+                .read_models_at(&read_url, read_url_for_app)
+                .scratch_topic(&brokers, partitions)
+                .args(&["--read-wait-timeout", "60s"])
+                .args(app_args),
+        )
+        .await;
         let read_pool = MySqlPool::connect(&read_url).await.unwrap();
         Self {
+            database_url: app.stack.database_url.clone(),
+            topic: app.stack.topic.clone(),
+            group: app.stack.group.clone(),
             app,
-            database_url,
             read_url,
             brokers,
-            topic,
-            group,
             read_pool,
         }
     }
 
     pub fn start_relay(&self) -> Running {
-        let (stop, stopped) = watch::channel(false);
-        let relay = self.app.state.relay();
-        Running {
-            stop,
-            _task: tokio::spawn(relay.run(stopped)),
-        }
+        self.app.stack.start_relay()
     }
 
     pub fn start_projector(&self) -> Running {
@@ -199,17 +155,10 @@ impl Pipeline {
     }
 
     pub fn start_projector_in_group(&self, group: &str) -> Running {
-        let (stop, stopped) = watch::channel(false);
-        let projector = Projector::new(
-            self.app.state.read_pool.clone(),
-            self.app.pool.clone(),
-            self.app.state.config.kafka(),
-            group.to_string(),
-        );
-        Running {
-            stop,
-            _task: tokio::spawn(projector.run(stopped)),
-        }
+        self.app
+            .stack
+            .start_projector_in_group(group)
+            .expect("a projector")
     }
 
     /// `board` with this pipeline's stores, topic and group, then `args`.

@@ -1,5 +1,12 @@
 //! Kafka clients, configured in one place: the relay's idempotent producer, the
-//! projectors' consumer, and topic creation.
+//! projectors' consumer, and topic creation; [`publish`] sends stored events as their
+//! [`envelope`]s.
+
+mod envelope;
+mod publish;
+
+pub use envelope::envelope;
+pub use publish::publish;
 
 use std::time::Duration;
 

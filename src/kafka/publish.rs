@@ -1,0 +1,63 @@
+//! Publishing stored events: each as its [`Envelope`](projections::Envelope), keyed by
+//! aggregate id, in order, acknowledged before anyone may count on it.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use super::envelope::envelope;
+use crate::store::reader::RecordedEvent;
+
+/// Publishes `events` in order and returns once the broker acknowledged every one.
+pub async fn publish(
+    producer: &FutureProducer,
+    topic: &str,
+    events: &[RecordedEvent],
+) -> anyhow::Result<()> {
+    let mut deliveries = Vec::with_capacity(events.len());
+    for event in events {
+        let envelope = envelope(event);
+        let body = serde_json::to_vec(&envelope)?;
+        let mut headers = OwnedHeaders::new().insert(Header {
+            key: "eventType",
+            value: Some(event.event_type.as_str()),
+        });
+        if let Some(request_id) = event.metadata.get("requestId").and_then(|v| v.as_str()) {
+            headers = headers.insert(Header {
+                key: "requestId",
+                value: Some(request_id),
+            });
+        }
+        // Enqueued in global order; the idempotent producer keeps that order per partition.
+        loop {
+            let record = FutureRecord::to(topic)
+                .key(event.aggregate_id.as_str())
+                .payload(&body)
+                .headers(headers.clone());
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((error, _)) if is_queue_full(&error) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err((error, _)) => return Err(error).context("enqueuing an event"),
+            }
+        }
+    }
+    for delivery in deliveries {
+        delivery
+            .await
+            .context("the producer went away")?
+            .map_err(|(error, _)| error)
+            .context("the broker did not acknowledge an event")?;
+    }
+    Ok(())
+}
+
+fn is_queue_full(error: &rdkafka::error::KafkaError) -> bool {
+    error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::QueueFull)
+}
