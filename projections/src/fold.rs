@@ -29,6 +29,8 @@ mod decode;
 mod plan;
 mod rows;
 mod step;
+#[cfg(test)]
+mod tests;
 mod transaction;
 
 use sqlx::MySqlConnection;
