@@ -3,7 +3,7 @@
 //! Each batch of messages is applied in one MySQL transaction, together with the progress
 //! of each partition (`projection_progress`): that progress is where the projector starts
 //! again, so a crash anywhere redelivers at most an uncommitted batch, which changes
-//! nothing (see `projections::projector`). While MySQL is down the batch is kept and
+//! nothing (see `projections::fold`). While MySQL is down the batch is kept and
 //! retried, so nothing is skipped; the write side is unaffected. Events missing from the
 //! stream (a producer gave up on them, or the broker no longer keeps them) are fetched
 //! from the event store, so a gap in Kafka never becomes a gap in the read models.
@@ -29,7 +29,7 @@ use sqlx::{MySqlPool, PgPool};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use projections::projector::{self, BatchError, Gap, READ_MODELS};
+use projections::fold::{self, BatchError, Gap, READ_MODELS};
 use projections::Envelope;
 
 use crate::kafka::{self, envelope, BrokerProbe, KafkaSettings};
@@ -328,7 +328,7 @@ impl Projector {
         }
         let mut events: Vec<Envelope> = batch.iter().filter_map(|r| r.event.clone()).collect();
         loop {
-            match projector::apply_batch(&mut tx, &events).await {
+            match fold::apply_batch(&mut tx, &events).await {
                 Ok(_) => break,
                 Err(BatchError::Gap(gap)) => {
                     // A failed statement may leave the transaction unusable: start over
@@ -352,7 +352,7 @@ impl Projector {
             }
         }
         for (partition, (offset, event)) in last_per_partition {
-            projector::record_progress(
+            fold::record_progress(
                 &mut tx,
                 READ_MODELS,
                 &self.settings.topic,
@@ -367,7 +367,7 @@ impl Projector {
         Ok(Applied::All)
     }
 
-    /// A batch's transaction: the projection's share lock (see `projector::share_lock`),
+    /// A batch's transaction: the projection's share lock (see `fold::share_lock`),
     /// then the leases of `partitions`, share-locked until the commit. Returns it with
     /// those of `partitions` this member no longer holds.
     async fn begin(
@@ -375,7 +375,7 @@ impl Projector {
         partitions: &BTreeSet<i32>,
     ) -> anyhow::Result<(sqlx::Transaction<'static, sqlx::MySql>, BTreeSet<i32>)> {
         let mut tx = self.pool.begin().await?;
-        projector::share_lock(&mut tx).await?;
+        fold::share_lock(&mut tx).await?;
         let held = leases::held_in(
             &mut tx,
             &self.group,

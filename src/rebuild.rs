@@ -26,7 +26,7 @@ use sqlx::mysql::MySqlPoolOptions;
 use sqlx::{MySqlPool, PgPool};
 use tokio::sync::watch;
 
-use projections::projector::{self, BatchError};
+use projections::fold::{self, BatchError};
 use projections::snapshot;
 
 use crate::databases::{database_name, with_database};
@@ -86,10 +86,10 @@ async fn apply_with_retry(
     let mut attempt = 0;
     loop {
         let mut tx = target.begin().await?;
-        let result = projector::apply_batch(&mut tx, events).await;
+        let result = fold::apply_batch(&mut tx, events).await;
         match result {
             Ok(_) => return Ok(tx.commit().await?),
-            Err(BatchError::Database(error)) if projector::is_retryable(&error) && attempt < 10 => {
+            Err(BatchError::Database(error)) if fold::is_retryable(&error) && attempt < 10 => {
                 attempt += 1;
                 tracing::debug!(%error, attempt, "retrying a batch after a lock conflict");
             }
@@ -121,7 +121,7 @@ pub async fn rebuild(
     let admin = MySqlPool::connect(read_url)
         .await
         .context("connecting to the read models")?;
-    let published = PublishedProgress::start(admin.clone(), projector::READ_MODELS, total).await;
+    let published = PublishedProgress::start(admin.clone(), fold::READ_MODELS, total).await;
     let report = |events: u64| {
         progress(events);
         published.add(events);
@@ -176,7 +176,7 @@ async fn swap_in_rebuilt(
     // RENAME TABLE commits implicitly, so the lock is held on a connection of its own.
     let mut lock = admin.begin().await?;
     sqlx::query("SELECT projection FROM projection_locks WHERE projection = ? FOR UPDATE")
-        .bind(projector::READ_MODELS)
+        .bind(fold::READ_MODELS)
         .fetch_optional(&mut *lock)
         .await?;
     let (last, _) = replay(source, &shadow_pool, checkpoint, progress, None)

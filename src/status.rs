@@ -179,7 +179,7 @@ pub async fn partitions(
             };
             PartitionStatus {
                 projector: row.map_or_else(
-                    || projections::projector::READ_MODELS.to_string(),
+                    || projections::fold::READ_MODELS.to_string(),
                     |r| r.projector.clone(),
                 ),
                 topic: topic.to_string(),

@@ -1,12 +1,13 @@
-//! The read side: projectors that turn events into MySQL rows, and the queries the query
+//! The read side: the fold that turns events into MySQL rows, and the queries the query
 //! API runs against those rows.
 //!
-//! [`envelope`] is the shape of an event on Kafka. [`projector::apply`] applies one event
-//! to the read models, idempotently. [`queries`] reads them back for the API.
+//! [`envelope`] is the shape of an event on Kafka. [`fold::apply_batch`] applies a batch of
+//! events to the read models, idempotently; the `board` crate's projector (the Kafka
+//! consumer) and its rebuild both run it. [`queries`] reads the rows back for the API.
 
 pub mod envelope;
 mod error;
-pub mod projector;
+pub mod fold;
 pub mod queries;
 pub mod snapshot;
 

@@ -6,8 +6,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, MySqlConnection, QueryBuilder};
 
+#[cfg(test)]
+mod in_memory;
+
 /// The view tables, each keyed by its aggregate's id.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
     Accounts,
     Categories,
@@ -111,7 +114,7 @@ pub struct CommentRow {
 
 /// The rows of one batch, by id; each keeps the state it was loaded with, so only changed
 /// rows are written back.
-#[derive(Default)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Rows {
     pub accounts: BTreeMap<String, AccountRow>,
     pub categories: BTreeMap<String, CategoryRow>,
