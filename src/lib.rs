@@ -12,13 +12,15 @@
 //! - [`relay`] publishes every event to Kafka in global order; [`projector`] consumes them
 //!   into the MySQL read models (the `projections` crate) that [`http`] queries.
 //! - [`accounts`] holds the sign-up, verification and log-in flows shared by HTTP and the
-//!   command line; [`auth`] hashes passwords and signs tokens; [`mail`] sends mail.
+//!   command line; [`board`] runs the category, post and comment commands for HTTP;
+//!   [`auth`] hashes passwords and signs tokens; [`mail`] sends mail.
 //! - [`cli`] wires it all into the `board` binary; [`config`] is its configuration.
 //!
 //! Start reading at [`cli::serve`], then [`http::app`].
 
 pub mod accounts;
 pub mod auth;
+pub mod board;
 pub mod cli;
 pub mod config;
 pub mod databases;

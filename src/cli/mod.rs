@@ -21,6 +21,7 @@ use sqlx::{MySqlPool, PgPool};
 
 use crate::accounts::AccountService;
 use crate::auth::tokens::TokenIssuer;
+use crate::board::BoardService;
 use crate::config::Config;
 use crate::http::AppState;
 use crate::mail::Mailer;
@@ -166,6 +167,7 @@ pub fn build_state(config: Arc<Config>) -> anyhow::Result<AppState> {
         mailer,
         config.clone(),
     ));
+    let board = Arc::new(BoardService::new(pool.clone(), buses));
     let auth_limiter = Arc::new(crate::http::rate_limit::RateLimiter::new(
         config.auth_rate_per_minute,
     ));
@@ -174,8 +176,8 @@ pub fn build_state(config: Arc<Config>) -> anyhow::Result<AppState> {
         config,
         pool,
         read_pool,
-        buses,
         accounts,
+        board,
         tokens,
         auth_limiter,
         broker,

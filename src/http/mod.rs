@@ -31,8 +31,8 @@ pub use problem::ApiError;
 
 use crate::accounts::AccountService;
 use crate::auth::tokens::TokenIssuer;
+use crate::board::BoardService;
 use crate::config::Config;
-use crate::store::CommandBuses;
 
 /// Everything a handler may need; cheap to clone.
 #[derive(Clone)]
@@ -42,8 +42,8 @@ pub struct AppState {
     pub pool: PgPool,
     /// The read models (MySQL): queries.
     pub read_pool: MySqlPool,
-    pub buses: Arc<CommandBuses>,
     pub accounts: Arc<AccountService>,
+    pub board: Arc<BoardService>,
     pub tokens: TokenIssuer,
     /// Per-client limits on `/auth` and `/signup`.
     pub auth_limiter: Arc<rate_limit::RateLimiter>,

@@ -13,6 +13,7 @@ use aggregates::{DomainError, FieldError};
 use super::schema::Problem;
 use crate::accounts::AccountError;
 use crate::auth::tokens::TokenError;
+use crate::board::BoardError;
 use crate::store::CommandError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -204,6 +205,15 @@ impl From<AccountError> for ApiError {
             AccountError::Token(e) => e.into(),
             AccountError::Command(e) => e.into(),
             AccountError::Hashing(e) => Self::internal(e.as_ref()),
+        }
+    }
+}
+
+impl From<BoardError> for ApiError {
+    fn from(err: BoardError) -> Self {
+        match err {
+            BoardError::CategoryNameTaken => Self::conflict(err.to_string()),
+            BoardError::Command(e) => e.into(),
         }
     }
 }

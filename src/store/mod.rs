@@ -59,35 +59,3 @@ pub async fn claim_holder(
     .fetch_optional(pool)
     .await
 }
-
-/// When an aggregate's first and last events were recorded (its created and updated time).
-pub async fn recorded_span(
-    pool: &PgPool,
-    aggregate_type: &str,
-    id: uuid::Uuid,
-) -> Result<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>), sqlx::Error> {
-    sqlx::query_as(
-        "SELECT min(recorded_at), max(recorded_at) FROM events
-          WHERE aggregate_type = $1 AND aggregate_id = $2::text",
-    )
-    .bind(aggregate_type)
-    .bind(id.to_string())
-    .fetch_one(pool)
-    .await
-}
-
-/// How many comments of a post are live (added and not deleted), from the event store.
-pub async fn live_comment_count(pool: &PgPool, post_id: uuid::Uuid) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM events added
-          WHERE added.event_type = 'CommentAdded'
-            AND added.payload -> 'CommentAdded' ->> 'post_id' = $1
-            AND NOT EXISTS (SELECT 1 FROM events deleted
-                             WHERE deleted.aggregate_type = added.aggregate_type
-                               AND deleted.aggregate_id = added.aggregate_id
-                               AND deleted.event_type = 'CommentDeleted')",
-    )
-    .bind(post_id.to_string())
-    .fetch_one(pool)
-    .await
-}
