@@ -1,6 +1,7 @@
 //! The write side's storage: the PostgreSQL event store (postgres-es) and the tables kept
 //! beside it (credentials, verification tokens, idempotency keys, uniqueness claims).
 
+mod claims;
 mod command_bus;
 mod error;
 mod lookup;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
+pub use claims::{claim_holder, ClaimKind};
 pub use command_bus::{CommandBus, CommandBuses, CommandOutcome, Metadata};
 pub use error::{is_unavailable, CommandError};
 pub use lookup::EventStoreLookup;
@@ -27,35 +29,4 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Err
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(3))
         .connect_lazy(url)
-}
-
-/// Which kind of unique value a claim protects; see the `unique_claims` table.
-#[derive(Debug, Clone, Copy)]
-pub enum ClaimKind {
-    AccountEmail,
-    CategoryName,
-}
-
-impl ClaimKind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::AccountEmail => "account.email",
-            Self::CategoryName => "category.name",
-        }
-    }
-}
-
-/// The aggregate that holds a unique value (compared case-insensitively), if any.
-pub async fn claim_holder(
-    pool: &PgPool,
-    kind: ClaimKind,
-    value: &str,
-) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT aggregate_id FROM unique_claims WHERE claim_kind = $1 AND claim_value = lower($2)",
-    )
-    .bind(kind.as_str())
-    .bind(value)
-    .fetch_optional(pool)
-    .await
 }
