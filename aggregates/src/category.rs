@@ -107,14 +107,9 @@ impl Aggregate for Category {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::ADMIN;
     use crate::Role;
     use cqrs_es::test::TestFramework;
-
-    const ADMIN: Actor = Actor {
-        account_id: Uuid::from_u128(1),
-        role: Role::Admin,
-        verified: true,
-    };
 
     fn create(actor: Actor, name: &str) -> CategoryCommand {
         CategoryCommand::Create {

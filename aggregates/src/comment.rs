@@ -170,7 +170,7 @@ impl Comment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::post::tests::{FixedBoard, ADMIN, AUTHOR, DELETED_POST, LIVE_POST, OTHER};
+    use crate::testing::{FixedBoard, ADMIN, AUTHOR, DELETED_POST, LIVE_POST, OTHER};
     use cqrs_es::test::TestFramework;
 
     fn given() -> TestFramework<Comment> {

@@ -16,6 +16,8 @@ mod error;
 pub mod lookup;
 pub mod post;
 pub mod rules;
+#[cfg(test)]
+mod testing;
 
 pub use actor::{Actor, Role};
 pub use error::{DomainError, FieldError};

@@ -234,47 +234,10 @@ impl Post {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::lookup::PostStatus;
-    use crate::Role;
-    use async_trait::async_trait;
+    use crate::testing::{FixedBoard, ADMIN, AUTHOR, CATEGORY, OTHER};
     use cqrs_es::test::TestFramework;
-
-    pub const AUTHOR: Actor = Actor {
-        account_id: Uuid::from_u128(10),
-        role: Role::Member,
-        verified: true,
-    };
-    pub const OTHER: Actor = Actor {
-        account_id: Uuid::from_u128(11),
-        ..AUTHOR
-    };
-    pub const ADMIN: Actor = Actor {
-        account_id: Uuid::from_u128(12),
-        role: Role::Admin,
-        verified: true,
-    };
-    pub const CATEGORY: Uuid = Uuid::from_u128(100);
-
-    /// A board with one category and one post of each status.
-    pub struct FixedBoard;
-    pub const LIVE_POST: Uuid = Uuid::from_u128(200);
-    pub const DELETED_POST: Uuid = Uuid::from_u128(201);
-
-    #[async_trait]
-    impl BoardLookup for FixedBoard {
-        async fn category_exists(&self, category_id: Uuid) -> Result<bool, String> {
-            Ok(category_id == CATEGORY)
-        }
-        async fn post_status(&self, post_id: Uuid) -> Result<PostStatus, String> {
-            Ok(match post_id {
-                LIVE_POST => PostStatus::Live,
-                DELETED_POST => PostStatus::Deleted,
-                _ => PostStatus::Missing,
-            })
-        }
-    }
 
     fn given() -> TestFramework<Post> {
         TestFramework::with(Arc::new(FixedBoard) as Arc<dyn BoardLookup>)
