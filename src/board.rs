@@ -1,9 +1,15 @@
 //! Board flows behind the HTTP API: categories, posts and comments.
 //!
 //! The handlers parse a request and shape the answer; this service runs the command in
-//! between: it sends it to the aggregate's command bus and turns what the store says
-//! (a name claimed by another category, the edited post as the store now has it) into
-//! what the handlers need.
+//! between. It looks up what the command must carry about other aggregates (does the
+//! category exist? is the post live?), sends it to the aggregate's command bus, and turns
+//! what the store says (a name claimed by another category, the edited post as the store
+//! now has it) into what the handlers need.
+//!
+//! A command that loses a race is decided again by the bus on the facts it carries, not
+//! looked up afresh. That is safe: categories are never deleted, and a post or comment
+//! create loses only to a create of the same id, after which the aggregate answers from
+//! its own state before it reads the fact.
 
 mod edited_post;
 
@@ -18,7 +24,7 @@ use aggregates::comment::CommentCommand;
 use aggregates::post::PostCommand;
 use aggregates::Actor;
 
-use crate::store::{self, ClaimKind, CommandBuses, CommandError, Metadata};
+use crate::store::{self, ClaimKind, CommandBuses, CommandError, EventStoreLookup, Metadata};
 
 pub use edited_post::EditedPost;
 
@@ -58,11 +64,16 @@ pub struct PostChanges {
 pub struct BoardService {
     pool: PgPool,
     buses: Arc<CommandBuses>,
+    lookup: EventStoreLookup,
 }
 
 impl BoardService {
     pub fn new(pool: PgPool, buses: Arc<CommandBuses>) -> Self {
-        Self { pool, buses }
+        Self {
+            lookup: EventStoreLookup::new(pool.clone()),
+            pool,
+            buses,
+        }
     }
 
     /// Creates category `category_id`; returns its version. Running it again with the
@@ -108,9 +119,11 @@ impl BoardService {
         draft: PostDraft,
         metadata: &Metadata,
     ) -> Result<u64, BoardError> {
+        let category = self.lookup.category_status(draft.category_id).await?;
         let command = PostCommand::Create {
             actor,
             category_id: draft.category_id,
+            category,
             title: draft.title,
             content: draft.content,
         };
@@ -175,9 +188,11 @@ impl BoardService {
         content: String,
         metadata: &Metadata,
     ) -> Result<u64, BoardError> {
+        let post = self.lookup.post_status(post_id).await?;
         let command = CommentCommand::Add {
             actor,
             post_id,
+            post,
             content,
         };
         let outcome = self

@@ -9,6 +9,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::decide::{decide_and_record, Decide};
 use crate::{rules, DomainError, Role, EVENT_VERSION_1};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,10 +69,7 @@ impl Aggregate for Account {
         _services: &(),
         sink: &EventSink<Self>,
     ) -> Result<(), DomainError> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
+        decide_and_record(self, command, sink).await
     }
 
     fn apply(&mut self, event: AccountEvent) {
@@ -87,7 +85,7 @@ impl Aggregate for Account {
     }
 }
 
-impl Account {
+impl Decide for Account {
     fn decide(&self, command: AccountCommand) -> Result<Vec<AccountEvent>, DomainError> {
         match command {
             AccountCommand::Register { email, nickname } => {
@@ -125,7 +123,9 @@ impl Account {
             }
         }
     }
+}
 
+impl Account {
     fn require_registered(&self) -> Result<(), DomainError> {
         if self.registered {
             Ok(())

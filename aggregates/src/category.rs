@@ -1,13 +1,15 @@
 //! Categories: created by admins, each with a name unique across the board.
 //!
 //! Name uniqueness spans aggregates, so the event store enforces it (a claim table written
-//! in the same transaction as `CategoryCreated`).
+//! in the same transaction as `CategoryCreated`). Categories are never deleted.
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::decide::{decide_and_record, Decide};
+use crate::facts::CategoryStatus;
 use crate::{rules, Actor, DomainError, EVENT_VERSION_1};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +63,21 @@ impl Aggregate for Category {
         _services: &(),
         sink: &EventSink<Self>,
     ) -> Result<(), DomainError> {
+        decide_and_record(self, command, sink).await
+    }
+
+    fn apply(&mut self, event: CategoryEvent) {
+        let CategoryEvent::CategoryCreated {
+            name, description, ..
+        } = event;
+        self.created = true;
+        self.name = name;
+        self.description = description;
+    }
+}
+
+impl Decide for Category {
+    fn decide(&self, command: CategoryCommand) -> Result<Vec<CategoryEvent>, DomainError> {
         let CategoryCommand::Create {
             actor,
             name,
@@ -80,27 +97,27 @@ impl Aggregate for Category {
         if self.created {
             // A retried create (same id, same data) is a no-op, not a conflict.
             return if self.name == name && self.description == description {
-                Ok(())
+                Ok(vec![])
             } else {
                 Err(DomainError::AlreadyExists("category"))
             };
         }
-        let event = CategoryEvent::CategoryCreated {
+        Ok(vec![CategoryEvent::CategoryCreated {
             name,
             description,
             created_by: actor.account_id,
-        };
-        sink.write(event, self).await;
-        Ok(())
+        }])
     }
+}
 
-    fn apply(&mut self, event: CategoryEvent) {
-        let CategoryEvent::CategoryCreated {
-            name, description, ..
-        } = event;
-        self.created = true;
-        self.name = name;
-        self.description = description;
+impl Category {
+    /// What a post in this category needs to know of it (see `PostCommand::Create`).
+    pub fn status(&self) -> CategoryStatus {
+        if self.created {
+            CategoryStatus::Exists
+        } else {
+            CategoryStatus::Missing
+        }
     }
 }
 

@@ -1,14 +1,16 @@
 //! Posts: written by verified accounts into a category, edited by their author, deleted by
 //! their author or an admin. A deleted post takes no edits and no comments.
-
-use std::sync::Arc;
+//!
+//! Whether the category exists is looked up by the application and travels in
+//! `PostCommand::Create`; categories are never deleted, so the answer cannot go stale.
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::lookup::BoardLookup;
+use crate::decide::{decide_and_record, Decide};
+use crate::facts::{CategoryStatus, PostStatus};
 use crate::{rules, Actor, DomainError, EVENT_VERSION_1};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,6 +18,8 @@ pub enum PostCommand {
     Create {
         actor: Actor,
         category_id: Uuid,
+        /// Category `category_id`'s status (`Category::status`) when the command was sent.
+        category: CategoryStatus,
         title: String,
         content: String,
     },
@@ -80,35 +84,15 @@ impl Aggregate for Post {
     type Command = PostCommand;
     type Event = PostEvent;
     type Error = DomainError;
-    type Services = Arc<dyn BoardLookup>;
+    type Services = ();
 
     async fn handle(
         &mut self,
         command: PostCommand,
-        lookup: &Self::Services,
+        _services: &(),
         sink: &EventSink<Self>,
     ) -> Result<(), DomainError> {
-        let events = match command {
-            PostCommand::Create {
-                actor,
-                category_id,
-                title,
-                content,
-            } => {
-                self.create(actor, category_id, title, content, lookup.as_ref())
-                    .await?
-            }
-            PostCommand::Edit {
-                actor,
-                title,
-                content,
-            } => self.edit(actor, title, content)?,
-            PostCommand::Delete { actor } => self.delete(actor)?,
-        };
-        for event in events {
-            sink.write(event, self).await;
-        }
-        Ok(())
+        decide_and_record(self, command, sink).await
     }
 
     fn apply(&mut self, event: PostEvent) {
@@ -138,14 +122,43 @@ impl Aggregate for Post {
     }
 }
 
+impl Decide for Post {
+    fn decide(&self, command: PostCommand) -> Result<Vec<PostEvent>, DomainError> {
+        match command {
+            PostCommand::Create {
+                actor,
+                category_id,
+                category,
+                title,
+                content,
+            } => self.create(actor, category_id, category, title, content),
+            PostCommand::Edit {
+                actor,
+                title,
+                content,
+            } => self.edit(actor, title, content),
+            PostCommand::Delete { actor } => self.delete(actor),
+        }
+    }
+}
+
 impl Post {
-    async fn create(
+    /// What a comment on this post needs to know of it (see `CommentCommand::Add`).
+    pub fn status(&self) -> PostStatus {
+        match (self.created, self.deleted) {
+            (false, _) => PostStatus::Missing,
+            (true, false) => PostStatus::Live,
+            (true, true) => PostStatus::Deleted,
+        }
+    }
+
+    fn create(
         &self,
         actor: Actor,
         category_id: Uuid,
+        category: CategoryStatus,
         title: String,
         content: String,
-        lookup: &dyn BoardLookup,
     ) -> Result<Vec<PostEvent>, DomainError> {
         if !actor.verified {
             return Err(DomainError::NotVerified);
@@ -166,19 +179,15 @@ impl Post {
                 Err(DomainError::AlreadyExists("post"))
             };
         }
-        if !lookup
-            .category_exists(category_id)
-            .await
-            .map_err(DomainError::LookupFailed)?
-        {
-            return Err(DomainError::NotFound("category"));
+        match category {
+            CategoryStatus::Exists => Ok(vec![PostEvent::PostCreated {
+                category_id,
+                author_id: actor.account_id,
+                title,
+                content,
+            }]),
+            CategoryStatus::Missing => Err(DomainError::NotFound("category")),
         }
-        Ok(vec![PostEvent::PostCreated {
-            category_id,
-            author_id: actor.account_id,
-            title,
-            content,
-        }])
     }
 
     fn edit(
@@ -236,17 +245,19 @@ impl Post {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{FixedBoard, ADMIN, AUTHOR, CATEGORY, OTHER};
+    use crate::testing::{ADMIN, AUTHOR, CATEGORY, OTHER};
     use cqrs_es::test::TestFramework;
 
     fn given() -> TestFramework<Post> {
-        TestFramework::with(Arc::new(FixedBoard) as Arc<dyn BoardLookup>)
+        TestFramework::with(())
     }
 
-    fn create(actor: Actor, category_id: Uuid) -> PostCommand {
+    /// A post into `CATEGORY`, which has `category` status.
+    fn create(actor: Actor, category: CategoryStatus) -> PostCommand {
         PostCommand::Create {
             actor,
-            category_id,
+            category_id: CATEGORY,
+            category,
             title: "Hello".into(),
             content: "First post".into(),
         }
@@ -279,7 +290,7 @@ mod tests {
     async fn verified_account_creates_a_post() {
         given()
             .given_no_previous_events()
-            .when_async(create(AUTHOR, CATEGORY))
+            .when_async(create(AUTHOR, CategoryStatus::Exists))
             .await
             .then_expect_events(vec![created()]);
     }
@@ -292,7 +303,7 @@ mod tests {
         };
         given()
             .given_no_previous_events()
-            .when_async(create(unverified, CATEGORY))
+            .when_async(create(unverified, CategoryStatus::Exists))
             .await
             .then_expect_error(DomainError::NotVerified);
     }
@@ -301,7 +312,7 @@ mod tests {
     async fn posting_into_an_unknown_category_is_not_found() {
         given()
             .given_no_previous_events()
-            .when_async(create(AUTHOR, Uuid::from_u128(999)))
+            .when_async(create(AUTHOR, CategoryStatus::Missing))
             .await
             .then_expect_error(DomainError::NotFound("category"));
     }
@@ -313,6 +324,7 @@ mod tests {
             .when_async(PostCommand::Create {
                 actor: AUTHOR,
                 category_id: CATEGORY,
+                category: CategoryStatus::Exists,
                 title: String::new(),
                 content: "c".repeat(20_001),
             })
@@ -329,12 +341,12 @@ mod tests {
     async fn retried_create_is_a_no_op_and_a_different_one_conflicts() {
         given()
             .given(vec![created()])
-            .when_async(create(AUTHOR, CATEGORY))
+            .when_async(create(AUTHOR, CategoryStatus::Exists))
             .await
             .then_expect_events(vec![]);
         given()
             .given(vec![created()])
-            .when_async(create(OTHER, CATEGORY))
+            .when_async(create(OTHER, CategoryStatus::Exists))
             .await
             .then_expect_error(DomainError::AlreadyExists("post"));
     }

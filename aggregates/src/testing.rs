@@ -1,9 +1,7 @@
 //! Fixtures the aggregates' tests share: who acts, and the ids they act on.
 
-use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::lookup::{BoardLookup, PostStatus};
 use crate::{Actor, Role};
 
 /// A verified member who writes the posts and comments under test.
@@ -23,22 +21,4 @@ pub const ADMIN: Actor = Actor {
     verified: true,
 };
 pub const CATEGORY: Uuid = Uuid::from_u128(100);
-pub const LIVE_POST: Uuid = Uuid::from_u128(200);
-pub const DELETED_POST: Uuid = Uuid::from_u128(201);
-
-/// A board with one category and one post of each status.
-pub struct FixedBoard;
-
-#[async_trait]
-impl BoardLookup for FixedBoard {
-    async fn category_exists(&self, category_id: Uuid) -> Result<bool, String> {
-        Ok(category_id == CATEGORY)
-    }
-    async fn post_status(&self, post_id: Uuid) -> Result<PostStatus, String> {
-        Ok(match post_id {
-            LIVE_POST => PostStatus::Live,
-            DELETED_POST => PostStatus::Deleted,
-            _ => PostStatus::Missing,
-        })
-    }
-}
+pub const POST: Uuid = Uuid::from_u128(200);

@@ -152,10 +152,6 @@ impl From<DomainError> for ApiError {
             DomainError::NotVerified => {
                 Self::forbidden("only accounts with a verified email may do this")
             }
-            DomainError::LookupFailed(cause) => {
-                tracing::warn!(%cause, "lookup in the event store failed");
-                Self::unavailable("the event store is unavailable")
-            }
         }
     }
 }
