@@ -138,6 +138,7 @@ impl Account {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::after;
     use cqrs_es::test::TestFramework;
 
     type Given = TestFramework<Account>;
@@ -244,5 +245,23 @@ mod tests {
             .when_async(AccountCommand::Promote)
             .await
             .then_expect_error(DomainError::NotFound("account"));
+    }
+
+    // `decide` on its own: which rule answers first, and what a repeat is compared on.
+
+    #[test]
+    fn a_repeat_is_compared_after_normalizing() {
+        let account: Account = after([registered()]);
+        assert_eq!(
+            account.decide(register("ANN@example.com", " ann ")),
+            Ok(vec![])
+        );
+    }
+
+    #[test]
+    fn bad_fields_are_reported_before_an_existing_account() {
+        let account: Account = after([registered()]);
+        let result = account.decide(register("not-an-email", "ann"));
+        assert!(matches!(result, Err(DomainError::Invalid(_))), "{result:?}");
     }
 }

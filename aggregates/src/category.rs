@@ -124,7 +124,7 @@ impl Category {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::ADMIN;
+    use crate::testing::{after, ADMIN};
     use crate::Role;
     use cqrs_es::test::TestFramework;
 
@@ -195,5 +195,43 @@ mod tests {
             .when_async(create(ADMIN, "Go"))
             .await
             .then_expect_error(DomainError::AlreadyExists("category"));
+    }
+
+    // `decide` on its own: which rule answers first, and what a repeat is compared on.
+
+    #[test]
+    fn a_member_is_refused_before_the_fields_are_checked() {
+        let member = Actor {
+            role: Role::Member,
+            ..ADMIN
+        };
+        assert_eq!(
+            Category::default().decide(create(member, "")),
+            Err(DomainError::Forbidden("only admins may create categories"))
+        );
+    }
+
+    #[test]
+    fn a_repeat_is_compared_on_the_trimmed_name_and_the_description() {
+        let category: Category = after([created()]);
+        assert_eq!(category.decide(create(ADMIN, "  Rust ")), Ok(vec![]));
+        let other_description = CategoryCommand::Create {
+            actor: ADMIN,
+            name: "Rust".into(),
+            description: "about crabs".into(),
+        };
+        assert_eq!(
+            category.decide(other_description),
+            Err(DomainError::AlreadyExists("category"))
+        );
+    }
+
+    #[test]
+    fn status_says_whether_the_category_exists() {
+        assert_eq!(Category::default().status(), CategoryStatus::Missing);
+        assert_eq!(
+            after::<Category>([created()]).status(),
+            CategoryStatus::Exists
+        );
     }
 }

@@ -171,7 +171,7 @@ impl Comment {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{ADMIN, AUTHOR, OTHER, POST};
+    use crate::testing::{after, ADMIN, AUTHOR, OTHER, POST};
     use cqrs_es::test::TestFramework;
 
     fn given() -> TestFramework<Comment> {
@@ -287,5 +287,81 @@ mod tests {
             .when_async(CommentCommand::Delete { actor: AUTHOR })
             .await
             .then_expect_error(DomainError::NotFound("comment"));
+    }
+
+    // `decide` on its own: which rule answers first, and what a repeat is compared on.
+
+    #[test]
+    fn an_unverified_account_is_refused_before_content_and_post_are_checked() {
+        let command = CommentCommand::Add {
+            actor: Actor {
+                verified: false,
+                ..AUTHOR
+            },
+            post_id: POST,
+            post: PostStatus::Missing,
+            content: String::new(),
+        };
+        assert_eq!(
+            Comment::default().decide(command),
+            Err(DomainError::NotVerified)
+        );
+    }
+
+    #[test]
+    fn bad_content_is_reported_before_a_missing_post() {
+        let command = CommentCommand::Add {
+            actor: AUTHOR,
+            post_id: POST,
+            post: PostStatus::Missing,
+            content: String::new(),
+        };
+        let result = Comment::default().decide(command);
+        assert!(matches!(result, Err(DomainError::Invalid(_))), "{result:?}");
+    }
+
+    /// The command bus decides a command again after losing a race, on the facts it
+    /// carries; an add that lost to the same add must not read them.
+    #[test]
+    fn a_repeated_add_answers_from_the_comment_even_if_the_post_is_deleted_since() {
+        let comment: Comment = after([added()]);
+        assert_eq!(comment.decide(add(AUTHOR, PostStatus::Deleted)), Ok(vec![]));
+    }
+
+    #[test]
+    fn a_repeated_add_with_other_content_conflicts() {
+        let comment: Comment = after([added()]);
+        let other_content = CommentCommand::Add {
+            actor: AUTHOR,
+            post_id: POST,
+            post: PostStatus::Live,
+            content: "Nicer".into(),
+        };
+        assert_eq!(
+            comment.decide(other_content),
+            Err(DomainError::AlreadyExists("comment"))
+        );
+    }
+
+    #[test]
+    fn deleting_an_unknown_comment_is_not_found() {
+        assert_eq!(
+            Comment::default().decide(CommentCommand::Delete { actor: ADMIN }),
+            Err(DomainError::NotFound("comment"))
+        );
+    }
+
+    #[test]
+    fn a_deleted_comment_is_not_found_before_anyone_is_refused() {
+        let comment: Comment = after([
+            added(),
+            CommentEvent::CommentDeleted {
+                deleted_by: AUTHOR.account_id,
+            },
+        ]);
+        assert_eq!(
+            comment.decide(CommentCommand::Delete { actor: OTHER }),
+            Err(DomainError::NotFound("comment"))
+        );
     }
 }

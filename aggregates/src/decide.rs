@@ -29,3 +29,41 @@ pub(crate) async fn decide_and_record<A: Decide>(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::{Account, AccountCommand, AccountEvent};
+
+    fn register() -> AccountCommand {
+        AccountCommand::Register {
+            email: "ann@example.com".into(),
+            nickname: "ann".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn records_what_decide_returns_and_applies_it() {
+        let mut account = Account::default();
+        let decided = account.decide(register()).unwrap();
+        let sink = EventSink::default();
+        decide_and_record(&mut account, register(), &sink)
+            .await
+            .unwrap();
+        assert_eq!(sink.collect().await, decided);
+        assert!(
+            account.registered,
+            "the sink applies each event it is given"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_command_records_nothing() {
+        let mut account = Account::default();
+        let sink = EventSink::default();
+        let result = decide_and_record(&mut account, AccountCommand::Verify, &sink).await;
+        assert_eq!(result, Err(DomainError::NotFound("account")));
+        assert_eq!(sink.collect().await, Vec::<AccountEvent>::new());
+        assert_eq!(account, Account::default());
+    }
+}

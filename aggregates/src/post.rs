@@ -245,7 +245,7 @@ impl Post {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{ADMIN, AUTHOR, CATEGORY, OTHER};
+    use crate::testing::{after, ADMIN, AUTHOR, CATEGORY, OTHER};
     use cqrs_es::test::TestFramework;
 
     fn given() -> TestFramework<Post> {
@@ -447,5 +447,101 @@ mod tests {
             .when_async(PostCommand::Delete { actor: AUTHOR })
             .await
             .then_expect_error(DomainError::NotFound("post"));
+    }
+
+    // `decide` on its own: which rule answers first.
+
+    fn invalid_fields(result: Result<Vec<PostEvent>, DomainError>) -> Vec<&'static str> {
+        match result {
+            Err(DomainError::Invalid(errors)) => errors.iter().map(|e| e.field).collect(),
+            other => panic!("expected invalid input, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unverified_account_is_refused_before_the_fields_are_checked() {
+        let unverified = Actor {
+            verified: false,
+            ..AUTHOR
+        };
+        let command = PostCommand::Create {
+            actor: unverified,
+            category_id: CATEGORY,
+            category: CategoryStatus::Missing,
+            title: String::new(),
+            content: String::new(),
+        };
+        assert_eq!(
+            Post::default().decide(command),
+            Err(DomainError::NotVerified)
+        );
+    }
+
+    #[test]
+    fn bad_fields_are_reported_before_a_missing_category() {
+        let command = PostCommand::Create {
+            actor: AUTHOR,
+            category_id: CATEGORY,
+            category: CategoryStatus::Missing,
+            title: String::new(),
+            content: "First post".into(),
+        };
+        assert_eq!(invalid_fields(Post::default().decide(command)), ["title"]);
+    }
+
+    /// The command bus decides a command again after losing a race, on the facts it
+    /// carries; a create that lost to the same create must not read them.
+    #[test]
+    fn a_repeated_create_answers_from_the_post_not_from_the_category_fact() {
+        let post: Post = after([created()]);
+        assert_eq!(
+            post.decide(create(AUTHOR, CategoryStatus::Missing)),
+            Ok(vec![])
+        );
+    }
+
+    #[test]
+    fn an_edit_checks_each_field_it_carries() {
+        let post: Post = after([created()]);
+        let too_long = "c".repeat(20_001);
+        assert_eq!(
+            invalid_fields(post.decide(edit(AUTHOR, Some(""), None))),
+            ["title"]
+        );
+        assert_eq!(
+            invalid_fields(post.decide(edit(AUTHOR, None, Some(&too_long)))),
+            ["content"]
+        );
+    }
+
+    #[test]
+    fn a_deleted_post_is_not_found_before_anyone_is_refused() {
+        let post: Post = after([created(), deleted()]);
+        assert_eq!(
+            post.decide(edit(OTHER, Some("Mine now"), None)),
+            Err(DomainError::NotFound("post"))
+        );
+        assert_eq!(
+            post.decide(PostCommand::Delete { actor: OTHER }),
+            Err(DomainError::NotFound("post"))
+        );
+    }
+
+    #[test]
+    fn deleting_an_unknown_post_is_not_found() {
+        assert_eq!(
+            Post::default().decide(PostCommand::Delete { actor: ADMIN }),
+            Err(DomainError::NotFound("post"))
+        );
+    }
+
+    #[test]
+    fn status_follows_the_post_from_missing_to_live_to_deleted() {
+        assert_eq!(Post::default().status(), PostStatus::Missing);
+        assert_eq!(after::<Post>([created()]).status(), PostStatus::Live);
+        assert_eq!(
+            after::<Post>([created(), deleted()]).status(),
+            PostStatus::Deleted
+        );
     }
 }

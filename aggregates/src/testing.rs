@@ -1,8 +1,19 @@
-//! Fixtures the aggregates' tests share: who acts, and the ids they act on.
+//! Fixtures the aggregates' tests share: who acts, the ids they act on, and an aggregate's
+//! state after some events.
 
+use cqrs_es::Aggregate;
 use uuid::Uuid;
 
 use crate::{Actor, Role};
+
+/// The state `events` lead to, as the event store loads it: each applied in turn.
+pub fn after<A: Aggregate>(events: impl IntoIterator<Item = A::Event>) -> A {
+    let mut aggregate = A::default();
+    for event in events {
+        aggregate.apply(event);
+    }
+    aggregate
+}
 
 /// A verified member who writes the posts and comments under test.
 pub const AUTHOR: Actor = Actor {
