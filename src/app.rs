@@ -15,6 +15,7 @@ use sqlx::{MySqlPool, PgPool};
 
 use crate::accounts::AccountService;
 use crate::auth::tokens::TokenIssuer;
+use crate::board::BoardService;
 use crate::config::Config;
 use crate::kafka::BrokerProbe;
 use crate::limits::RateLimiter;
@@ -34,8 +35,10 @@ pub struct App {
     pub pool: PgPool,
     /// The read models (MySQL): queries.
     pub read_pool: MySqlPool,
-    pub buses: Arc<CommandBuses>,
+    /// Sign-up, verification, log-in.
     pub accounts: Arc<AccountService>,
+    /// Category, post and comment commands.
+    pub board: Arc<BoardService>,
     pub tokens: TokenIssuer,
     /// Per-client limits on `/auth` and `/signup`.
     pub auth_limiter: Arc<RateLimiter>,
@@ -64,14 +67,15 @@ impl App {
             mailer,
             config.clone(),
         ));
+        let board = Arc::new(BoardService::new(pool.clone(), buses));
         Ok(Self {
             auth_limiter: Arc::new(RateLimiter::new(config.auth_rate_per_minute)),
             broker: Arc::new(BrokerProbe::new(&config.kafka())),
             config,
             pool,
             read_pool,
-            buses,
             accounts,
+            board,
             tokens,
         })
     }

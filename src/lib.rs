@@ -12,7 +12,8 @@
 //! - [`relay`] publishes every event to Kafka in global order; [`projector`] consumes them
 //!   into the MySQL read models (the `projections` crate) that [`http`] queries.
 //! - [`accounts`] holds the sign-up, verification and log-in flows shared by HTTP and the
-//!   command line; [`auth`] hashes passwords and signs tokens; [`mail`] sends mail.
+//!   command line; [`board`] runs the category, post and comment commands for HTTP;
+//!   [`auth`] hashes passwords and signs tokens; [`mail`] sends mail.
 //! - [`app`] assembles the parts from [`config`] once, for `board serve`, the other
 //!   commands, the tests and the benchmarks alike; [`cli`] is the `board` binary.
 //! - [`metrics`] records what each process sees; [`status`] reads where the pipeline
@@ -23,6 +24,7 @@
 pub mod accounts;
 pub mod app;
 pub mod auth;
+pub mod board;
 pub mod cli;
 pub mod config;
 pub mod databases;

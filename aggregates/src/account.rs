@@ -9,6 +9,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::decide::{decide_and_record, Decide};
 use crate::{rules, DomainError, Role, EVENT_VERSION_1};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,10 +69,7 @@ impl Aggregate for Account {
         _services: &(),
         sink: &EventSink<Self>,
     ) -> Result<(), DomainError> {
-        for event in self.decide(command)? {
-            sink.write(event, self).await;
-        }
-        Ok(())
+        decide_and_record(self, command, sink).await
     }
 
     fn apply(&mut self, event: AccountEvent) {
@@ -87,7 +85,7 @@ impl Aggregate for Account {
     }
 }
 
-impl Account {
+impl Decide for Account {
     fn decide(&self, command: AccountCommand) -> Result<Vec<AccountEvent>, DomainError> {
         match command {
             AccountCommand::Register { email, nickname } => {
@@ -125,7 +123,9 @@ impl Account {
             }
         }
     }
+}
 
+impl Account {
     fn require_registered(&self) -> Result<(), DomainError> {
         if self.registered {
             Ok(())
@@ -138,6 +138,7 @@ impl Account {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::after;
     use cqrs_es::test::TestFramework;
 
     type Given = TestFramework<Account>;
@@ -244,5 +245,23 @@ mod tests {
             .when_async(AccountCommand::Promote)
             .await
             .then_expect_error(DomainError::NotFound("account"));
+    }
+
+    // `decide` on its own: which rule answers first, and what a repeat is compared on.
+
+    #[test]
+    fn a_repeat_is_compared_after_normalizing() {
+        let account: Account = after([registered()]);
+        assert_eq!(
+            account.decide(register("ANN@example.com", " ann ")),
+            Ok(vec![])
+        );
+    }
+
+    #[test]
+    fn bad_fields_are_reported_before_an_existing_account() {
+        let account: Account = after([registered()]);
+        let result = account.decide(register("not-an-email", "ann"));
+        assert!(matches!(result, Err(DomainError::Invalid(_))), "{result:?}");
     }
 }

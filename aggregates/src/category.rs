@@ -1,13 +1,15 @@
 //! Categories: created by admins, each with a name unique across the board.
 //!
 //! Name uniqueness spans aggregates, so the event store enforces it (a claim table written
-//! in the same transaction as `CategoryCreated`).
+//! in the same transaction as `CategoryCreated`). Categories are never deleted.
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::decide::{decide_and_record, Decide};
+use crate::facts::CategoryStatus;
 use crate::{rules, Actor, DomainError, EVENT_VERSION_1};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +63,21 @@ impl Aggregate for Category {
         _services: &(),
         sink: &EventSink<Self>,
     ) -> Result<(), DomainError> {
+        decide_and_record(self, command, sink).await
+    }
+
+    fn apply(&mut self, event: CategoryEvent) {
+        let CategoryEvent::CategoryCreated {
+            name, description, ..
+        } = event;
+        self.created = true;
+        self.name = name;
+        self.description = description;
+    }
+}
+
+impl Decide for Category {
+    fn decide(&self, command: CategoryCommand) -> Result<Vec<CategoryEvent>, DomainError> {
         let CategoryCommand::Create {
             actor,
             name,
@@ -80,41 +97,36 @@ impl Aggregate for Category {
         if self.created {
             // A retried create (same id, same data) is a no-op, not a conflict.
             return if self.name == name && self.description == description {
-                Ok(())
+                Ok(vec![])
             } else {
                 Err(DomainError::AlreadyExists("category"))
             };
         }
-        let event = CategoryEvent::CategoryCreated {
+        Ok(vec![CategoryEvent::CategoryCreated {
             name,
             description,
             created_by: actor.account_id,
-        };
-        sink.write(event, self).await;
-        Ok(())
+        }])
     }
+}
 
-    fn apply(&mut self, event: CategoryEvent) {
-        let CategoryEvent::CategoryCreated {
-            name, description, ..
-        } = event;
-        self.created = true;
-        self.name = name;
-        self.description = description;
+impl Category {
+    /// What a post in this category needs to know of it (see `PostCommand::Create`).
+    pub fn status(&self) -> CategoryStatus {
+        if self.created {
+            CategoryStatus::Exists
+        } else {
+            CategoryStatus::Missing
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{after, ADMIN};
     use crate::Role;
     use cqrs_es::test::TestFramework;
-
-    const ADMIN: Actor = Actor {
-        account_id: Uuid::from_u128(1),
-        role: Role::Admin,
-        verified: true,
-    };
 
     fn create(actor: Actor, name: &str) -> CategoryCommand {
         CategoryCommand::Create {
@@ -183,5 +195,43 @@ mod tests {
             .when_async(create(ADMIN, "Go"))
             .await
             .then_expect_error(DomainError::AlreadyExists("category"));
+    }
+
+    // `decide` on its own: which rule answers first, and what a repeat is compared on.
+
+    #[test]
+    fn a_member_is_refused_before_the_fields_are_checked() {
+        let member = Actor {
+            role: Role::Member,
+            ..ADMIN
+        };
+        assert_eq!(
+            Category::default().decide(create(member, "")),
+            Err(DomainError::Forbidden("only admins may create categories"))
+        );
+    }
+
+    #[test]
+    fn a_repeat_is_compared_on_the_trimmed_name_and_the_description() {
+        let category: Category = after([created()]);
+        assert_eq!(category.decide(create(ADMIN, "  Rust ")), Ok(vec![]));
+        let other_description = CategoryCommand::Create {
+            actor: ADMIN,
+            name: "Rust".into(),
+            description: "about crabs".into(),
+        };
+        assert_eq!(
+            category.decide(other_description),
+            Err(DomainError::AlreadyExists("category"))
+        );
+    }
+
+    #[test]
+    fn status_says_whether_the_category_exists() {
+        assert_eq!(Category::default().status(), CategoryStatus::Missing);
+        assert_eq!(
+            after::<Category>([created()]).status(),
+            CategoryStatus::Exists
+        );
     }
 }

@@ -36,9 +36,6 @@ pub enum DomainError {
     /// Only verified accounts may post or comment.
     #[error("the account is not verified")]
     NotVerified,
-    /// A lookup the aggregate needed could not be answered (the store is down, say).
-    #[error("lookup failed: {0}")]
-    LookupFailed(String),
 }
 
 impl DomainError {

@@ -1,10 +1,11 @@
 //! The Board domain: commands, events and the four aggregates that decide them.
 //!
-//! Nothing here does I/O. Each aggregate (`account`, `category`, `post`, `comment`) takes a
-//! command, checks it against its own state and the field rules in [`rules`], and either
-//! emits events or returns a [`DomainError`]. Facts an aggregate cannot know by itself (does
-//! this category exist? is that post deleted?) come through a small lookup trait in
-//! [`lookup`], which the application implements against the event store.
+//! Nothing here does I/O. Each aggregate (`account`, `category`, `post`, `comment`) has
+//! the one shape of [`Decide`]: a pure `decide` checks a command against the aggregate's
+//! own state and the field rules in [`rules`], and either returns the events to record or
+//! a [`DomainError`]. Facts an aggregate cannot know by itself (does this category exist?
+//! is that post deleted?) are looked up by the application before it sends the command,
+//! and travel in it ([`facts`]).
 //!
 //! Start reading at [`post`]: it shows every pattern the others use.
 
@@ -12,13 +13,17 @@ pub mod account;
 pub mod actor;
 pub mod category;
 pub mod comment;
+mod decide;
 mod error;
+pub mod facts;
 pub mod kind;
-pub mod lookup;
 pub mod post;
 pub mod rules;
+#[cfg(test)]
+mod testing;
 
 pub use actor::{Actor, Role};
+pub use decide::Decide;
 pub use error::{DomainError, FieldError};
 pub use kind::AggregateKind;
 

@@ -1,14 +1,16 @@
 //! Posts: written by verified accounts into a category, edited by their author, deleted by
 //! their author or an admin. A deleted post takes no edits and no comments.
-
-use std::sync::Arc;
+//!
+//! Whether the category exists is looked up by the application and travels in
+//! `PostCommand::Create`; categories are never deleted, so the answer cannot go stale.
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::lookup::BoardLookup;
+use crate::decide::{decide_and_record, Decide};
+use crate::facts::{CategoryStatus, PostStatus};
 use crate::{rules, Actor, DomainError, EVENT_VERSION_1};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -16,6 +18,8 @@ pub enum PostCommand {
     Create {
         actor: Actor,
         category_id: Uuid,
+        /// Category `category_id`'s status (`Category::status`) when the command was sent.
+        category: CategoryStatus,
         title: String,
         content: String,
     },
@@ -80,35 +84,15 @@ impl Aggregate for Post {
     type Command = PostCommand;
     type Event = PostEvent;
     type Error = DomainError;
-    type Services = Arc<dyn BoardLookup>;
+    type Services = ();
 
     async fn handle(
         &mut self,
         command: PostCommand,
-        lookup: &Self::Services,
+        _services: &(),
         sink: &EventSink<Self>,
     ) -> Result<(), DomainError> {
-        let events = match command {
-            PostCommand::Create {
-                actor,
-                category_id,
-                title,
-                content,
-            } => {
-                self.create(actor, category_id, title, content, lookup.as_ref())
-                    .await?
-            }
-            PostCommand::Edit {
-                actor,
-                title,
-                content,
-            } => self.edit(actor, title, content)?,
-            PostCommand::Delete { actor } => self.delete(actor)?,
-        };
-        for event in events {
-            sink.write(event, self).await;
-        }
-        Ok(())
+        decide_and_record(self, command, sink).await
     }
 
     fn apply(&mut self, event: PostEvent) {
@@ -138,14 +122,43 @@ impl Aggregate for Post {
     }
 }
 
+impl Decide for Post {
+    fn decide(&self, command: PostCommand) -> Result<Vec<PostEvent>, DomainError> {
+        match command {
+            PostCommand::Create {
+                actor,
+                category_id,
+                category,
+                title,
+                content,
+            } => self.create(actor, category_id, category, title, content),
+            PostCommand::Edit {
+                actor,
+                title,
+                content,
+            } => self.edit(actor, title, content),
+            PostCommand::Delete { actor } => self.delete(actor),
+        }
+    }
+}
+
 impl Post {
-    async fn create(
+    /// What a comment on this post needs to know of it (see `CommentCommand::Add`).
+    pub fn status(&self) -> PostStatus {
+        match (self.created, self.deleted) {
+            (false, _) => PostStatus::Missing,
+            (true, false) => PostStatus::Live,
+            (true, true) => PostStatus::Deleted,
+        }
+    }
+
+    fn create(
         &self,
         actor: Actor,
         category_id: Uuid,
+        category: CategoryStatus,
         title: String,
         content: String,
-        lookup: &dyn BoardLookup,
     ) -> Result<Vec<PostEvent>, DomainError> {
         if !actor.verified {
             return Err(DomainError::NotVerified);
@@ -166,19 +179,15 @@ impl Post {
                 Err(DomainError::AlreadyExists("post"))
             };
         }
-        if !lookup
-            .category_exists(category_id)
-            .await
-            .map_err(DomainError::LookupFailed)?
-        {
-            return Err(DomainError::NotFound("category"));
+        match category {
+            CategoryStatus::Exists => Ok(vec![PostEvent::PostCreated {
+                category_id,
+                author_id: actor.account_id,
+                title,
+                content,
+            }]),
+            CategoryStatus::Missing => Err(DomainError::NotFound("category")),
         }
-        Ok(vec![PostEvent::PostCreated {
-            category_id,
-            author_id: actor.account_id,
-            title,
-            content,
-        }])
     }
 
     fn edit(
@@ -234,56 +243,21 @@ impl Post {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::lookup::PostStatus;
-    use crate::Role;
-    use async_trait::async_trait;
+    use crate::testing::{after, ADMIN, AUTHOR, CATEGORY, OTHER};
     use cqrs_es::test::TestFramework;
 
-    pub const AUTHOR: Actor = Actor {
-        account_id: Uuid::from_u128(10),
-        role: Role::Member,
-        verified: true,
-    };
-    pub const OTHER: Actor = Actor {
-        account_id: Uuid::from_u128(11),
-        ..AUTHOR
-    };
-    pub const ADMIN: Actor = Actor {
-        account_id: Uuid::from_u128(12),
-        role: Role::Admin,
-        verified: true,
-    };
-    pub const CATEGORY: Uuid = Uuid::from_u128(100);
-
-    /// A board with one category and one post of each status.
-    pub struct FixedBoard;
-    pub const LIVE_POST: Uuid = Uuid::from_u128(200);
-    pub const DELETED_POST: Uuid = Uuid::from_u128(201);
-
-    #[async_trait]
-    impl BoardLookup for FixedBoard {
-        async fn category_exists(&self, category_id: Uuid) -> Result<bool, String> {
-            Ok(category_id == CATEGORY)
-        }
-        async fn post_status(&self, post_id: Uuid) -> Result<PostStatus, String> {
-            Ok(match post_id {
-                LIVE_POST => PostStatus::Live,
-                DELETED_POST => PostStatus::Deleted,
-                _ => PostStatus::Missing,
-            })
-        }
-    }
-
     fn given() -> TestFramework<Post> {
-        TestFramework::with(Arc::new(FixedBoard) as Arc<dyn BoardLookup>)
+        TestFramework::with(())
     }
 
-    fn create(actor: Actor, category_id: Uuid) -> PostCommand {
+    /// A post into `CATEGORY`, which has `category` status.
+    fn create(actor: Actor, category: CategoryStatus) -> PostCommand {
         PostCommand::Create {
             actor,
-            category_id,
+            category_id: CATEGORY,
+            category,
             title: "Hello".into(),
             content: "First post".into(),
         }
@@ -316,7 +290,7 @@ pub(crate) mod tests {
     async fn verified_account_creates_a_post() {
         given()
             .given_no_previous_events()
-            .when_async(create(AUTHOR, CATEGORY))
+            .when_async(create(AUTHOR, CategoryStatus::Exists))
             .await
             .then_expect_events(vec![created()]);
     }
@@ -329,7 +303,7 @@ pub(crate) mod tests {
         };
         given()
             .given_no_previous_events()
-            .when_async(create(unverified, CATEGORY))
+            .when_async(create(unverified, CategoryStatus::Exists))
             .await
             .then_expect_error(DomainError::NotVerified);
     }
@@ -338,7 +312,7 @@ pub(crate) mod tests {
     async fn posting_into_an_unknown_category_is_not_found() {
         given()
             .given_no_previous_events()
-            .when_async(create(AUTHOR, Uuid::from_u128(999)))
+            .when_async(create(AUTHOR, CategoryStatus::Missing))
             .await
             .then_expect_error(DomainError::NotFound("category"));
     }
@@ -350,6 +324,7 @@ pub(crate) mod tests {
             .when_async(PostCommand::Create {
                 actor: AUTHOR,
                 category_id: CATEGORY,
+                category: CategoryStatus::Exists,
                 title: String::new(),
                 content: "c".repeat(20_001),
             })
@@ -366,12 +341,12 @@ pub(crate) mod tests {
     async fn retried_create_is_a_no_op_and_a_different_one_conflicts() {
         given()
             .given(vec![created()])
-            .when_async(create(AUTHOR, CATEGORY))
+            .when_async(create(AUTHOR, CategoryStatus::Exists))
             .await
             .then_expect_events(vec![]);
         given()
             .given(vec![created()])
-            .when_async(create(OTHER, CATEGORY))
+            .when_async(create(OTHER, CategoryStatus::Exists))
             .await
             .then_expect_error(DomainError::AlreadyExists("post"));
     }
@@ -472,5 +447,101 @@ pub(crate) mod tests {
             .when_async(PostCommand::Delete { actor: AUTHOR })
             .await
             .then_expect_error(DomainError::NotFound("post"));
+    }
+
+    // `decide` on its own: which rule answers first.
+
+    fn invalid_fields(result: Result<Vec<PostEvent>, DomainError>) -> Vec<&'static str> {
+        match result {
+            Err(DomainError::Invalid(errors)) => errors.iter().map(|e| e.field).collect(),
+            other => panic!("expected invalid input, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unverified_account_is_refused_before_the_fields_are_checked() {
+        let unverified = Actor {
+            verified: false,
+            ..AUTHOR
+        };
+        let command = PostCommand::Create {
+            actor: unverified,
+            category_id: CATEGORY,
+            category: CategoryStatus::Missing,
+            title: String::new(),
+            content: String::new(),
+        };
+        assert_eq!(
+            Post::default().decide(command),
+            Err(DomainError::NotVerified)
+        );
+    }
+
+    #[test]
+    fn bad_fields_are_reported_before_a_missing_category() {
+        let command = PostCommand::Create {
+            actor: AUTHOR,
+            category_id: CATEGORY,
+            category: CategoryStatus::Missing,
+            title: String::new(),
+            content: "First post".into(),
+        };
+        assert_eq!(invalid_fields(Post::default().decide(command)), ["title"]);
+    }
+
+    /// The command bus decides a command again after losing a race, on the facts it
+    /// carries; a create that lost to the same create must not read them.
+    #[test]
+    fn a_repeated_create_answers_from_the_post_not_from_the_category_fact() {
+        let post: Post = after([created()]);
+        assert_eq!(
+            post.decide(create(AUTHOR, CategoryStatus::Missing)),
+            Ok(vec![])
+        );
+    }
+
+    #[test]
+    fn an_edit_checks_each_field_it_carries() {
+        let post: Post = after([created()]);
+        let too_long = "c".repeat(20_001);
+        assert_eq!(
+            invalid_fields(post.decide(edit(AUTHOR, Some(""), None))),
+            ["title"]
+        );
+        assert_eq!(
+            invalid_fields(post.decide(edit(AUTHOR, None, Some(&too_long)))),
+            ["content"]
+        );
+    }
+
+    #[test]
+    fn a_deleted_post_is_not_found_before_anyone_is_refused() {
+        let post: Post = after([created(), deleted()]);
+        assert_eq!(
+            post.decide(edit(OTHER, Some("Mine now"), None)),
+            Err(DomainError::NotFound("post"))
+        );
+        assert_eq!(
+            post.decide(PostCommand::Delete { actor: OTHER }),
+            Err(DomainError::NotFound("post"))
+        );
+    }
+
+    #[test]
+    fn deleting_an_unknown_post_is_not_found() {
+        assert_eq!(
+            Post::default().decide(PostCommand::Delete { actor: ADMIN }),
+            Err(DomainError::NotFound("post"))
+        );
+    }
+
+    #[test]
+    fn status_follows_the_post_from_missing_to_live_to_deleted() {
+        assert_eq!(Post::default().status(), PostStatus::Missing);
+        assert_eq!(after::<Post>([created()]).status(), PostStatus::Live);
+        assert_eq!(
+            after::<Post>([created(), deleted()]).status(),
+            PostStatus::Deleted
+        );
     }
 }

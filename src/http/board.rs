@@ -1,4 +1,5 @@
-//! Board commands: categories, posts and comments.
+//! Board commands: categories, posts and comments. Each handler parses the request, has
+//! [`crate::board::BoardService`] run the command, and shapes the answer.
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -7,9 +8,6 @@ use axum::routing::{delete, patch, post};
 use axum::{Json, Router};
 use uuid::Uuid;
 
-use aggregates::category::CategoryCommand;
-use aggregates::comment::CommentCommand;
-use aggregates::post::PostCommand;
 use aggregates::rules;
 
 use super::auth::Authenticated;
@@ -26,7 +24,7 @@ use super::schema::{
 };
 use super::{parse_id, ApiError};
 use crate::app::App;
-use crate::store::{self, ClaimKind, CommandError};
+use crate::board::{CategoryDraft, PostChanges, PostDraft};
 
 pub fn router() -> Router<App> {
     Router::new()
@@ -105,6 +103,8 @@ pub(super) async fn create_category(
         &body.raw,
         state.config.signing_secret(),
     )?;
+    // Before the body is read: a member is refused whatever the body says. The category
+    // aggregate checks this again for any other caller.
     if !actor.is_admin() {
         return Err(ApiError::forbidden("only admins may create categories"));
     }
@@ -116,39 +116,22 @@ pub(super) async fn create_category(
     let pool = state.pool.clone();
     idempotent
         .run(&pool, |category_id| async move {
-            let command = CategoryCommand::Create {
-                actor,
-                name: name.clone(),
+            let draft = CategoryDraft {
+                name,
                 description: description.unwrap_or_default(),
             };
             let metadata = context.metadata(Some(actor.account_id));
-            match state
-                .buses
-                .categories
-                .execute(category_id, command, None, &metadata)
-                .await
-            {
-                Ok(outcome) => Ok(created(
-                    "category",
-                    category_id,
-                    outcome.version,
-                    None,
-                    CategoryCreated { category_id },
-                )),
-                // The name claim is written with the event; losing that race is a conflict
-                // on a fresh id, so look at who holds the name.
-                Err(CommandError::Conflict)
-                    if store::claim_holder(&state.pool, ClaimKind::CategoryName, name.trim())
-                        .await
-                        .map_err(ApiError::event_store)?
-                        .is_some_and(|holder| holder != category_id.to_string()) =>
-                {
-                    Err(ApiError::conflict(
-                        "a category with this name already exists",
-                    ))
-                }
-                Err(err) => Err(err.into()),
-            }
+            let version = state
+                .board
+                .create_category(actor, category_id, draft, &metadata)
+                .await?;
+            Ok(created(
+                "category",
+                category_id,
+                version,
+                None,
+                CategoryCreated { category_id },
+            ))
         })
         .await
 }
@@ -195,22 +178,20 @@ pub(super) async fn create_post(
     };
     idempotent
         .run(&state.pool, |post_id| async move {
-            let command = PostCommand::Create {
-                actor,
+            let draft = PostDraft {
                 category_id,
                 title,
                 content,
             };
             let metadata = context.metadata(Some(actor.account_id));
-            let outcome = state
-                .buses
-                .posts
-                .execute(post_id, command, None, &metadata)
+            let version = state
+                .board
+                .create_post(actor, post_id, draft, &metadata)
                 .await?;
             Ok(created(
                 "post",
                 post_id,
-                outcome.version,
+                version,
                 Some(format!("/board/posts/{post_id}/content")),
                 PostCreated { post_id },
             ))
@@ -255,25 +236,13 @@ pub(super) async fn edit_post(
         );
         return Err(ApiError::validation(errors));
     }
-    let command = PostCommand::Edit {
-        actor,
-        title,
-        content,
-    };
     let metadata = context.metadata(Some(actor.account_id));
-    let outcome = state
-        .buses
-        .posts
-        .execute(post_id, command, expected.as_deref(), &metadata)
+    let changes = PostChanges { title, content };
+    let edited = state
+        .board
+        .edit_post(actor, post_id, changes, expected.as_deref(), &metadata)
         .await?;
-    let post = outcome.state;
-    let (author, _) = state.buses.accounts.load(post.author_id).await?;
-    let (created_at, updated_at) = store::recorded_span(&state.pool, "post", post_id)
-        .await
-        .map_err(ApiError::event_store)?;
-    let comment_count = store::live_comment_count(&state.pool, post_id)
-        .await
-        .map_err(ApiError::event_store)?;
+    let post = edited.post;
     let body = Post {
         summary: PostSummary {
             post_id: post_id.to_string(),
@@ -281,15 +250,15 @@ pub(super) async fn edit_post(
             title: post.title,
             author: Author {
                 account_id: post.author_id.to_string(),
-                nickname: Some(author.nickname),
+                nickname: Some(edited.author_nickname),
             },
-            comment_count,
-            created_at: super::format_time(created_at),
-            updated_at: super::format_time(updated_at),
+            comment_count: edited.comment_count,
+            created_at: super::format_time(edited.created_at),
+            updated_at: super::format_time(edited.updated_at),
         },
         content: post.content,
     };
-    Ok((versioned("post", post_id, outcome.version), Json(body)).into_response())
+    Ok((versioned("post", post_id, edited.version), Json(body)).into_response())
 }
 
 /// Deletes a post (its author or an admin).
@@ -316,17 +285,11 @@ pub(super) async fn delete_post(
 ) -> Result<Response, ApiError> {
     let post_id = parse_id("postId", &post_id)?;
     let metadata = context.metadata(Some(actor.account_id));
-    let outcome = state
-        .buses
-        .posts
-        .execute(
-            post_id,
-            PostCommand::Delete { actor },
-            expected.as_deref(),
-            &metadata,
-        )
+    let version = state
+        .board
+        .delete_post(actor, post_id, expected.as_deref(), &metadata)
         .await?;
-    Ok(no_content("post", post_id, outcome.version))
+    Ok(no_content("post", post_id, version))
 }
 
 /// Comments on a post (verified accounts).
@@ -367,21 +330,15 @@ pub(super) async fn add_comment(
     let content = content.expect("finish() reports a missing content");
     idempotent
         .run(&state.pool, |comment_id| async move {
-            let command = CommentCommand::Add {
-                actor,
-                post_id,
-                content,
-            };
             let metadata = context.metadata(Some(actor.account_id));
-            let outcome = state
-                .buses
-                .comments
-                .execute(comment_id, command, None, &metadata)
+            let version = state
+                .board
+                .add_comment(actor, comment_id, post_id, content, &metadata)
                 .await?;
             Ok(created(
                 "comment",
                 comment_id,
-                outcome.version,
+                version,
                 None,
                 CommentCreated { comment_id },
             ))
@@ -413,15 +370,9 @@ pub(super) async fn delete_comment(
 ) -> Result<Response, ApiError> {
     let comment_id = parse_id("commentId", &comment_id)?;
     let metadata = context.metadata(Some(actor.account_id));
-    let outcome = state
-        .buses
-        .comments
-        .execute(
-            comment_id,
-            CommentCommand::Delete { actor },
-            expected.as_deref(),
-            &metadata,
-        )
+    let version = state
+        .board
+        .delete_comment(actor, comment_id, expected.as_deref(), &metadata)
         .await?;
-    Ok(no_content("comment", comment_id, outcome.version))
+    Ok(no_content("comment", comment_id, version))
 }

@@ -15,6 +15,7 @@ use aggregates::{DomainError, FieldError};
 use super::schema::Problem;
 use crate::accounts::AccountError;
 use crate::auth::tokens::TokenError;
+use crate::board::BoardError;
 use crate::databases::is_unavailable;
 use crate::store::CommandError;
 use projections::ReadError;
@@ -172,10 +173,6 @@ impl From<DomainError> for ApiError {
             DomainError::NotVerified => {
                 Self::forbidden("only accounts with a verified email may do this")
             }
-            DomainError::LookupFailed(cause) => {
-                let cause = std::io::Error::other(cause);
-                Self::unavailable("the event store is unavailable").caused_by(&cause)
-            }
         }
     }
 }
@@ -225,6 +222,15 @@ impl From<AccountError> for ApiError {
             AccountError::Token(e) => e.into(),
             AccountError::Command(e) => e.into(),
             AccountError::Hashing(e) => Self::internal(e.as_ref()),
+        }
+    }
+}
+
+impl From<BoardError> for ApiError {
+    fn from(err: BoardError) -> Self {
+        match err {
+            BoardError::CategoryNameTaken => Self::conflict(err.to_string()),
+            BoardError::Command(e) => e.into(),
         }
     }
 }

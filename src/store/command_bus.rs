@@ -5,9 +5,11 @@
 //! needs for `If-Match` and `ETag`. Concurrency control is postgres-es's: the events are
 //! inserted at sequence numbers after the loaded one, and a primary-key clash means another
 //! command won the race (`CommandError::Conflict`).
+//!
+//! Aggregates take no cqrs-es services: what they need to know of other aggregates is in
+//! the command (`aggregates::facts`), looked up before it is sent.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
@@ -20,11 +22,10 @@ use uuid::Uuid;
 use aggregates::account::Account;
 use aggregates::category::Category;
 use aggregates::comment::Comment;
-use aggregates::lookup::BoardLookup;
 use aggregates::post::Post;
 use aggregates::DomainError;
 
-use super::{CommandError, EventStoreLookup};
+use super::CommandError;
 
 /// Who and what caused a command; stored with every event it writes.
 #[derive(Debug, Clone, Default)]
@@ -60,7 +61,6 @@ pub struct CommandOutcome<A> {
 
 pub struct CommandBus<A: Aggregate> {
     store: PersistedEventStore<PostgresEventRepository, A>,
-    services: A::Services,
 }
 
 /// How often a command is decided again after losing a race, when the client did not ask
@@ -69,15 +69,14 @@ const ATTEMPTS: usize = 3;
 
 impl<A> CommandBus<A>
 where
-    A: Aggregate<Error = DomainError> + Clone,
+    A: Aggregate<Error = DomainError, Services = ()> + Clone,
     A::Command: Clone,
 {
-    pub fn new(pool: PgPool, services: A::Services) -> Self {
+    pub fn new(pool: PgPool) -> Self {
         let repository = PostgresEventRepository::new(pool);
         Self {
             store: PersistedEventStore::new_event_store(repository)
                 .with_upcasters(super::upcasting::for_event_store()),
-            services,
         }
     }
 
@@ -129,10 +128,7 @@ where
             return Err(CommandError::VersionMismatch { current });
         }
         let sink = EventSink::default();
-        context
-            .aggregate
-            .handle(command, &self.services, &sink)
-            .await?;
+        context.aggregate.handle(command, &(), &sink).await?;
         let events = sink.collect().await;
         let recorded = events.len();
         // The sink applied each event to the aggregate as it was written.
@@ -165,12 +161,11 @@ pub struct CommandBuses {
 
 impl CommandBuses {
     pub fn new(pool: PgPool) -> Self {
-        let lookup: Arc<dyn BoardLookup> = Arc::new(EventStoreLookup::new(pool.clone()));
         Self {
-            accounts: CommandBus::new(pool.clone(), ()),
-            categories: CommandBus::new(pool.clone(), ()),
-            posts: CommandBus::new(pool.clone(), lookup.clone()),
-            comments: CommandBus::new(pool, lookup),
+            accounts: CommandBus::new(pool.clone()),
+            categories: CommandBus::new(pool.clone()),
+            posts: CommandBus::new(pool.clone()),
+            comments: CommandBus::new(pool),
         }
     }
 }

@@ -1,16 +1,19 @@
-//! Answers the aggregates' questions about other aggregates from the event store itself,
-//! so the answers are as fresh as the write side (never the lagging read models).
+//! Looks up, from the event store itself, the facts about other aggregates that a command
+//! carries (`aggregates::facts`), so they are as fresh as the write side (never the
+//! lagging read models).
 
-use async_trait::async_trait;
 use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::EventStore;
+use cqrs_es::{AggregateError, EventStore};
 use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use aggregates::category::Category;
-use aggregates::lookup::{BoardLookup, PostStatus};
+use aggregates::facts::{CategoryStatus, PostStatus};
 use aggregates::post::Post;
+use aggregates::DomainError;
+
+use super::CommandError;
 
 pub struct EventStoreLookup {
     categories: PersistedEventStore<PostgresEventRepository, Category>,
@@ -28,30 +31,28 @@ impl EventStoreLookup {
                 .with_upcasters(super::upcasting::for_event_store()),
         }
     }
-}
 
-#[async_trait]
-impl BoardLookup for EventStoreLookup {
-    async fn category_exists(&self, category_id: Uuid) -> Result<bool, String> {
+    pub async fn category_status(&self, category_id: Uuid) -> Result<CategoryStatus, CommandError> {
         let context = self
             .categories
             .load_aggregate(&category_id.to_string())
             .await
-            .map_err(|e| e.to_string())?;
-        Ok(context.aggregate.created)
+            .map_err(unavailable)?;
+        Ok(context.aggregate.status())
     }
 
-    async fn post_status(&self, post_id: Uuid) -> Result<PostStatus, String> {
+    pub async fn post_status(&self, post_id: Uuid) -> Result<PostStatus, CommandError> {
         let context = self
             .posts
             .load_aggregate(&post_id.to_string())
             .await
-            .map_err(|e| e.to_string())?;
-        let post = context.aggregate;
-        Ok(match (post.created, post.deleted) {
-            (false, _) => PostStatus::Missing,
-            (true, false) => PostStatus::Live,
-            (true, true) => PostStatus::Deleted,
-        })
+            .map_err(unavailable)?;
+        Ok(context.aggregate.status())
     }
+}
+
+/// Without the fact the command cannot be decided, whatever kept the store from answering:
+/// the store is unavailable to it (503, try again), as when the aggregate asked itself.
+fn unavailable(err: AggregateError<DomainError>) -> CommandError {
+    CommandError::Unavailable(Box::new(err))
 }
