@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde::Deserialize;
 
-use aggregates::rules;
+use aggregates::{rules, AggregateKind};
 
 use super::auth::bearer_token;
 use super::body::{any_string, Fields, JsonBody};
@@ -120,7 +120,7 @@ pub(super) async fn sign_up(
                     (header::ETAG, etag(version)),
                     (
                         EVENT_POSITION,
-                        event_position("account", account_id, version),
+                        event_position(AggregateKind::Account, account_id, version),
                     ),
                 ],
                 Json(AccountCreated { account_id }),

@@ -8,7 +8,7 @@ use axum::routing::{delete, patch, post};
 use axum::{Json, Router};
 use uuid::Uuid;
 
-use aggregates::rules;
+use aggregates::{rules, AggregateKind};
 
 use super::auth::Authenticated;
 use super::body::{Fields, JsonBody};
@@ -40,15 +40,15 @@ pub fn router() -> Router<App> {
 
 /// The headers every command response carries: the resource's new version, and where the
 /// read models will show it.
-fn versioned(aggregate_type: &str, id: Uuid, version: u64) -> [(HeaderName, HeaderValue); 2] {
+fn versioned(kind: AggregateKind, id: Uuid, version: u64) -> [(HeaderName, HeaderValue); 2] {
     [
         (header::ETAG, etag(version)),
-        (EVENT_POSITION, event_position(aggregate_type, id, version)),
+        (EVENT_POSITION, event_position(kind, id, version)),
     ]
 }
 
 fn created(
-    aggregate_type: &str,
+    kind: AggregateKind,
     id: Uuid,
     version: u64,
     location: Option<String>,
@@ -56,7 +56,7 @@ fn created(
 ) -> Response {
     let mut response = (
         StatusCode::CREATED,
-        versioned(aggregate_type, id, version),
+        versioned(kind, id, version),
         Json(body),
     )
         .into_response();
@@ -66,12 +66,8 @@ fn created(
     response
 }
 
-fn no_content(aggregate_type: &str, id: Uuid, version: u64) -> Response {
-    (
-        StatusCode::NO_CONTENT,
-        versioned(aggregate_type, id, version),
-    )
-        .into_response()
+fn no_content(kind: AggregateKind, id: Uuid, version: u64) -> Response {
+    (StatusCode::NO_CONTENT, versioned(kind, id, version)).into_response()
 }
 
 /// Creates a category (admins only).
@@ -126,7 +122,7 @@ pub(super) async fn create_category(
                 .create_category(actor, category_id, draft, &metadata)
                 .await?;
             Ok(created(
-                "category",
+                AggregateKind::Category,
                 category_id,
                 version,
                 None,
@@ -189,7 +185,7 @@ pub(super) async fn create_post(
                 .create_post(actor, post_id, draft, &metadata)
                 .await?;
             Ok(created(
-                "post",
+                AggregateKind::Post,
                 post_id,
                 version,
                 Some(format!("/board/posts/{post_id}/content")),
@@ -258,7 +254,11 @@ pub(super) async fn edit_post(
         },
         content: post.content,
     };
-    Ok((versioned("post", post_id, edited.version), Json(body)).into_response())
+    Ok((
+        versioned(AggregateKind::Post, post_id, edited.version),
+        Json(body),
+    )
+        .into_response())
 }
 
 /// Deletes a post (its author or an admin).
@@ -289,7 +289,7 @@ pub(super) async fn delete_post(
         .board
         .delete_post(actor, post_id, expected.as_deref(), &metadata)
         .await?;
-    Ok(no_content("post", post_id, version))
+    Ok(no_content(AggregateKind::Post, post_id, version))
 }
 
 /// Comments on a post (verified accounts).
@@ -336,7 +336,7 @@ pub(super) async fn add_comment(
                 .add_comment(actor, comment_id, post_id, content, &metadata)
                 .await?;
             Ok(created(
-                "comment",
+                AggregateKind::Comment,
                 comment_id,
                 version,
                 None,
@@ -374,5 +374,5 @@ pub(super) async fn delete_comment(
         .board
         .delete_comment(actor, comment_id, expected.as_deref(), &metadata)
         .await?;
-    Ok(no_content("comment", comment_id, version))
+    Ok(no_content(AggregateKind::Comment, comment_id, version))
 }

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use aggregates::AggregateKind;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
@@ -24,11 +25,11 @@ const MAX_POSITIONS: usize = 10;
 
 /// The header value that names `version` of aggregate `id`.
 pub fn event_position(
-    aggregate_type: &str,
+    kind: AggregateKind,
     id: impl std::fmt::Display,
     version: u64,
 ) -> HeaderValue {
-    HeaderValue::from_str(&format!("{aggregate_type}:{id}:{version}"))
+    HeaderValue::from_str(&format!("{kind}:{id}:{version}"))
         .expect("type names, ids and digits are valid header text")
 }
 
@@ -130,7 +131,7 @@ mod tests {
     #[test]
     fn positions_round_trip_through_the_header() {
         let id = uuid::Uuid::now_v7();
-        let header = event_position("post", id, 3);
+        let header = event_position(AggregateKind::Post, id, 3);
         let parsed = parse(header.to_str().unwrap()).unwrap();
         assert_eq!(parsed.aggregate_type, "post");
         assert_eq!(parsed.aggregate_id, id.to_string());
