@@ -28,6 +28,7 @@ use tokio::sync::watch;
 
 use projections::fold::{self, BatchError};
 use projections::snapshot;
+use projections::views;
 
 use crate::databases::{database_name, with_database};
 use crate::kafka::envelope;
@@ -35,14 +36,6 @@ use crate::store::reader::{self, Checkpoint};
 
 pub use published::{read as published_progress, RebuildRow};
 use published::{Ended, PublishedProgress};
-
-/// The tables a rebuild replaces (progress and migrations stay where they are).
-pub const VIEW_TABLES: [&str; 4] = [
-    "accounts_view",
-    "categories_view",
-    "posts_view",
-    "comments_view",
-];
 
 const BATCH: i64 = 1_000;
 
@@ -187,9 +180,11 @@ async fn swap_in_rebuilt(
     sqlx::query(&format!("CREATE DATABASE {}", quoted(&previous)?))
         .execute(admin)
         .await?;
-    let renames = VIEW_TABLES
+    // The view tables only: progress and migrations stay where they are.
+    let renames = views::ALL
         .iter()
-        .map(|table| {
+        .map(|view| {
+            let table = view.table;
             Ok(format!(
                 "{live}.{table} TO {previous}.{table}, {shadow}.{table} TO {live}.{table}",
                 live = quoted(live)?,

@@ -10,6 +10,7 @@ mod error;
 pub mod fold;
 pub mod queries;
 pub mod snapshot;
+pub mod views;
 
 pub use envelope::Envelope;
 pub use error::{ProjectionError, ReadError};

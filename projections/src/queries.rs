@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use aggregates::AggregateKind;
 
-use crate::ReadError;
+use crate::{views, ReadError};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct CategoryRow {
@@ -175,12 +175,8 @@ pub async fn applied_version(
     let Ok(kind) = aggregate_type.parse::<AggregateKind>() else {
         return Ok(None);
     };
-    let (table, key) = match kind {
-        AggregateKind::Account => ("accounts_view", "account_id"),
-        AggregateKind::Category => ("categories_view", "category_id"),
-        AggregateKind::Post => ("posts_view", "post_id"),
-        AggregateKind::Comment => ("comments_view", "comment_id"),
-    };
+    let view = views::of(kind);
+    let (table, key) = (view.table, view.key());
     let version: Option<i64> =
         sqlx::query_scalar(&format!("SELECT version FROM {table} WHERE {key} = ?"))
             .bind(aggregate_id)

@@ -5,37 +5,21 @@ use std::collections::BTreeMap;
 
 use sqlx::{MySqlPool, Row};
 
-/// The view tables and the columns that make up their content, keyed first.
-const VIEWS: [(&str, &str); 4] = [
-    ("accounts_view", "account_id, nickname, version"),
-    (
-        "categories_view",
-        "category_id, name, description, post_count, created_at, version",
-    ),
-    (
-        "posts_view",
-        "post_id, category_id, author_id, title, content, comment_count, created_at, updated_at, \
-         deleted, version",
-    ),
-    (
-        "comments_view",
-        "comment_id, post_id, author_id, content, created_at, deleted, version",
-    ),
-];
+use crate::views;
 
 /// Table name to its rows, each row rendered as one line, in key order.
 pub type Snapshot = BTreeMap<&'static str, Vec<String>>;
 
 pub async fn take(pool: &MySqlPool) -> Result<Snapshot, sqlx::Error> {
     let mut snapshot = Snapshot::new();
-    for (table, columns) in VIEWS {
-        let count = columns.split(',').count();
-        let concat = columns
-            .split(',')
-            .map(|c| format!("COALESCE(CAST({} AS CHAR), '∅')", c.trim()))
+    for view in views::ALL {
+        let (table, key, count) = (view.table, view.key(), view.columns.len());
+        let concat = view
+            .columns
+            .iter()
+            .map(|c| format!("COALESCE(CAST({c} AS CHAR), '∅')"))
             .collect::<Vec<_>>()
             .join(", '|', ");
-        let key = columns.split(',').next().unwrap_or_default();
         let rows = sqlx::query(&format!(
             "SELECT CONCAT({concat}) AS line FROM {table} ORDER BY {key}"
         ))

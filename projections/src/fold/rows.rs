@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, MySqlConnection, QueryBuilder};
 
+use crate::views::{self, ViewTable};
+
 #[cfg(test)]
 mod in_memory;
 
@@ -19,58 +21,27 @@ pub enum View {
 }
 
 impl View {
-    fn table(self) -> &'static str {
+    /// The table this fold's view is kept in (see [`crate::views`]).
+    fn descriptor(self) -> &'static ViewTable {
         match self {
-            Self::Accounts => "accounts_view",
-            Self::Categories => "categories_view",
-            Self::Posts => "posts_view",
-            Self::Comments => "comments_view",
+            Self::Accounts => &views::ACCOUNTS,
+            Self::Categories => &views::CATEGORIES,
+            Self::Posts => &views::POSTS,
+            Self::Comments => &views::COMMENTS,
         }
     }
 
+    fn table(self) -> &'static str {
+        self.descriptor().table
+    }
+
     fn key(self) -> &'static str {
-        match self {
-            Self::Accounts => "account_id",
-            Self::Categories => "category_id",
-            Self::Posts => "post_id",
-            Self::Comments => "comment_id",
-        }
+        self.descriptor().key()
     }
 
     /// Every column, key first.
     fn columns(self) -> &'static [&'static str] {
-        match self {
-            Self::Accounts => &["account_id", "nickname", "version"],
-            Self::Categories => &[
-                "category_id",
-                "name",
-                "description",
-                "post_count",
-                "created_at",
-                "version",
-            ],
-            Self::Posts => &[
-                "post_id",
-                "category_id",
-                "author_id",
-                "title",
-                "content",
-                "comment_count",
-                "created_at",
-                "updated_at",
-                "deleted",
-                "version",
-            ],
-            Self::Comments => &[
-                "comment_id",
-                "post_id",
-                "author_id",
-                "content",
-                "created_at",
-                "deleted",
-                "version",
-            ],
-        }
+        self.descriptor().columns
     }
 }
 
