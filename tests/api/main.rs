@@ -3,6 +3,7 @@
 //! `common` and `pipeline`). `chaos` and `private_services` start private brokers and
 //! MySQL servers to kill.
 
+mod abuse;
 mod accounts;
 mod board;
 mod chaos;
