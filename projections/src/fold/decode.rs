@@ -4,6 +4,7 @@ use aggregates::account::AccountEvent;
 use aggregates::category::CategoryEvent;
 use aggregates::comment::CommentEvent;
 use aggregates::post::PostEvent;
+use aggregates::AggregateKind;
 use serde::de::DeserializeOwned;
 
 use crate::{Envelope, ProjectionError};
@@ -44,12 +45,14 @@ fn decode(event: &Envelope) -> Option<Payload> {
             reason: e.to_string(),
         })
     }
-    let decoded = match event.aggregate_type.as_str() {
-        "account" => parse(event).map(Payload::Account),
-        "category" => parse(event).map(Payload::Category),
-        "post" => parse(event).map(Payload::Post),
-        "comment" => parse(event).map(Payload::Comment),
-        _ => return None,
+    let Ok(kind) = event.aggregate_type.parse::<AggregateKind>() else {
+        return None;
+    };
+    let decoded = match kind {
+        AggregateKind::Account => parse(event).map(Payload::Account),
+        AggregateKind::Category => parse(event).map(Payload::Category),
+        AggregateKind::Post => parse(event).map(Payload::Post),
+        AggregateKind::Comment => parse(event).map(Payload::Comment),
     };
     decoded
         .map_err(|malformed| {
