@@ -17,7 +17,7 @@ use super::consistency::{event_position, EVENT_POSITION};
 use super::context::RequestContext;
 use super::idempotency::IdempotentRequest;
 use super::openapi::{IdempotencyKeyHeader, IfMatchHeader};
-use super::problem::PROBLEM_JSON;
+use super::problem::{field_errors, PROBLEM_JSON};
 use super::schema::{
     Author, CategoryCreated, CommentCreated, NewCategory, NewComment, NewPost, Post, PostCreated,
     PostEdit, PostSummary, Problem,
@@ -224,14 +224,10 @@ pub(super) async fn edit_post(
     let title = fields.optional("title", rules::post_title);
     let content = fields.optional("content", rules::post_content);
     fields.finish()?;
-    if title.is_none() && content.is_none() {
-        let mut errors = std::collections::BTreeMap::new();
-        errors.insert(
-            "title".to_string(),
-            vec!["at least one of title and content is required".to_string()],
-        );
-        return Err(ApiError::validation(errors));
-    }
+    // Checked here too, not only by the post, so that an empty edit is a 400 whoever sends
+    // it and whatever If-Match says, as the other field rules are.
+    rules::post_edit(title.as_deref(), content.as_deref())
+        .map_err(|error| ApiError::validation(field_errors(vec![error])))?;
     let metadata = context.metadata(Some(actor.account_id));
     let changes = PostChanges { title, content };
     let edited = state
