@@ -1,7 +1,8 @@
-//! Field rules from the API contract, in one place.
+//! Field rules from the API contract, in one place: each is written here once.
 //!
-//! The HTTP layer runs these to name every bad field in one answer; the aggregates run them
-//! again so that no command, from any caller, can record an event that breaks them.
+//! The HTTP layer runs these as it reads a request body, to name every bad field in the
+//! same answer as a missing or mistyped one; the aggregates run them again so that no
+//! command, from any caller, can record an event that breaks them.
 
 use crate::FieldError;
 
