@@ -200,12 +200,8 @@ impl Post {
         if actor.account_id != self.author_id {
             return Err(DomainError::Forbidden("only the author may edit a post"));
         }
-        if title.is_none() && content.is_none() {
-            return Err(DomainError::invalid(
-                "title",
-                "at least one of title and content is required",
-            ));
-        }
+        rules::post_edit(title.as_deref(), content.as_deref())
+            .map_err(|error| DomainError::Invalid(vec![error]))?;
         let errors = rules::collect([
             title.as_deref().map_or(Ok(()), rules::post_title),
             content.as_deref().map_or(Ok(()), rules::post_content),

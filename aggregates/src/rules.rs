@@ -1,7 +1,8 @@
-//! Field rules from the API contract, in one place.
+//! Field rules from the API contract, in one place: each is written here once.
 //!
-//! The HTTP layer runs these to name every bad field in one answer; the aggregates run them
-//! again so that no command, from any caller, can record an event that breaks them.
+//! The HTTP layer runs these as it reads a request body, to name every bad field in the
+//! same answer as a missing or mistyped one; the aggregates run them again so that no
+//! command, from any caller, can record an event that breaks them.
 
 use crate::FieldError;
 
@@ -131,6 +132,18 @@ pub fn comment_content(value: &str) -> Result<(), FieldError> {
     text("content", value, COMMENT_CONTENT)
 }
 
+/// An edit of a post names at least one of its title and content (each checked by its own
+/// rule above). Reported on `title`, the first of the two.
+pub fn post_edit(title: Option<&str>, content: Option<&str>) -> Result<(), FieldError> {
+    if title.is_none() && content.is_none() {
+        return Err(FieldError::new(
+            "title",
+            "at least one of title and content is required",
+        ));
+    }
+    Ok(())
+}
+
 /// Runs several checks and keeps every failure, so a client learns all of them at once.
 pub fn collect(checks: impl IntoIterator<Item = Result<(), FieldError>>) -> Vec<FieldError> {
     checks.into_iter().filter_map(Result::err).collect()
@@ -208,6 +221,19 @@ mod tests {
         assert!(category_name("bell\u{7}").is_err());
         assert!(password("12345678\u{0}").is_err());
         assert_eq!(post_content("line one\nline two\ttabbed"), Ok(()));
+    }
+
+    #[test]
+    fn a_post_edit_names_the_title_or_the_content_or_both() {
+        assert_eq!(post_edit(Some("t"), None), Ok(()));
+        assert_eq!(post_edit(None, Some("c")), Ok(()));
+        assert_eq!(post_edit(Some("t"), Some("c")), Ok(()));
+        let error = post_edit(None, None).unwrap_err();
+        assert_eq!(error.field, "title");
+        assert_eq!(
+            error.message,
+            "at least one of title and content is required"
+        );
     }
 
     #[test]

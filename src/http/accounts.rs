@@ -13,7 +13,7 @@ use serde::Deserialize;
 use aggregates::{rules, AggregateKind};
 
 use super::auth::bearer_token;
-use super::body::{any_string, Fields, JsonBody};
+use super::body::Body;
 use super::concurrency::etag;
 use super::consistency::{event_position, EVENT_POSITION};
 use super::context::RequestContext;
@@ -86,23 +86,20 @@ pub(super) async fn sign_up(
     State(state): State<App>,
     context: RequestContext,
     headers: HeaderMap,
-    body: JsonBody,
+    body: Body<SignUp>,
 ) -> Result<Response, ApiError> {
     let idempotent = IdempotentRequest::new(
         &headers,
         "anonymous".into(),
         "/signup",
-        &body.raw,
+        body.raw(),
         state.config.signing_secret(),
     )?;
-    let mut fields = Fields::new(body);
-    let email = fields.required("email", rules::email);
-    let password = fields.required("password", rules::password);
-    let nickname = fields.required("nickname", rules::nickname);
-    fields.finish()?;
-    let (Some(email), Some(password), Some(nickname)) = (email, password, nickname) else {
-        unreachable!("finish() reports every missing field");
-    };
+    let SignUp {
+        email,
+        password,
+        nickname,
+    } = body.read()?;
     idempotent
         .run(&state.pool, |account_id| async move {
             let new = NewAccount {
@@ -229,15 +226,9 @@ pub(super) async fn log_in_basic(
 pub(super) async fn log_in_json(
     _: AuthRateLimit,
     State(state): State<App>,
-    body: JsonBody,
+    body: Body<LogIn>,
 ) -> Result<Response, ApiError> {
-    let mut fields = Fields::new(body);
-    let email = fields.required("email", any_string);
-    let password = fields.required("password", any_string);
-    fields.finish()?;
-    let (Some(email), Some(password)) = (email, password) else {
-        unreachable!("finish() reports every missing field");
-    };
+    let LogIn { email, password } = body.read()?;
     let tokens = state.accounts.log_in(&email, &password).await?;
     Ok(token_response(tokens))
 }

@@ -8,10 +8,10 @@ use axum::routing::{delete, patch, post};
 use axum::{Json, Router};
 use uuid::Uuid;
 
-use aggregates::{rules, AggregateKind};
+use aggregates::AggregateKind;
 
 use super::auth::Authenticated;
-use super::body::{Fields, JsonBody};
+use super::body::Body;
 use super::concurrency::{etag, IfMatch};
 use super::consistency::{event_position, EVENT_POSITION};
 use super::context::RequestContext;
@@ -89,14 +89,14 @@ pub(super) async fn create_category(
     Authenticated(actor): Authenticated,
     context: RequestContext,
     headers: HeaderMap,
-    body: JsonBody,
+    body: Body<NewCategory>,
 ) -> Result<Response, ApiError> {
     let scope = actor.account_id.to_string();
     let idempotent = IdempotentRequest::new(
         &headers,
         scope,
         "/board/categories",
-        &body.raw,
+        body.raw(),
         state.config.signing_secret(),
     )?;
     // Before the body is read: a member is refused whatever the body says. The category
@@ -104,11 +104,7 @@ pub(super) async fn create_category(
     if !actor.is_admin() {
         return Err(ApiError::forbidden("only admins may create categories"));
     }
-    let mut fields = Fields::new(body);
-    let name = fields.required("name", rules::category_name);
-    let description = fields.optional("description", rules::category_description);
-    fields.finish()?;
-    let name = name.expect("finish() reports a missing name");
+    let NewCategory { name, description } = body.read()?;
     let pool = state.pool.clone();
     idempotent
         .run(&pool, |category_id| async move {
@@ -153,7 +149,7 @@ pub(super) async fn create_post(
     context: RequestContext,
     Path(category_id): Path<String>,
     headers: HeaderMap,
-    body: JsonBody,
+    body: Body<NewPost>,
 ) -> Result<Response, ApiError> {
     let path = format!("/board/categories/{category_id}/posts");
     let category_id = parse_id("categoryId", &category_id)?;
@@ -162,16 +158,10 @@ pub(super) async fn create_post(
         &headers,
         scope,
         &path,
-        &body.raw,
+        body.raw(),
         state.config.signing_secret(),
     )?;
-    let mut fields = Fields::new(body);
-    let title = fields.required("title", rules::post_title);
-    let content = fields.required("content", rules::post_content);
-    fields.finish()?;
-    let (Some(title), Some(content)) = (title, content) else {
-        unreachable!("finish() reports every missing field");
-    };
+    let NewPost { title, content } = body.read()?;
     idempotent
         .run(&state.pool, |post_id| async move {
             let draft = PostDraft {
@@ -217,21 +207,10 @@ pub(super) async fn edit_post(
     context: RequestContext,
     Path(post_id): Path<String>,
     IfMatch(expected): IfMatch,
-    body: JsonBody,
+    body: Body<PostEdit>,
 ) -> Result<Response, ApiError> {
     let post_id = parse_id("postId", &post_id)?;
-    let mut fields = Fields::new(body);
-    let title = fields.optional("title", rules::post_title);
-    let content = fields.optional("content", rules::post_content);
-    fields.finish()?;
-    if title.is_none() && content.is_none() {
-        let mut errors = std::collections::BTreeMap::new();
-        errors.insert(
-            "title".to_string(),
-            vec!["at least one of title and content is required".to_string()],
-        );
-        return Err(ApiError::validation(errors));
-    }
+    let PostEdit { title, content } = body.read()?;
     let metadata = context.metadata(Some(actor.account_id));
     let changes = PostChanges { title, content };
     let edited = state
@@ -312,7 +291,7 @@ pub(super) async fn add_comment(
     context: RequestContext,
     Path(post_id): Path<String>,
     headers: HeaderMap,
-    body: JsonBody,
+    body: Body<NewComment>,
 ) -> Result<Response, ApiError> {
     let path = format!("/board/posts/{post_id}/comments");
     let post_id = parse_id("postId", &post_id)?;
@@ -321,13 +300,10 @@ pub(super) async fn add_comment(
         &headers,
         scope,
         &path,
-        &body.raw,
+        body.raw(),
         state.config.signing_secret(),
     )?;
-    let mut fields = Fields::new(body);
-    let content = fields.required("content", rules::comment_content);
-    fields.finish()?;
-    let content = content.expect("finish() reports a missing content");
+    let NewComment { content } = body.read()?;
     idempotent
         .run(&state.pool, |comment_id| async move {
             let metadata = context.metadata(Some(actor.account_id));

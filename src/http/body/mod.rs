@@ -1,26 +1,63 @@
-//! Request bodies: JSON only, 64 KiB at most, objects with exactly the known keys.
+//! Request bodies: JSON only, 64 KiB at most, objects read into the request types of
+//! [`super::schema`], with exactly their keys.
 //!
-//! [`JsonBody`] answers 415, 413 and malformed JSON with problem documents. [`Fields`]
-//! then takes the known keys one by one, checks each against its rule, and reports every
+//! A handler takes a [`Body<T>`]. Extracting it answers 415, 413 and malformed JSON with
+//! problem documents; [`Body::read`] then reads the `T` ([`FromFields`]), reporting every
 //! bad, missing or unknown key together, so a client fixes all of them in one round.
 
-use std::collections::BTreeMap;
+pub mod fields;
+
+use std::marker::PhantomData;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{header, StatusCode};
 use serde_json::{Map, Value};
 
-use aggregates::FieldError;
+use fields::FromFields;
 
 use super::ApiError;
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// A request body to be read as a `T`, one of the request types.
+///
+/// Reading is a step of its own, after extraction, so that each handler keeps what it
+/// checks before the fields: a member is refused a category (403) whatever the body says,
+/// and a malformed path id or `Idempotency-Key` is reported on its own.
+pub struct Body<T> {
+    json: JsonBody,
+    // `fn() -> T`: a `Body<T>` holds no `T`, so it is `Send` and `Sync` whatever `T` is.
+    read_as: PhantomData<fn() -> T>,
+}
+
+impl<T: FromFields> Body<T> {
+    /// The bytes as sent, for the idempotency fingerprint.
+    pub fn raw(&self) -> &[u8] {
+        &self.json.raw
+    }
+
+    /// The body as a `T`, or a 400 naming every bad, missing or unknown key.
+    pub fn read(self) -> Result<T, ApiError> {
+        fields::read(self.json.object).map_err(ApiError::validation)
+    }
+}
+
+impl<S: Send + Sync, T> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Ok(Self {
+            json: JsonBody::from_request(req, state).await?,
+            read_as: PhantomData,
+        })
+    }
+}
+
 /// A JSON object body, with the raw bytes kept for idempotency fingerprints.
-pub struct JsonBody {
-    pub object: Map<String, Value>,
-    pub raw: Bytes,
+struct JsonBody {
+    object: Map<String, Value>,
+    raw: Bytes,
 }
 
 impl<S: Send + Sync> FromRequest<S> for JsonBody {
@@ -75,91 +112,6 @@ fn is_json(content_type: &str) -> bool {
         .to_ascii_lowercase();
     essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"))
-}
-
-/// Takes a body's fields one by one, collecting every problem.
-pub struct Fields {
-    object: Map<String, Value>,
-    errors: BTreeMap<String, Vec<String>>,
-}
-
-impl Fields {
-    pub fn new(body: JsonBody) -> Self {
-        Self {
-            object: body.object,
-            errors: BTreeMap::new(),
-        }
-    }
-
-    /// A string that must be present, checked by `rule`.
-    pub fn required(
-        &mut self,
-        name: &'static str,
-        rule: fn(&str) -> Result<(), FieldError>,
-    ) -> Option<String> {
-        match self.object.remove(name) {
-            None | Some(Value::Null) => {
-                self.fail(name, "is required");
-                None
-            }
-            Some(value) => self.string(name, value, rule),
-        }
-    }
-
-    /// A string that may be absent or null, checked by `rule` when present.
-    pub fn optional(
-        &mut self,
-        name: &'static str,
-        rule: fn(&str) -> Result<(), FieldError>,
-    ) -> Option<String> {
-        match self.object.remove(name) {
-            None | Some(Value::Null) => None,
-            Some(value) => self.string(name, value, rule),
-        }
-    }
-
-    fn string(
-        &mut self,
-        name: &'static str,
-        value: Value,
-        rule: fn(&str) -> Result<(), FieldError>,
-    ) -> Option<String> {
-        let Value::String(text) = value else {
-            self.fail(name, "must be a string");
-            return None;
-        };
-        match rule(&text) {
-            Ok(()) => Some(text),
-            Err(error) => {
-                self.fail(name, error.message);
-                None
-            }
-        }
-    }
-
-    pub fn fail(&mut self, name: &str, message: impl Into<String>) {
-        self.errors
-            .entry(name.to_string())
-            .or_default()
-            .push(message.into());
-    }
-
-    /// Rejects leftover (unknown) keys and reports everything collected.
-    pub fn finish(mut self) -> Result<(), ApiError> {
-        for key in std::mem::take(&mut self.object).keys() {
-            self.fail(key, "is not a known field");
-        }
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(ApiError::validation(self.errors))
-        }
-    }
-}
-
-/// For fields with no rule beyond being a string.
-pub fn any_string(_: &str) -> Result<(), FieldError> {
-    Ok(())
 }
 
 #[cfg(test)]

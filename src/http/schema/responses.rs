@@ -1,84 +1,14 @@
-//! The bodies the API sends and receives, as types.
-//!
-//! Responses are serialized from these types, and the OpenAPI document describes them
-//! from the same types, so the document cannot drift from what the server sends.
-//! Request bodies are parsed field by field by [`super::body::Fields`] (to name every bad
-//! field at once); their types here describe them for the document, and the length limits
-//! are filled in from `aggregates::rules` by [`super::openapi`].
+//! Response bodies, as types: serialized by the handlers, described by the document.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use projections::queries::{CategoryRow, CommentRow, PostRow};
 
-use super::format_time;
-
-// ---- Requests (described, not deserialized: see the module comment) ----
-
-/// `POST /signup`.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct SignUp {
-    #[schema(format = Email, example = "ada@example.com")]
-    pub email: String,
-    /// Never stored or logged; only an Argon2id hash is kept.
-    #[schema(format = Password)]
-    pub password: String,
-    /// Trimmed before it is checked and stored.
-    pub nickname: String,
-}
-
-/// `POST /auth`.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct LogIn {
-    pub email: String,
-    #[schema(format = Password)]
-    pub password: String,
-}
-
-/// `POST /board/categories`.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct NewCategory {
-    pub name: String,
-    pub description: Option<String>,
-}
-
-/// `POST /board/categories/{categoryId}/posts`.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct NewPost {
-    pub title: String,
-    pub content: String,
-}
-
-/// `PATCH /board/posts/{postId}`: at least one of the two.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(min_properties = 1)]
-#[allow(dead_code)]
-pub struct PostEdit {
-    pub title: Option<String>,
-    pub content: Option<String>,
-}
-
-/// `POST /board/posts/{postId}/comments`.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct NewComment {
-    pub content: String,
-}
-
-// ---- Responses ----
+use crate::http::format_time;
 
 /// An RFC 9457 problem document: every error the API answers.
 #[derive(Serialize, ToSchema)]
