@@ -18,11 +18,11 @@ use super::concurrency::etag;
 use super::consistency::{event_position, EVENT_POSITION};
 use super::context::RequestContext;
 use super::idempotency::IdempotentRequest;
-use super::openapi::IdempotencyKeyHeader;
 use super::problem::PROBLEM_JSON;
 use super::rate_limit::AuthRateLimit;
 use super::schema::{
-    AccountCreated, AccountVerified, EmailAvailable, IssuedTokens, LogIn, Problem, SignUp,
+    AccountCreated, AccountVerified, EmailAvailable, IdempotencyKeyHeader, IssuedTokens, LogIn,
+    Problem, SignUp,
 };
 use super::ApiError;
 use crate::accounts::{NewAccount, Tokens};

@@ -16,11 +16,10 @@ use super::concurrency::{etag, IfMatch};
 use super::consistency::{event_position, EVENT_POSITION};
 use super::context::RequestContext;
 use super::idempotency::IdempotentRequest;
-use super::openapi::{IdempotencyKeyHeader, IfMatchHeader};
 use super::problem::PROBLEM_JSON;
 use super::schema::{
-    Author, CategoryCreated, CommentCreated, NewCategory, NewComment, NewPost, Post, PostCreated,
-    PostEdit, PostSummary, Problem,
+    Author, CategoryCreated, CommentCreated, IdempotencyKeyHeader, IfMatchHeader, NewCategory,
+    NewComment, NewPost, Post, PostCreated, PostEdit, PostSummary, Problem,
 };
 use super::{parse_id, ApiError};
 use crate::app::App;

@@ -100,7 +100,7 @@ const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 
 
 /// The HTML docs page and its assets, which browsers load (see [`DOCS_CSP`]).
 fn is_docs_page(path: &str) -> bool {
-    path.strip_prefix(super::openapi::DOCS_PATH)
+    path.strip_prefix(super::paths::DOCS_PATH)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 

@@ -12,6 +12,7 @@ mod health;
 pub mod idempotency;
 mod metrics;
 pub mod openapi;
+mod paths;
 pub mod problem;
 mod queries;
 pub mod rate_limit;

@@ -11,19 +11,17 @@ use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{Object, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Header, OpenApi as Document, Ref, RefOr};
-use utoipa::{IntoParams, Modify, OpenApi};
+use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use aggregates::rules::{self, Length};
 
 use super::body::MAX_BODY_BYTES;
+use super::paths::{DOCS_PATH, DOCUMENT_PATH};
 use super::problem::PROBLEM_JSON;
 use super::queries::{DEFAULT_PAGE, MAX_PAGE};
 use super::schema;
 use crate::app::App;
-
-pub const DOCUMENT_PATH: &str = "/openapi.json";
-pub const DOCS_PATH: &str = "/docs";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -72,49 +70,6 @@ pub fn router() -> Router<App> {
     SwaggerUi::new(DOCS_PATH)
         .url(DOCUMENT_PATH, ApiDoc::openapi())
         .into()
-}
-
-/// The `Event-Position` request header of every query.
-#[derive(serde::Deserialize, IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)]
-pub struct EventPositionHeader {
-    /// `<aggregate>:<id>:<version>` values from command responses, comma-separated (at
-    /// most 10). The query waits until the read models show them, or answers 503.
-    #[serde(rename = "Event-Position")]
-    pub event_position: Option<String>,
-}
-
-/// The `If-Match` request header of commands on an existing resource.
-#[derive(serde::Deserialize, IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)]
-pub struct IfMatchHeader {
-    /// The `ETag` of the version this command is meant for; anything else gets 412.
-    #[serde(rename = "If-Match")]
-    pub if_match: Option<String>,
-}
-
-/// The `Idempotency-Key` request header of creating commands.
-#[derive(serde::Deserialize, IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code)]
-pub struct IdempotencyKeyHeader {
-    /// Executes the request at most once per account and key; a retry gets the first
-    /// answer. Reusing a key for a different request is a 422.
-    #[serde(rename = "Idempotency-Key")]
-    pub idempotency_key: Option<String>,
-}
-
-/// The paging parameters of the lists.
-#[derive(serde::Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code)]
-pub struct Paging {
-    /// Page size (its bounds and default are added by [`Conventions`]).
-    pub size: Option<u32>,
-    /// The `nextCursor` of the previous page.
-    pub cursor: Option<String>,
 }
 
 /// What every operation shares; see the module comment.

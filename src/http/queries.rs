@@ -11,10 +11,10 @@ use uuid::Uuid;
 use projections::queries;
 
 use super::consistency::CaughtUp;
-use super::openapi::{EventPositionHeader, Paging};
 use super::problem::PROBLEM_JSON;
 use super::schema::{
-    Category, CategoryList, Comment, CommentPage, Post, PostPage, PostSummary, Problem,
+    Category, CategoryList, Comment, CommentPage, EventPositionHeader, Paging, Post, PostPage,
+    PostSummary, Problem,
 };
 use super::{parse_id, ApiError};
 use crate::app::App;

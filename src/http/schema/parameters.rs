@@ -1,0 +1,49 @@
+//! The headers and query parameters the API reads, as types for the OpenAPI document.
+//! Handlers read them from the request themselves (`If-Match` by
+//! [`crate::http::concurrency::IfMatch`], `Event-Position` by
+//! [`crate::http::consistency`], and so on); these types only describe them.
+
+use utoipa::IntoParams;
+
+/// The `Event-Position` request header of every query.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct EventPositionHeader {
+    /// `<aggregate>:<id>:<version>` values from command responses, comma-separated (at
+    /// most 10). The query waits until the read models show them, or answers 503.
+    #[serde(rename = "Event-Position")]
+    pub event_position: Option<String>,
+}
+
+/// The `If-Match` request header of commands on an existing resource.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IfMatchHeader {
+    /// The `ETag` of the version this command is meant for; anything else gets 412.
+    #[serde(rename = "If-Match")]
+    pub if_match: Option<String>,
+}
+
+/// The `Idempotency-Key` request header of creating commands.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct IdempotencyKeyHeader {
+    /// Executes the request at most once per account and key; a retry gets the first
+    /// answer. Reusing a key for a different request is a 422.
+    #[serde(rename = "Idempotency-Key")]
+    pub idempotency_key: Option<String>,
+}
+
+/// The paging parameters of the lists.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct Paging {
+    /// Page size (its bounds and default are added by [`Conventions`]).
+    pub size: Option<u32>,
+    /// The `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+}
