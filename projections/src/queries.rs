@@ -14,8 +14,12 @@ use aggregates::AggregateKind;
 
 use crate::{views, ReadError};
 
+// What the queries read: live rows only, joined with the author's nickname where the API
+// shows it. Named apart from the fold's rows (`fold::rows`), which are whole table rows
+// including the not-yet-created and the deleted.
+
 #[derive(Debug, Clone, FromRow)]
-pub struct CategoryRow {
+pub struct CategoryRecord {
     pub category_id: String,
     pub name: String,
     pub description: String,
@@ -24,7 +28,7 @@ pub struct CategoryRow {
 }
 
 #[derive(Debug, Clone, FromRow)]
-pub struct PostRow {
+pub struct PostRecord {
     pub post_id: String,
     pub category_id: String,
     pub title: String,
@@ -37,7 +41,7 @@ pub struct PostRow {
 }
 
 #[derive(Debug, Clone, FromRow)]
-pub struct CommentRow {
+pub struct CommentRecord {
     pub comment_id: String,
     pub post_id: String,
     pub content: String,
@@ -65,7 +69,7 @@ pub fn decode_cursor(cursor: &str) -> Option<String> {
     Uuid::parse_str(&id).ok().map(|u| u.to_string())
 }
 
-pub async fn categories(pool: &MySqlPool) -> Result<Vec<CategoryRow>, ReadError> {
+pub async fn categories(pool: &MySqlPool) -> Result<Vec<CategoryRecord>, ReadError> {
     sqlx::query_as(
         "SELECT category_id, name, COALESCE(description, '') AS description, post_count, created_at
            FROM categories_view
@@ -97,9 +101,9 @@ pub async fn posts_in_category(
     category_id: Uuid,
     after: Option<&str>,
     size: u32,
-) -> Result<Page<PostRow>, ReadError> {
+) -> Result<Page<PostRecord>, ReadError> {
     // One extra row tells whether there is a next page.
-    let rows: Vec<PostRow> = sqlx::query_as(&format!(
+    let rows: Vec<PostRecord> = sqlx::query_as(&format!(
         "SELECT {POST_COLUMNS}
           WHERE p.category_id = ? AND p.deleted = FALSE AND p.created_at IS NOT NULL
             AND (? IS NULL OR p.post_id < ?)
@@ -116,7 +120,7 @@ pub async fn posts_in_category(
 }
 
 /// A live post, with its content.
-pub async fn post(pool: &MySqlPool, post_id: Uuid) -> Result<Option<PostRow>, ReadError> {
+pub async fn post(pool: &MySqlPool, post_id: Uuid) -> Result<Option<PostRecord>, ReadError> {
     sqlx::query_as(&format!(
         "SELECT {POST_COLUMNS}
           WHERE p.post_id = ? AND p.deleted = FALSE AND p.created_at IS NOT NULL"
@@ -133,8 +137,8 @@ pub async fn comments(
     post_id: Uuid,
     after: Option<&str>,
     size: u32,
-) -> Result<Page<CommentRow>, ReadError> {
-    let rows: Vec<CommentRow> = sqlx::query_as(
+) -> Result<Page<CommentRecord>, ReadError> {
+    let rows: Vec<CommentRecord> = sqlx::query_as(
         "SELECT c.comment_id, c.post_id, c.content, c.author_id, a.nickname, c.created_at
            FROM comments_view c LEFT JOIN accounts_view a ON a.account_id = c.author_id
           WHERE c.post_id = ? AND c.deleted = FALSE AND c.created_at IS NOT NULL

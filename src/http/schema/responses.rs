@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use projections::queries::{CategoryRow, CommentRow, PostRow};
+use projections::queries::{CategoryRecord, CommentRecord, PostRecord};
 
 use crate::http::format_time;
 
@@ -93,8 +93,8 @@ pub struct Category {
     pub created_at: String,
 }
 
-impl From<CategoryRow> for Category {
-    fn from(row: CategoryRow) -> Self {
+impl From<CategoryRecord> for Category {
+    fn from(row: CategoryRecord) -> Self {
         Self {
             category_id: row.category_id,
             name: row.name,
@@ -137,8 +137,8 @@ pub struct PostSummary {
     pub updated_at: String,
 }
 
-impl From<&PostRow> for PostSummary {
-    fn from(row: &PostRow) -> Self {
+impl From<&PostRecord> for PostSummary {
+    fn from(row: &PostRecord) -> Self {
         Self {
             post_id: row.post_id.clone(),
             category_id: row.category_id.clone(),
@@ -162,8 +162,8 @@ pub struct Post {
     pub content: String,
 }
 
-impl From<PostRow> for Post {
-    fn from(row: PostRow) -> Self {
+impl From<PostRecord> for Post {
+    fn from(row: PostRecord) -> Self {
         Self {
             summary: PostSummary::from(&row),
             content: row.content,
@@ -193,8 +193,8 @@ pub struct Comment {
     pub created_at: String,
 }
 
-impl From<&CommentRow> for Comment {
-    fn from(row: &CommentRow) -> Self {
+impl From<&CommentRecord> for Comment {
+    fn from(row: &CommentRecord) -> Self {
         Self {
             comment_id: row.comment_id.clone(),
             post_id: row.post_id.clone(),
