@@ -28,6 +28,10 @@ pub struct Config {
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub header_read_timeout: Duration,
 
+    /// A request body must arrive within this once the handler reads it (408 otherwise).
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+
     /// A kept-alive connection with no request being handled is closed after this.
     #[arg(long, env = "IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
@@ -174,8 +178,18 @@ impl Config {
         if self.max_connections < 1 {
             return Err("MAX_CONNECTIONS must be at least 1".into());
         }
-        if self.header_read_timeout.is_zero() || self.idle_timeout.is_zero() {
-            return Err("HEADER_READ_TIMEOUT and IDLE_TIMEOUT must be longer than 0".into());
+        if [
+            self.header_read_timeout,
+            self.body_read_timeout,
+            self.idle_timeout,
+        ]
+        .iter()
+        .any(Duration::is_zero)
+        {
+            return Err(
+                "HEADER_READ_TIMEOUT, BODY_READ_TIMEOUT and IDLE_TIMEOUT must be longer than 0"
+                    .into(),
+            );
         }
         if self.access_token_ttl.is_zero() || self.refresh_token_ttl <= self.access_token_ttl {
             return Err("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL (> 0)".into());

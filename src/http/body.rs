@@ -1,19 +1,22 @@
 //! Request bodies: JSON only, 64 KiB at most, objects with exactly the known keys.
 //!
-//! [`JsonBody`] answers 415, 413 and malformed JSON with problem documents. [`Fields`]
-//! then takes the known keys one by one, checks each against its rule, and reports every
-//! bad, missing or unknown key together, so a client fixes all of them in one round.
+//! [`JsonBody`] answers 415, 413, 408 (`BODY_READ_TIMEOUT`) and malformed JSON with
+//! problem documents. [`Fields`] then takes the known keys one by one, checks each
+//! against its rule, and reports every bad, missing or unknown key together, so a client
+//! fixes all of them in one round.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
-use axum::http::{header, StatusCode};
+use axum::extract::{FromRef, FromRequest, Request};
+use axum::http::{header, HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 
 use aggregates::FieldError;
 
 use super::ApiError;
+use crate::app::App;
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -23,7 +26,11 @@ pub struct JsonBody {
     pub raw: Bytes,
 }
 
-impl<S: Send + Sync> FromRequest<S> for JsonBody {
+impl<S> FromRequest<S> for JsonBody
+where
+    S: Send + Sync,
+    App: FromRef<S>,
+{
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
@@ -32,7 +39,13 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let raw = Bytes::from_request(req, state).await.map_err(|rejection| {
+        // The whole body within the deadline, not each piece: a client trickling a byte
+        // at a time would otherwise hold its connection and its handler for ever.
+        let deadline = App::from_ref(state).config.body_read_timeout;
+        let read = tokio::time::timeout(deadline, Bytes::from_request(req, state))
+            .await
+            .map_err(|_| body_timeout(deadline))?;
+        let raw = read.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -63,6 +76,18 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         };
         Ok(Self { object, raw })
     }
+}
+
+/// The body's deadline passed. The rest of it may still be on its way, so the connection
+/// cannot serve another request: the answer says it closes.
+fn body_timeout(deadline: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request-timeout",
+        // `Duration`'s `Debug` reads as the flag is written: `30s`, `250ms`.
+        format!("the body did not arrive within {deadline:?}"),
+    )
+    .with_header(header::CONNECTION, HeaderValue::from_static("close"))
 }
 
 /// `application/json`, or any `application/*+json`, with or without parameters.

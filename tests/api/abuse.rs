@@ -194,7 +194,7 @@ async fn a_kept_alive_connection_is_closed_once_idle() {
 /// working on: a request whose body is being read outlives it.
 #[tokio::test]
 async fn a_request_in_flight_is_not_idle() {
-    let server = serve(&["--idle-timeout", "1s"]).await;
+    let server = serve(&["--idle-timeout", "1s", "--body-read-timeout", "10m"]).await;
     let body = b"{}";
     let head = format!(
         "POST /signup HTTP/1.1\r\nHost: board\r\nContent-Type: application/json\r\n\
@@ -211,6 +211,37 @@ async fn a_request_in_flight_is_not_idle() {
     stream.write_all(body).await.expect("still open");
     let reply = read_answer(&mut stream).await;
     assert_eq!(reply.status, 400, "{reply:?}");
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_gets_408() {
+    let server = serve(&["--body-read-timeout", "1s"]).await;
+    let head = "POST /signup HTTP/1.1\r\nHost: board\r\nContent-Type: application/json\r\n\
+                Content-Length: 200\r\n\r\n{\"email\":";
+    let mut stream = connect(&server, head.as_bytes()).await;
+    let reply = read_answer(&mut stream).await;
+    assert_eq!(reply.status, 408, "{reply:?}");
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(reply.header("connection"), Some("close"));
+    let problem = reply.json().expect("a problem document");
+    assert_eq!(problem["type"], "urn:board:problem:request-timeout");
+}
+
+/// The deadline is for the whole body, not between its bytes.
+#[tokio::test]
+async fn a_body_that_trickles_in_gets_408() {
+    let server = serve(&["--body-read-timeout", "1s"]).await;
+    let head = "POST /signup HTTP/1.1\r\nHost: board\r\nContent-Type: application/json\r\n\
+                Content-Length: 1000\r\n\r\n";
+    let stream = connect(&server, head.as_bytes()).await;
+    let (mut reading, writing) = stream.into_split();
+    let trickling = trickle(writing);
+    let reply = read_answer(&mut reading).await;
+    trickling.abort();
+    assert_eq!(reply.status, 408, "{reply:?}");
 }
 
 /// Before the limit, 2,000 connections holding half a request were all kept (the
@@ -266,7 +297,15 @@ async fn past_the_connection_limit_new_connections_get_503_and_are_served_once_s
 /// in its headers does not keep the process from exiting after the deadline.
 #[tokio::test]
 async fn shutdown_lets_the_request_in_flight_finish_and_closes_the_rest_at_the_deadline() {
-    let mut server = serve(&["--shutdown-timeout", "1s", "--header-read-timeout", "10m"]).await;
+    let mut server = serve(&[
+        "--shutdown-timeout",
+        "1s",
+        "--header-read-timeout",
+        "10m",
+        "--body-read-timeout",
+        "10m",
+    ])
+    .await;
     let mut stuck = connect(&server, b"GET /health/li").await;
     let body = b"{}";
     let head = format!(

@@ -85,7 +85,8 @@ enum Phase {
     /// Waiting for a request's headers since the connection opened, or since the first
     /// byte of a next request arrived.
     Head(Instant),
-    /// A handler is running: no deadline, the time is the server's.
+    /// A handler is running. No deadline: reading its body has one of its own
+    /// (`BODY_READ_TIMEOUT`), and the rest is the server's own time.
     Busy,
     /// Waiting on the client since the last handler returned: to read the answer, or to
     /// send another request.

@@ -3,6 +3,8 @@
 //!
 //! - a connection must send its request headers within `HEADER_READ_TIMEOUT`, and a
 //!   kept-alive one is closed once idle for `IDLE_TIMEOUT` ([`connection`]);
+//! - a request body must arrive within `BODY_READ_TIMEOUT` (408, in
+//!   [`super::body::JsonBody`], where bodies are read);
 //! - at most `MAX_CONNECTIONS` are served at once; past it, a new connection gets a 503
 //!   with `Retry-After` at once rather than waiting in the kernel's backlog ([`busy`]);
 //! - on shutdown, requests in flight get `SHUTDOWN_TIMEOUT` to finish; then whatever is
