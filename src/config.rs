@@ -23,6 +23,28 @@ pub struct Config {
     #[arg(long, env = "PUBLIC_BASE_URL", default_value = "http://127.0.0.1:8080")]
     pub public_base_url: String,
 
+    /// A connection must send a request's headers within this, counted from when it was
+    /// opened or from the first byte of its next request; it is closed otherwise.
+    #[arg(long, env = "HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// A request body must arrive within this once the handler reads it (408 otherwise).
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// A kept-alive connection with no request being handled is closed after this.
+    #[arg(long, env = "IDLE_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// Connections served at once; past it, new ones get 503 with `Retry-After`.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+
+    /// On SIGTERM, how long requests in flight may take to finish before the connections
+    /// still open are closed and the process exits.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
     /// PostgreSQL event store.
     #[arg(
         long,
@@ -152,6 +174,22 @@ impl Config {
         }
         if self.kafka_partitions < 1 || self.kafka_replication < 1 {
             return Err("KAFKA_PARTITIONS and KAFKA_REPLICATION must be at least 1".into());
+        }
+        if self.max_connections < 1 {
+            return Err("MAX_CONNECTIONS must be at least 1".into());
+        }
+        if [
+            self.header_read_timeout,
+            self.body_read_timeout,
+            self.idle_timeout,
+        ]
+        .iter()
+        .any(Duration::is_zero)
+        {
+            return Err(
+                "HEADER_READ_TIMEOUT, BODY_READ_TIMEOUT and IDLE_TIMEOUT must be longer than 0"
+                    .into(),
+            );
         }
         if self.access_token_ttl.is_zero() || self.refresh_token_ttl <= self.access_token_ttl {
             return Err("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL (> 0)".into());

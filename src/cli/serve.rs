@@ -15,7 +15,7 @@ use crate::databases::is_unavailable;
 use crate::http;
 
 /// Migrates, then runs the chosen components until a shutdown signal. In-flight requests
-/// finish; the relay and the projector stop between batches.
+/// finish (within `SHUTDOWN_TIMEOUT`); the relay and the projector stop between batches.
 pub async fn serve(config: Arc<Config>, components: &[Component]) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let state = App::assemble(config.clone())?;
@@ -38,11 +38,7 @@ pub async fn serve(config: Arc<Config>, components: &[Component]) -> anyhow::Res
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         tracing::info!(address = %config.listen, "listening");
-        // Peer addresses reach the handlers (per-client rate limits).
-        let app = http::app(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        http::server::serve(listener, state, shutdown).await?;
     } else {
         shutdown.await;
     }

@@ -106,13 +106,16 @@ fn is_docs_page(path: &str) -> bool {
 
 /// Headers that keep browsers from misreading or framing what this API returns.
 pub async fn security_headers(req: Request, next: Next) -> Response {
-    let csp = if is_docs_page(req.uri().path()) {
-        DOCS_CSP
-    } else {
-        API_CSP
-    };
+    let docs_page = is_docs_page(req.uri().path());
     let mut response = next.run(req).await;
-    let headers = response.headers_mut();
+    add_security_headers(response.headers_mut(), docs_page);
+    response
+}
+
+/// What [`security_headers`] adds, for answers made outside the router too (the server's
+/// 503 when it holds as many connections as it may).
+pub fn add_security_headers(headers: &mut HeaderMap, docs_page: bool) {
+    let csp = if docs_page { DOCS_CSP } else { API_CSP };
     for (name, value) in [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
@@ -123,7 +126,6 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
             .entry(name)
             .or_insert(HeaderValue::from_static(value));
     }
-    response
 }
 
 /// Answers 406 when the `Accept` header rules out JSON. `GET /` and `/metrics` answer

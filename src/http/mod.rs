@@ -17,6 +17,7 @@ pub mod problem;
 mod queries;
 pub mod rate_limit;
 pub mod schema;
+pub mod server;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;

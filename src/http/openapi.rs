@@ -2,8 +2,8 @@
 //!
 //! Each handler carries its own `#[utoipa::path]` (its path, parameters, body and the
 //! answers particular to it). What every endpoint shares is added here, once, by
-//! [`Conventions`]: the problem-document answers of the conventions (400, 401, 406, 413,
-//! 415, 503), and the field lengths from `aggregates::rules`.
+//! [`Conventions`]: the problem-document answers of the conventions (400, 401, 406, 408,
+//! 413, 415, 503), and the field lengths from `aggregates::rules`.
 
 use axum::Router;
 use utoipa::openapi::path::Operation;
@@ -189,6 +189,11 @@ fn add_shared_answers(path: &str, operation: &mut Operation) {
     if operation.request_body.is_some() {
         let too_large = format!("The body is over {MAX_BODY_BYTES} bytes");
         shared.push(("413", too_large, problem_answer));
+        shared.push((
+            "408",
+            "The body did not arrive within `BODY_READ_TIMEOUT`".into(),
+            problem_answer,
+        ));
         shared.push(("415", "The body is not JSON".into(), problem_answer));
     }
     let needs_bearer = operation.security.iter().flatten().any(|requirement| {

@@ -1,9 +1,21 @@
 //! Hostile and careless clients: what one client does must not take Board down, or
 //! grow it without bound, for the others.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use axum::http::{Method, StatusCode};
+use board::http::server;
+use testkit::Stack;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio::time::timeout;
 
 use crate::common::TestApp;
+use crate::http_client::{self, Reply};
 
 /// Every made-up method would be a new label value of the request histogram, kept for
 /// the life of the process: 300 of them grew `/metrics` by 4,500 lines.
@@ -34,5 +46,295 @@ async fn made_up_methods_do_not_mint_metric_series() {
     assert!(
         metrics.contains("method=\"other\",route=\"/board/categories\",status=\"405\""),
         "made-up methods are counted as `other`"
+    );
+}
+
+// ---- The server: slow, idle and too many connections ----
+
+/// `board serve`'s server (`http::server::serve`) on a loopback port, for an application
+/// configured by `flags`; stopped like SIGTERM stops it when `stop` is sent.
+struct Server {
+    address: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+async fn serve(flags: &[&str]) -> Server {
+    let stack = Stack::for_tests()
+        .args(flags)
+        .build()
+        .await
+        .expect("a test application (is `make services` up?)");
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server::serve(listener, stack.app, async {
+        let _ = stopped.await;
+    }));
+    Server {
+        address,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// How long a test waits for the server before calling it a hang. Generous: what is
+/// tested is that the server acts at all, not how fast.
+const HANG: Duration = Duration::from_secs(30);
+
+/// Reads until the server closes the connection; whatever it sent before is returned.
+/// A reset counts as closed too (bytes the client sent after the close provoke one).
+async fn read_until_closed(stream: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let closing = async {
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) => return,
+                Ok(n) => received.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return,
+                Err(e) => panic!("reading failed: {e}"),
+            }
+        }
+    };
+    if timeout(HANG, closing).await.is_err() {
+        panic!("the server still held the connection after {HANG:?}");
+    }
+    received
+}
+
+/// Reads one whole answer (the server may keep the connection open after it).
+async fn read_answer(stream: &mut (impl AsyncRead + Unpin)) -> Reply {
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let answer = async {
+        loop {
+            let n = stream.read(&mut chunk).await.expect("reading the answer");
+            received.extend_from_slice(&chunk[..n]);
+            if let Ok(reply) = http_client::parse(&received) {
+                return reply;
+            }
+            assert!(
+                n > 0,
+                "closed mid-answer: {:?}",
+                String::from_utf8_lossy(&received)
+            );
+        }
+    };
+    timeout(HANG, answer)
+        .await
+        .unwrap_or_else(|_| panic!("no answer within {HANG:?}"))
+}
+
+async fn connect(server: &Server, first_bytes: &[u8]) -> TcpStream {
+    let mut stream = TcpStream::connect(server.address).await.unwrap();
+    stream.write_all(first_bytes).await.unwrap();
+    stream
+}
+
+/// Found by trying: headers that trickled in over 40 s were served, and a half-sent
+/// request line held its connection for good.
+#[tokio::test]
+async fn a_request_stalled_in_its_headers_is_closed() {
+    let server = serve(&["--header-read-timeout", "1s"]).await;
+    let mut stream = connect(&server, b"GET /health/li").await;
+    let received = read_until_closed(&mut stream).await;
+    assert!(
+        received.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&received)
+    );
+}
+
+/// Writes a byte every 200 ms until the server closes (a write fails), for longer than
+/// any deadline these tests set.
+fn trickle(mut writing: OwnedWriteHalf) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        for _ in 0..150 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if writing.write_all(b"a").await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// Slowloris: a byte now and then does not move the deadline.
+#[tokio::test]
+async fn headers_that_trickle_in_are_closed_at_the_deadline() {
+    let server = serve(&["--header-read-timeout", "1s"]).await;
+    let stream = connect(&server, b"GET /health/live HTTP/1.1\r\nX-Slow: ").await;
+    let (mut reading, writing) = stream.into_split();
+    let trickling = trickle(writing);
+    let received = read_until_closed(&mut reading).await;
+    trickling.abort();
+    assert!(
+        received.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&received)
+    );
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_is_closed_once_idle() {
+    // The header deadline is far off: what closes the connection is idleness.
+    let server = serve(&["--idle-timeout", "1s", "--header-read-timeout", "10m"]).await;
+    let mut stream = connect(&server, b"GET /health/live HTTP/1.1\r\nHost: board\r\n\r\n").await;
+    let reply = read_answer(&mut stream).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    let received = read_until_closed(&mut stream).await;
+    assert!(
+        received.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&received)
+    );
+}
+
+/// The idle deadline is for connections the server waits on, not for requests it is
+/// working on: a request whose body is being read outlives it.
+#[tokio::test]
+async fn a_request_in_flight_is_not_idle() {
+    let server = serve(&["--idle-timeout", "1s", "--body-read-timeout", "10m"]).await;
+    let body = b"{}";
+    let head = format!(
+        "POST /signup HTTP/1.1\r\nHost: board\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    let mut stream = connect(&server, head.as_bytes()).await;
+    let go_on = read_answer(&mut stream).await;
+    assert_eq!(
+        go_on.status, 100,
+        "the handler is reading the body: {go_on:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stream.write_all(body).await.expect("still open");
+    let reply = read_answer(&mut stream).await;
+    assert_eq!(reply.status, 400, "{reply:?}");
+}
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_gets_408() {
+    let server = serve(&["--body-read-timeout", "1s"]).await;
+    let head = "POST /signup HTTP/1.1\r\nHost: board\r\nContent-Type: application/json\r\n\
+                Content-Length: 200\r\n\r\n{\"email\":";
+    let mut stream = connect(&server, head.as_bytes()).await;
+    let reply = read_answer(&mut stream).await;
+    assert_eq!(reply.status, 408, "{reply:?}");
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(reply.header("connection"), Some("close"));
+    let problem = reply.json().expect("a problem document");
+    assert_eq!(problem["type"], "urn:board:problem:request-timeout");
+}
+
+/// The deadline is for the whole body, not between its bytes.
+#[tokio::test]
+async fn a_body_that_trickles_in_gets_408() {
+    let server = serve(&["--body-read-timeout", "1s"]).await;
+    let head = "POST /signup HTTP/1.1\r\nHost: board\r\nContent-Type: application/json\r\n\
+                Content-Length: 1000\r\n\r\n";
+    let stream = connect(&server, head.as_bytes()).await;
+    let (mut reading, writing) = stream.into_split();
+    let trickling = trickle(writing);
+    let reply = read_answer(&mut reading).await;
+    trickling.abort();
+    assert_eq!(reply.status, 408, "{reply:?}");
+}
+
+/// Before the limit, 2,000 connections holding half a request were all kept (the
+/// process may open 20,000).
+#[tokio::test]
+async fn past_the_connection_limit_new_connections_get_503_and_are_served_once_some_close() {
+    const LIMIT: usize = 4;
+    let server = serve(&[
+        "--max-connections",
+        &LIMIT.to_string(),
+        "--header-read-timeout",
+        "10m",
+    ])
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..LIMIT {
+        held.push(connect(&server, b"GET /health/li").await);
+    }
+    // Accepted after the held ones (the backlog is first in, first out): no place left.
+    let mut stream = connect(&server, b"GET /health/live HTTP/1.1\r\nHost: board\r\n\r\n").await;
+    let reply = http_client::parse(&read_until_closed(&mut stream).await).unwrap();
+    assert_eq!(reply.status, 503, "{reply:?}");
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert_eq!(
+        reply.json().unwrap()["type"],
+        "urn:board:problem:unavailable"
+    );
+
+    drop(held);
+    // The server notices the closes on its own time: retry as a client would.
+    let served = timeout(HANG, async {
+        loop {
+            match http_client::send(server.address, "GET", "/health/live", None, None).await {
+                Ok(reply) if reply.status == 200 => return,
+                Ok(reply) if reply.status == 503 => {}
+                other => panic!("{other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        served.is_ok(),
+        "still turned away {HANG:?} after the held connections closed"
+    );
+}
+
+/// SIGTERM: no new connections, the request in flight finishes, and a connection stuck
+/// in its headers does not keep the process from exiting after the deadline.
+#[tokio::test]
+async fn shutdown_lets_the_request_in_flight_finish_and_closes_the_rest_at_the_deadline() {
+    let mut server = serve(&[
+        "--shutdown-timeout",
+        "1s",
+        "--header-read-timeout",
+        "10m",
+        "--body-read-timeout",
+        "10m",
+    ])
+    .await;
+    let mut stuck = connect(&server, b"GET /health/li").await;
+    let body = b"{}";
+    let head = format!(
+        "POST /signup HTTP/1.1\r\nHost: board\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nExpect: 100-continue\r\n\r\n",
+        body.len()
+    );
+    let mut in_flight = connect(&server, head.as_bytes()).await;
+    let go_on = read_answer(&mut in_flight).await;
+    assert_eq!(
+        go_on.status, 100,
+        "the handler is reading the body: {go_on:?}"
+    );
+
+    server.stop.take().unwrap().send(()).unwrap();
+    in_flight.write_all(body).await.unwrap();
+    let reply = read_answer(&mut in_flight).await;
+    assert_eq!(
+        reply.status, 400,
+        "the request in flight is answered: {reply:?}"
+    );
+
+    let stopped = timeout(HANG, &mut server.task)
+        .await
+        .expect("the server returns after the deadline");
+    stopped.unwrap().unwrap();
+    assert!(read_until_closed(&mut stuck).await.is_empty());
+    assert!(
+        TcpStream::connect(server.address).await.is_err(),
+        "a stopped server accepts nothing"
     );
 }

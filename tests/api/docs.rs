@@ -3,7 +3,6 @@
 //!
 //! Both tools are installed by `scripts/services.sh tools` (`make test` runs it).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -18,11 +17,8 @@ use crate::pipeline::Pipeline;
 async fn serve(app: &TestApp) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let service = app
-        .router
-        .clone()
-        .into_make_service_with_connect_info::<SocketAddr>();
-    tokio::spawn(async move { axum::serve(listener, service).await });
+    let served = board::http::server::serve(listener, app.state.clone(), std::future::pending());
+    tokio::spawn(served);
     format!("http://{address}")
 }
 

@@ -69,7 +69,7 @@ async fn exchange(addr: SocketAddr, request: &str) -> io::Result<Reply> {
     parse(&raw)
 }
 
-fn parse(raw: &[u8]) -> io::Result<Reply> {
+pub fn parse(raw: &[u8]) -> io::Result<Reply> {
     if raw.is_empty() {
         // The server went away between accepting the connection and answering.
         return Err(io::Error::new(

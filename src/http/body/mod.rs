@@ -1,22 +1,25 @@
 //! Request bodies: JSON only, 64 KiB at most, objects read into the request types of
 //! [`super::schema`], with exactly their keys.
 //!
-//! A handler takes a [`Body<T>`]. Extracting it answers 415, 413 and malformed JSON with
-//! problem documents; [`Body::read`] then reads the `T` ([`FromFields`]), reporting every
-//! bad, missing or unknown key together, so a client fixes all of them in one round.
+//! A handler takes a [`Body<T>`]. Extracting it answers 415, 413, 408
+//! (`BODY_READ_TIMEOUT`) and malformed JSON with problem documents; [`Body::read`] then
+//! reads the `T` ([`FromFields`]), reporting every bad, missing or unknown key together,
+//! so a client fixes all of them in one round.
 
 pub mod fields;
 
 use std::marker::PhantomData;
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
-use axum::http::{header, StatusCode};
+use axum::extract::{FromRef, FromRequest, Request};
+use axum::http::{header, HeaderValue, StatusCode};
 use serde_json::{Map, Value};
 
 use fields::FromFields;
 
 use super::ApiError;
+use crate::app::App;
 
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -43,7 +46,11 @@ impl<T: FromFields> Body<T> {
     }
 }
 
-impl<S: Send + Sync, T> FromRequest<S> for Body<T> {
+impl<S, T> FromRequest<S> for Body<T>
+where
+    S: Send + Sync,
+    App: FromRef<S>,
+{
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
@@ -60,7 +67,11 @@ struct JsonBody {
     raw: Bytes,
 }
 
-impl<S: Send + Sync> FromRequest<S> for JsonBody {
+impl<S> FromRequest<S> for JsonBody
+where
+    S: Send + Sync,
+    App: FromRef<S>,
+{
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
@@ -69,7 +80,13 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let raw = Bytes::from_request(req, state).await.map_err(|rejection| {
+        // The whole body within the deadline, not each piece: a client trickling a byte
+        // at a time would otherwise hold its connection and its handler for ever.
+        let deadline = App::from_ref(state).config.body_read_timeout;
+        let read = tokio::time::timeout(deadline, Bytes::from_request(req, state))
+            .await
+            .map_err(|_| body_timeout(deadline))?;
+        let raw = read.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -100,6 +117,18 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         };
         Ok(Self { object, raw })
     }
+}
+
+/// The body's deadline passed. The rest of it may still be on its way, so the connection
+/// cannot serve another request: the answer says it closes.
+fn body_timeout(deadline: Duration) -> ApiError {
+    ApiError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request-timeout",
+        // `Duration`'s `Debug` reads as the flag is written: `30s`, `250ms`.
+        format!("the body did not arrive within {deadline:?}"),
+    )
+    .with_header(header::CONNECTION, HeaderValue::from_static("close"))
 }
 
 /// `application/json`, or any `application/*+json`, with or without parameters.
