@@ -216,7 +216,9 @@ async fn swap_in_rebuilt(
 }
 
 /// Compares the live read models with ones rebuilt from the store. Waits up to `patience`
-/// for the live ones to catch up; returns the differences that remain (none: equal).
+/// for the live ones to catch up; returns the differences that remain (none: equal), then
+/// one for each event in quarantine: those are not applied, whatever the rows say (a
+/// rebuild would quarantine them too, so the rows alone could agree).
 pub async fn verify(
     source: &PgPool,
     read_url: &str,
@@ -248,7 +250,21 @@ pub async fn verify(
     };
     reference.close().await;
     drop_database(&admin, &scratch).await?;
-    Ok(differences)
+    let quarantined = quarantine::list(&admin, None).await?;
+    Ok(differences
+        .into_iter()
+        .chain(quarantined.iter().map(|entry| {
+            format!(
+                "{}: {}:{} sequence {} ({}) not applied: {}",
+                quarantine::TABLE,
+                entry.aggregate_type,
+                entry.aggregate_id,
+                entry.sequence,
+                entry.event_type,
+                entry.reason
+            )
+        }))
+        .collect())
 }
 
 /// Creates database `name` next to the live one, with the read-model schema.

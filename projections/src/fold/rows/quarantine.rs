@@ -53,7 +53,9 @@ impl Quarantine {
 
     /// Puts `envelope`, an event of `kind`, in quarantine because of `reason`.
     pub fn add(&mut self, kind: AggregateKind, envelope: &Envelope, reason: String) {
-        tracing::warn!(
+        // Debug only: rebuilds and verify's scratch replays quarantine too. The live
+        // projector warns with the count; the table keeps the details.
+        tracing::debug!(
             aggregate_type = %envelope.aggregate_type, aggregate_id = %envelope.aggregate_id,
             sequence = envelope.sequence, event_type = %envelope.event_type, %reason,
             "event quarantined"
