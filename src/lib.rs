@@ -17,7 +17,8 @@
 //! - [`app`] assembles the parts from [`config`] once, for `board serve`, the other
 //!   commands, the tests and the benchmarks alike; [`cli`] is the `board` binary.
 //! - [`metrics`] records what each process sees; [`status`] reads where the pipeline
-//!   stands; [`limits`] holds per-client limits.
+//!   stands; [`quarantine`] retries the events the read models could not apply;
+//!   [`limits`] holds per-client limits.
 //!
 //! Start reading at [`app`], then [`cli::serve`] and [`http::app`].
 
@@ -35,6 +36,7 @@ pub mod limits;
 pub mod mail;
 pub mod metrics;
 pub mod projector;
+pub mod quarantine;
 pub mod rebuild;
 pub mod relay;
 pub mod status;

@@ -1,5 +1,6 @@
-//! Where the relay and the projectors are, against the head of the event store, and
-//! whether each partition's messages reach the read models.
+//! Where the relay and the projectors are, against the head of the event store, whether
+//! each partition's messages reach the read models, and how many events wait in the read
+//! models' quarantine.
 
 use std::time::Duration;
 
@@ -15,6 +16,9 @@ pub struct Status {
     pub head: Head,
     pub relays: Vec<RelayStatus>,
     pub projectors: Vec<PartitionStatus>,
+    /// Events the read models could not apply, and those waiting behind them (see
+    /// `projections::fold`).
+    pub quarantined_events: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -128,6 +132,7 @@ pub async fn collect(
 
     let ends = broker.topic_ends(BROKER_TIMEOUT).await.ok().map(|e| e.ends);
     let projectors = partitions(mysql, ends, broker.topic(), group).await?;
+    let quarantined_events = projections::quarantine::count(mysql).await?;
     Ok(Status {
         head: Head {
             events,
@@ -136,6 +141,7 @@ pub async fn collect(
         },
         relays,
         projectors,
+        quarantined_events,
     })
 }
 

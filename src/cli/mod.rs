@@ -1,10 +1,11 @@
 //! The `board` command line. `board --help` lists the commands; each module here is one
-//! group of them: [`serve`], [`projections`] (status, rebuild, verify), [`events`]
-//! (export, replay, show).
+//! group of them: [`serve`], [`projections`] (status, rebuild, verify, and [`quarantine`]),
+//! [`events`] (export, replay, show).
 
 mod events;
 mod progress;
 mod projections;
+mod quarantine;
 mod serve;
 
 pub use serve::shutdown_signal;
@@ -54,7 +55,7 @@ pub enum Command {
         #[command(subcommand)]
         command: AccountsCommand,
     },
-    /// Operate the read models: status, rebuild, verify.
+    /// Operate the read models: status, rebuild, verify, quarantine.
     Projections {
         #[command(subcommand)]
         command: projections::ProjectionsCommand,

@@ -1,4 +1,4 @@
-//! `board projections status | rebuild | verify`: for operators.
+//! `board projections status | rebuild | verify | quarantine`: for operators.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::{Subcommand, ValueEnum};
 
 use super::progress;
+use super::quarantine::{self, QuarantineCommand};
 use crate::app::App;
 use crate::config::parse_duration;
 use crate::rebuild::{self, RebuildOutcome};
@@ -33,11 +34,18 @@ pub enum ProjectionsCommand {
         all: bool,
     },
     /// Compare the live read models with ones rebuilt from the event store and print the
-    /// differences. Exits 0 only when they are equal.
+    /// differences, quarantined events among them. Exits 0 only when they are equal and
+    /// nothing is in quarantine.
     Verify {
         /// How long to wait for the live read models to catch up before reporting.
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         wait: Duration,
+    },
+    /// The events the read models could not apply, held in quarantine with those of their
+    /// aggregates that came after: list them, or retry them after a fix.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
     },
 }
 
@@ -83,6 +91,13 @@ pub async fn run(command: ProjectionsCommand, state: App) -> anyhow::Result<Exit
                         "rebuilt read-models from {events} events in {:.1}s ({rate:.0} events/s); now live",
                         elapsed.as_secs_f64()
                     );
+                    // The rebuilt quarantine is live too: say so if it holds anything.
+                    match projections::quarantine::count(&state.read_pool).await? {
+                        0 => {}
+                        n => {
+                            println!("{n} events in quarantine (board projections quarantine list)")
+                        }
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 RebuildOutcome::Interrupted => {
@@ -116,6 +131,7 @@ pub async fn run(command: ProjectionsCommand, state: App) -> anyhow::Result<Exit
                 Ok(ExitCode::FAILURE)
             }
         }
+        ProjectionsCommand::Quarantine { command } => quarantine::run(command, state).await,
     }
 }
 
@@ -155,5 +171,9 @@ fn print_status(status: &Status) {
             p.state.as_str(),
             p.holder.as_deref().unwrap_or("-"),
         );
+    }
+    match status.quarantined_events {
+        0 => println!("\nquarantined events: 0"),
+        n => println!("\nquarantined events: {n} (board projections quarantine list)"),
     }
 }

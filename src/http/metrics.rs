@@ -16,6 +16,8 @@
 //!   `board_projector_lag_seconds{projector,partition}`;
 //! - `board_projector_partition_stalled{projector,partition}`: 1 while a partition is
 //!   behind and nobody keeps up with it (see `crate::status::PartitionState`);
+//! - `board_projector_quarantined_events{projector}`: events the read models could not
+//!   apply, and those of their aggregates waiting behind them (see `projections::fold`);
 //! - `board_rebuild_running{projection}` (1 while a rebuild runs, in whatever process;
 //!   0 once it ended, or when it has not reported for [`STALE_REBUILD`], having died),
 //!   `board_rebuild_events_applied{projection}`, `board_rebuild_events_total{projection}`
@@ -157,6 +159,16 @@ fn write_lag(out: &mut String, status: Option<&Status>) {
             }
         }
     }
+
+    Gauge::new(
+        out,
+        "board_projector_quarantined_events",
+        "Events not applied: those that could not be, and those waiting behind them",
+    )
+    .sample(
+        &[("projector", projections::fold::READ_MODELS)],
+        status.quarantined_events as f64,
+    );
 }
 
 fn write_rebuilds(out: &mut String, rows: &[RebuildRow]) {

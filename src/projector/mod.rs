@@ -6,7 +6,9 @@
 //! nothing (see `projections::fold`). While MySQL is down the batch is kept and
 //! retried, so nothing is skipped; the write side is unaffected. Events missing from the
 //! stream (a producer gave up on them, or the broker no longer keeps them) are fetched
-//! from the event store, so a gap in Kafka never becomes a gap in the read models.
+//! from the event store, so a gap in Kafka never becomes a gap in the read models. An
+//! event that cannot be applied is quarantined by the fold, with its aggregate's later
+//! events behind it, and the partition goes on (see `projections::fold`).
 //!
 //! Projector processes of one group split the partitions by leases in the read database
 //! ([`leases`]), not through the broker's group coordinator, and read them with a plain
@@ -329,7 +331,18 @@ impl Projector {
         let mut events: Vec<Envelope> = batch.iter().filter_map(|r| r.event.clone()).collect();
         loop {
             match fold::apply_batch(&mut tx, &events).await {
-                Ok(_) => break,
+                Ok(applied) => {
+                    if applied.quarantined > 0 {
+                        tracing::warn!(
+                            quarantined = applied.quarantined,
+                            "events quarantined; see `board projections quarantine list`"
+                        );
+                    }
+                    break;
+                }
+                // This ends: the gap's first event, now at its index, is its row's next
+                // one, so it is applied or quarantined, and the same gap cannot come back.
+                // (Skipping an event that cannot be applied left the gap, for ever.)
                 Err(BatchError::Gap(gap)) => {
                     // A failed statement may leave the transaction unusable: start over
                     // (the leases are checked again).

@@ -4,8 +4,11 @@
 //! A rebuild replays every event, in global order and through the same projector code as
 //! the live path, into a shadow database beside the live one, then swaps the view tables
 //! in with one `RENAME TABLE` (atomic: queries see the old tables or the new ones, never
-//! neither). While it runs, the live projector keeps the old tables current, so the query
-//! API answers throughout.
+//! neither). The quarantine is swapped with them: it tells which events their rows lack,
+//! so the old one would be wrong about the new rows (an event quarantined before a fix
+//! that the rebuild applied would go on holding its aggregate's later events back). While
+//! it runs, the live projector keeps the old tables current, so the query API answers
+//! throughout.
 //!
 //! Hand-over: for its last catch-up and the swap, the rebuild holds the projection's lock
 //! exclusively, which the live projector takes in shared mode for every batch. So the live
@@ -27,8 +30,8 @@ use sqlx::{MySqlPool, PgPool};
 use tokio::sync::watch;
 
 use projections::fold::{self, BatchError};
-use projections::snapshot;
 use projections::views;
+use projections::{quarantine, snapshot};
 
 use crate::databases::{database_name, with_database};
 use crate::kafka::envelope;
@@ -180,11 +183,11 @@ async fn swap_in_rebuilt(
     sqlx::query(&format!("CREATE DATABASE {}", quoted(&previous)?))
         .execute(admin)
         .await?;
-    // The view tables only: progress and migrations stay where they are.
-    let renames = views::ALL
-        .iter()
-        .map(|view| {
-            let table = view.table;
+    // The view tables and their quarantine: progress and migrations stay where they are.
+    let tables = views::ALL.iter().map(|view| view.table);
+    let renames = tables
+        .chain([quarantine::TABLE])
+        .map(|table| {
             Ok(format!(
                 "{live}.{table} TO {previous}.{table}, {shadow}.{table} TO {live}.{table}",
                 live = quoted(live)?,
@@ -213,7 +216,9 @@ async fn swap_in_rebuilt(
 }
 
 /// Compares the live read models with ones rebuilt from the store. Waits up to `patience`
-/// for the live ones to catch up; returns the differences that remain (none: equal).
+/// for the live ones to catch up; returns the differences that remain (none: equal), then
+/// one for each event in quarantine: those are not applied, whatever the rows say (a
+/// rebuild would quarantine them too, so the rows alone could agree).
 pub async fn verify(
     source: &PgPool,
     read_url: &str,
@@ -245,7 +250,21 @@ pub async fn verify(
     };
     reference.close().await;
     drop_database(&admin, &scratch).await?;
-    Ok(differences)
+    let quarantined = quarantine::list(&admin, None).await?;
+    Ok(differences
+        .into_iter()
+        .chain(quarantined.iter().map(|entry| {
+            format!(
+                "{}: {}:{} sequence {} ({}) not applied: {}",
+                quarantine::TABLE,
+                entry.aggregate_type,
+                entry.aggregate_id,
+                entry.sequence,
+                entry.event_type,
+                entry.reason
+            )
+        }))
+        .collect())
 }
 
 /// Creates database `name` next to the live one, with the read-model schema.

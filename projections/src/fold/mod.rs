@@ -15,15 +15,27 @@
 //! before its own creating event arrives, so the order in which different aggregates'
 //! events arrive does not matter.
 //!
+//! An event that cannot be applied (its payload does not decode into its aggregate's
+//! events: written by a newer writer than this reader knows, or damaged in the store) goes
+//! to the quarantine, `quarantined_events`, with the reason, and its row's version stays
+//! where it was. Every later event of that aggregate then waits in the quarantine behind
+//! it, in order, even across a gap, and a redelivered one is a duplicate; every other
+//! aggregate goes on. Quarantine by aggregate, because neither smaller nor larger works:
+//! skipping only the bad event would apply its aggregate's later events to a row that
+//! lacks it (and the next of them looked like a gap, which the store filled with the same
+//! bad event, for ever); stopping the partition would stall every other aggregate on it.
+//! Once the cause is fixed (the data, or an upcaster), [`retry_quarantined`] applies the
+//! aggregate's events again. Aggregate types the read models do not follow are skipped.
+//!
 //! A batch costs a few statements per table, not per event: the rows are loaded with one
 //! `SELECT … FOR UPDATE`, changed in memory, and written back with multi-row upserts. The
 //! live projector and rebuilds share this code, so they cannot disagree.
 //!
 //! Only [`apply_batch`] does I/O, around a pure core: it decodes the events (`decode`),
-//! locks and loads the rows they can touch (`plan` says which, `rows` loads them), folds
-//! the events into those rows in memory (`fold`, one event at a time by `step`), and
-//! writes back the rows that changed. [`share_lock`], [`record_progress`] and
-//! [`is_retryable`] serve the caller's transaction around a batch.
+//! locks and loads the rows they can touch and their aggregates' quarantine (`plan` says
+//! which, `rows` loads them), folds the events into those rows in memory (`fold`, one
+//! event at a time by `step`), and writes back the rows that changed. [`share_lock`],
+//! [`record_progress`] and [`is_retryable`] serve the caller's transaction around a batch.
 
 mod decode;
 mod plan;
@@ -33,12 +45,13 @@ mod step;
 mod tests;
 mod transaction;
 
+use aggregates::AggregateKind;
 use sqlx::MySqlConnection;
 
 use crate::Envelope;
-use decode::Event;
-use rows::Rows;
-use step::VersionCheck;
+use decode::{Decoded, Event};
+use rows::{Aggregate, Rows};
+use step::Fate;
 
 pub use transaction::{is_retryable, record_progress, share_lock};
 
@@ -49,10 +62,13 @@ pub const READ_MODELS: &str = "read-models";
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {
     pub applied: usize,
-    /// Already applied (redelivered or re-published).
+    /// Already applied (redelivered or re-published), or already in quarantine.
     pub duplicates: usize,
-    /// Aggregate types these read models do not follow, and malformed events (logged).
+    /// Aggregate types these read models do not follow.
     pub skipped: usize,
+    /// Put in quarantine: events that cannot be applied, and later events of their
+    /// aggregates, waiting behind them.
+    pub quarantined: usize,
 }
 
 /// Events of one aggregate that must be applied before `events[index]`: sequences
@@ -80,40 +96,100 @@ pub async fn apply_batch(
     conn: &mut MySqlConnection,
     events: &[Envelope],
 ) -> Result<Applied, BatchError> {
+    run(conn, events, None).await
+}
+
+/// Applies again the quarantined events of `kind` `aggregate_id`, inside the caller's
+/// transaction: `events` are that aggregate's events as the event store has them now (all
+/// of them; those applied before are duplicates). Its quarantined events up to the last of
+/// `events` are taken out of quarantine and folded with the rest: what applies now is
+/// applied, what still cannot goes back in with its reason, and what waits behind it
+/// waits again.
+pub async fn retry_quarantined(
+    conn: &mut MySqlConnection,
+    kind: AggregateKind,
+    aggregate_id: &str,
+    events: &[Envelope],
+) -> Result<Applied, BatchError> {
+    run(conn, events, Some((kind, aggregate_id.to_string()))).await
+}
+
+async fn run(
+    conn: &mut MySqlConnection,
+    events: &[Envelope],
+    retried: Option<Aggregate>,
+) -> Result<Applied, BatchError> {
     let events = decode::batch(events);
     let mut rows = Rows::default();
     for view in plan::LOAD_ORDER {
         let ids = plan::ids_to_load(view, &events, &rows);
         rows.load(conn, view, &ids).await?;
     }
+    let mut aggregates = plan::aggregates(&events);
+    aggregates.extend(retried.clone());
+    rows.quarantine.load(conn, &aggregates).await?;
+    if let Some(aggregate) = &retried {
+        release(&mut rows, aggregate, &events);
+    }
     let applied = fold(&mut rows, events).map_err(BatchError::Gap)?;
     rows.write(conn).await?;
     Ok(applied)
 }
 
+/// Takes `aggregate`'s quarantined events out of quarantine, up to the last of `events`
+/// (what the caller brings to apply in their place).
+fn release(rows: &mut Rows, aggregate: &Aggregate, events: &[Event<'_>]) {
+    let through = events
+        .iter()
+        .filter(|e| e.decoded.kind() == Some(aggregate.0) && e.envelope.aggregate_id == aggregate.1)
+        .map(|e| e.envelope.sequence)
+        .max()
+        .unwrap_or(0);
+    rows.quarantine.release(aggregate, through);
+}
+
 /// Folds `events` into `rows`, in order, with no I/O: every state change of a batch
-/// happens here. `rows` must hold every row the events can touch (see `plan`).
+/// happens here. `rows` must hold every row the events can touch, and their aggregates'
+/// quarantine (see `plan`).
 ///
 /// Stops at the first event whose row lacks earlier events; the rows are then partly
 /// folded and must not be written.
 fn fold(rows: &mut Rows, events: Vec<Event<'_>>) -> Result<Applied, Gap> {
     let mut outcome = Applied::default();
-    for (index, Event { envelope, payload }) in events.into_iter().enumerate() {
-        let Some(payload) = payload else {
-            outcome.skipped += 1;
-            continue;
-        };
-        let version = step::version(rows, envelope, &payload);
-        match step::check_version(*version, envelope.sequence) {
-            VersionCheck::Next => {
-                // The version moves together with the state change, so that a redelivery
-                // of this event is a duplicate.
-                *version = envelope.sequence;
-                step::apply(rows, envelope, payload);
-                outcome.applied += 1;
+    for (index, Event { envelope, decoded }) in events.into_iter().enumerate() {
+        let (kind, payload) = match decoded {
+            Decoded::Event(payload) => (payload.kind(), Ok(payload)),
+            Decoded::Malformed { kind, reason } => (kind, Err(reason)),
+            Decoded::Unfollowed => {
+                outcome.skipped += 1;
+                continue;
             }
-            VersionCheck::Duplicate => outcome.duplicates += 1,
-            VersionCheck::Missing { from } => {
+        };
+        let aggregate = (kind, envelope.aggregate_id.clone());
+        let version = *step::version(rows, envelope, kind);
+        match step::fate(version, envelope.sequence, &rows.quarantine, &aggregate) {
+            Fate::Next => match payload {
+                Ok(payload) => {
+                    // The version moves together with the state change, so that a
+                    // redelivery of this event is a duplicate.
+                    *step::version(rows, envelope, kind) = envelope.sequence;
+                    step::apply(rows, envelope, payload);
+                    outcome.applied += 1;
+                }
+                // The version stays: the event is not applied, and what comes after it
+                // of its aggregate waits behind it.
+                Err(reason) => {
+                    rows.quarantine.add(kind, envelope, reason);
+                    outcome.quarantined += 1;
+                }
+            },
+            Fate::Duplicate => outcome.duplicates += 1,
+            Fate::WaitsBehind { first } => {
+                let reason = format!("waits behind sequence {first}, in quarantine");
+                rows.quarantine.add(kind, envelope, reason);
+                outcome.quarantined += 1;
+            }
+            Fate::Missing { from } => {
                 return Err(Gap {
                     index,
                     aggregate_type: envelope.aggregate_type.clone(),

@@ -1,8 +1,9 @@
-//! The view rows a batch works on: loaded and locked together, changed in memory, written
-//! back together.
+//! The view rows a batch works on, and the quarantine of its aggregates: loaded and
+//! locked together, changed in memory, written back together.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use aggregates::AggregateKind;
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, MySqlConnection, QueryBuilder};
 
@@ -10,6 +11,11 @@ use crate::views::{self, ViewTable};
 
 #[cfg(test)]
 mod in_memory;
+mod quarantine;
+
+#[cfg(test)]
+pub use quarantine::Quarantined;
+pub use quarantine::{Aggregate, Quarantine};
 
 /// The view tables, each keyed by its aggregate's id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +39,11 @@ impl View {
 
     fn table(self) -> &'static str {
         self.descriptor().table
+    }
+
+    /// The kind of aggregate whose rows this view keeps.
+    pub fn kind(self) -> AggregateKind {
+        self.descriptor().kind
     }
 
     fn key(self) -> &'static str {
@@ -91,6 +102,8 @@ pub struct Rows {
     pub categories: BTreeMap<String, CategoryRow>,
     pub posts: BTreeMap<String, PostRow>,
     pub comments: BTreeMap<String, CommentRow>,
+    /// What the quarantine holds of the batch's aggregates, and what the batch adds to it.
+    pub quarantine: Quarantine,
     loaded_accounts: BTreeMap<String, AccountRow>,
     loaded_categories: BTreeMap<String, CategoryRow>,
     loaded_posts: BTreeMap<String, PostRow>,
@@ -190,7 +203,8 @@ impl Rows {
         Ok(())
     }
 
-    /// Writes back the rows that changed, a few hundred per statement.
+    /// Writes back the rows that changed, a few hundred per statement, and the batch's
+    /// changes to the quarantine.
     pub async fn write(&self, conn: &mut MySqlConnection) -> Result<(), sqlx::Error> {
         let accounts = changed(&self.accounts, &self.loaded_accounts);
         upsert(conn, View::Accounts, &accounts, |mut b, (id, r)| {
@@ -233,7 +247,8 @@ impl Rows {
                 .push_bind(r.deleted)
                 .push_bind(r.version);
         })
-        .await
+        .await?;
+        self.quarantine.write(conn).await
     }
 }
 
@@ -284,13 +299,18 @@ impl RowSize for CommentRow {
     }
 }
 
+/// A row with its id, as `upsert` takes them.
+impl<T: RowSize> RowSize for (&String, &T) {
+    fn text_bytes(&self) -> usize {
+        self.1.text_bytes()
+    }
+}
+
 /// Splits `rows` into statements of at most 500 rows and about 4 MiB.
-fn statements<'r, 'a, T: RowSize>(
-    rows: &'r [(&'a String, &'a T)],
-) -> Vec<&'r [(&'a String, &'a T)]> {
+fn statements<R: RowSize>(rows: &[R]) -> Vec<&[R]> {
     let mut chunks = Vec::new();
     let (mut start, mut bytes) = (0, 0);
-    for (i, (_, row)) in rows.iter().enumerate() {
+    for (i, row) in rows.iter().enumerate() {
         let size = row.text_bytes() + 256;
         if i > start && (i - start == ROWS_PER_STATEMENT || bytes + size > BYTES_PER_STATEMENT) {
             chunks.push(&rows[start..i]);

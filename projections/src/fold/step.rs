@@ -1,13 +1,14 @@
-//! One event's step: whether it is the next event of its row (by the row's `version`), and
-//! what it changes when it is.
+//! One event's step: whether it is the next event of its row (by the row's `version` and
+//! its aggregate's quarantine), and what it changes when it is.
 
 use aggregates::account::AccountEvent;
 use aggregates::category::CategoryEvent;
 use aggregates::comment::CommentEvent;
 use aggregates::post::PostEvent;
+use aggregates::AggregateKind;
 
 use super::decode::Payload;
-use super::rows::Rows;
+use super::rows::{Aggregate, Quarantine, Rows};
 use crate::Envelope;
 
 /// Where an event stands against the `version` of its aggregate's row.
@@ -31,15 +32,48 @@ pub fn check_version(version: i64, sequence: i64) -> VersionCheck {
     }
 }
 
-/// The `version` of the row of `envelope`'s own aggregate (an empty row if none is loaded,
-/// as with every [`Rows`] accessor).
-pub fn version<'r>(rows: &'r mut Rows, envelope: &Envelope, payload: &Payload) -> &'r mut i64 {
+/// What becomes of an event, given its row's `version` and its aggregate's quarantine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Its row's next event, and nothing of its aggregate waits in quarantine before it:
+    /// applied (or, if it does not decode, quarantined itself).
+    Next,
+    /// Applied before, or already in quarantine: it changes nothing.
+    Duplicate,
+    /// Later than an event of its aggregate in quarantine (sequence `first`): it waits
+    /// there too, so that the aggregate's events still apply in order once that one does.
+    /// Not a gap either, even with sequences missing between: fetching them would only
+    /// bring them to wait as well.
+    WaitsBehind { first: i64 },
+    /// Sequences `from..` have not been applied yet.
+    Missing { from: i64 },
+}
+
+/// The [`Fate`] of `aggregate`'s event at `sequence`, its row at `version`.
+pub fn fate(version: i64, sequence: i64, quarantine: &Quarantine, aggregate: &Aggregate) -> Fate {
+    if quarantine.holds(aggregate, sequence) {
+        return Fate::Duplicate;
+    }
+    match (
+        check_version(version, sequence),
+        quarantine.first_held(aggregate),
+    ) {
+        (VersionCheck::Duplicate, _) => Fate::Duplicate,
+        (_, Some(first)) if sequence > first => Fate::WaitsBehind { first },
+        (VersionCheck::Next, _) => Fate::Next,
+        (VersionCheck::Missing { from }, _) => Fate::Missing { from },
+    }
+}
+
+/// The `version` of the row of `envelope`'s own aggregate, of `kind` (an empty row if none
+/// is loaded, as with every [`Rows`] accessor).
+pub fn version<'r>(rows: &'r mut Rows, envelope: &Envelope, kind: AggregateKind) -> &'r mut i64 {
     let id = &envelope.aggregate_id;
-    match payload {
-        Payload::Account(_) => &mut rows.account(id).version,
-        Payload::Category(_) => &mut rows.category(id).version,
-        Payload::Post(_) => &mut rows.post(id).version,
-        Payload::Comment(_) => &mut rows.comment(id).version,
+    match kind {
+        AggregateKind::Account => &mut rows.account(id).version,
+        AggregateKind::Category => &mut rows.category(id).version,
+        AggregateKind::Post => &mut rows.post(id).version,
+        AggregateKind::Comment => &mut rows.comment(id).version,
     }
 }
 

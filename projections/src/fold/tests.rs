@@ -1,6 +1,7 @@
 //! The fold without a database. [`apply`] runs a batch as `apply_batch` does (decode, load
-//! what the plan names, fold, write back what changed), with rows in memory standing for
-//! the tables; each test states batches and the rows they leave.
+//! what the plan names and the quarantine of its aggregates, fold, write back what
+//! changed), and [`retry_post`] as `retry_quarantined` does, with rows in memory standing
+//! for the tables; each test states batches and the rows (and quarantine) they leave.
 
 use std::collections::BTreeSet;
 
@@ -8,15 +9,15 @@ use aggregates::account::AccountEvent;
 use aggregates::category::CategoryEvent;
 use aggregates::comment::CommentEvent;
 use aggregates::post::PostEvent;
-use aggregates::Role;
+use aggregates::{AggregateKind, Role};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::rows::{AccountRow, CategoryRow, CommentRow, PostRow, Rows, View};
+use super::rows::{AccountRow, Aggregate, CategoryRow, CommentRow, PostRow, Rows, View};
 use super::step::{check_version, VersionCheck};
-use super::{decode, fold, plan, Applied, Gap};
+use super::{decode, fold, plan, release, Applied, Gap};
 use crate::Envelope;
 
 const ANN: Uuid = Uuid::from_u128(0xa);
@@ -34,16 +35,41 @@ const COMMENT_3: Uuid = Uuid::from_u128(0xd3);
 // --- The harness -------------------------------------------------------------------------
 
 /// Applies `events` as `apply_batch` does, with `db` standing for the tables. Returns what
-/// the fold counted and the rows written back; on a gap, writes nothing.
+/// the fold counted and the view rows written back; on a gap, writes nothing.
 fn apply_and_list_writes(
     db: &mut Rows,
     events: &[Envelope],
+) -> Result<(Applied, Vec<(View, String)>), Gap> {
+    run(db, events, None)
+}
+
+fn apply(db: &mut Rows, events: &[Envelope]) -> Result<Applied, Gap> {
+    apply_and_list_writes(db, events).map(|(applied, _)| applied)
+}
+
+/// What `retry_quarantined` does for the post `post`, given its events from the store.
+fn retry_post(db: &mut Rows, post: Uuid, events: &[Envelope]) -> Result<Applied, Gap> {
+    let aggregate = (AggregateKind::Post, id(post));
+    run(db, events, Some(aggregate)).map(|(applied, _)| applied)
+}
+
+/// `apply_batch`'s and `retry_quarantined`'s steps, on `db`.
+fn run(
+    db: &mut Rows,
+    events: &[Envelope],
+    retried: Option<Aggregate>,
 ) -> Result<(Applied, Vec<(View, String)>), Gap> {
     let events = decode::batch(events);
     let mut rows = Rows::default();
     for view in plan::LOAD_ORDER {
         let ids = plan::ids_to_load(view, &events, &rows);
         rows.load_from(db, view, &ids);
+    }
+    let mut aggregates = plan::aggregates(&events);
+    aggregates.extend(retried.clone());
+    rows.quarantine.load_from(&db.quarantine, &aggregates);
+    if let Some(aggregate) = &retried {
+        release(&mut rows, aggregate, &events);
     }
     let applied = fold(&mut rows, events)?;
     // Every test checks the plan as well: a row the fold changed without its being loaded
@@ -53,11 +79,12 @@ fn apply_and_list_writes(
         [],
         "the fold touched rows the plan did not load"
     );
+    assert_eq!(
+        rows.quarantine.not_loaded(),
+        [],
+        "the fold used the quarantine of aggregates the plan did not load it for"
+    );
     Ok((applied, rows.write_into(db)))
-}
-
-fn apply(db: &mut Rows, events: &[Envelope]) -> Result<Applied, Gap> {
-    apply_and_list_writes(db, events).map(|(applied, _)| applied)
 }
 
 /// Applies each batch in turn to empty tables, and returns the tables.
@@ -74,7 +101,31 @@ fn applied(applied: usize, duplicates: usize, skipped: usize) -> Applied {
         applied,
         duplicates,
         skipped,
+        quarantined: 0,
     }
+}
+
+fn quarantining(applied: usize, duplicates: usize, quarantined: usize) -> Applied {
+    Applied {
+        quarantined,
+        ..self::applied(applied, duplicates, 0)
+    }
+}
+
+/// The quarantine table's rows: aggregate id, sequence and reason.
+fn quarantine(db: &Rows) -> Vec<(String, i64, String)> {
+    db.quarantine
+        .rows()
+        .iter()
+        .map(|row| {
+            let envelope = &row.envelope;
+            (
+                envelope.aggregate_id.clone(),
+                envelope.sequence,
+                row.reason.clone(),
+            )
+        })
+        .collect()
 }
 
 fn id(uuid: Uuid) -> String {
@@ -274,6 +325,53 @@ fn the_harness_catches_rows_the_plan_did_not_load() {
     assert_eq!(
         rows.not_loaded(),
         [(View::Posts, id(POST_1)), (View::Comments, id(COMMENT_1))]
+    );
+    // And an event quarantined where the aggregate's quarantine was not loaded.
+    let mut rows = Rows::default();
+    assert_eq!(
+        fold(&mut rows, decode::batch(&[poison(POST_1, 1)])),
+        Ok(quarantining(0, 0, 1))
+    );
+    assert_eq!(
+        rows.quarantine.not_loaded(),
+        [(AggregateKind::Post, id(POST_1))]
+    );
+}
+
+#[test]
+fn the_plan_loads_an_undecodable_events_own_row_and_every_followed_aggregates_quarantine() {
+    let batch = [
+        // Its own row only: its version says whether it is the row's next event.
+        poison(POST_1, 2),
+        raw("category", RUST, 1, "CategoryRenamed", json!({})),
+        comment(COMMENT_1, 1, comment_added(POST_2, "hi")),
+        // Not followed: nothing.
+        raw("session", ANN, 1, "SessionOpened", json!({})),
+    ];
+    let events = decode::batch(&batch);
+    let mut rows = Rows::default();
+    let mut planned = Vec::new();
+    for view in plan::LOAD_ORDER {
+        let to_load = plan::ids_to_load(view, &events, &rows);
+        rows.load_from(&Rows::default(), view, &to_load);
+        planned.push((view, to_load));
+    }
+    assert_eq!(
+        planned,
+        [
+            (View::Comments, ids([COMMENT_1])),
+            (View::Posts, ids([POST_1, POST_2])),
+            (View::Categories, ids([RUST])),
+            (View::Accounts, ids([])),
+        ]
+    );
+    assert_eq!(
+        plan::aggregates(&events),
+        BTreeSet::from([
+            (AggregateKind::Category, id(RUST)),
+            (AggregateKind::Post, id(POST_1)),
+            (AggregateKind::Comment, id(COMMENT_1)),
+        ])
     );
 }
 
@@ -661,8 +759,21 @@ fn events_of_aggregates_the_read_models_do_not_follow_are_skipped() {
     assert_eq!(account_row(&db, ANN).version, 1);
 }
 
+// --- Quarantine --------------------------------------------------------------------------
+
+/// A `PostEdited` whose title is a number: no `PostEvent` decodes from it.
+fn poison(post: Uuid, sequence: i64) -> Envelope {
+    raw("post", post, sequence, "PostEdited", json!({ "title": 42 }))
+}
+
+const UNDECODABLE: &str = "cannot be decoded: invalid type: integer `42`, expected a string";
+
+fn waits_behind(sequence: i64) -> String {
+    format!("waits behind sequence {sequence}, in quarantine")
+}
+
 #[test]
-fn undecodable_events_are_skipped_and_the_rest_applied() {
+fn undecodable_events_are_quarantined_and_the_rest_applied() {
     let mut db = Rows::default();
     let batch = [
         // A field missing.
@@ -679,27 +790,248 @@ fn undecodable_events_are_skipped_and_the_rest_applied() {
     ];
     assert_eq!(
         apply_and_list_writes(&mut db, &batch),
-        Ok((applied(1, 0, 2), vec![(View::Categories, id(RUST))]))
+        Ok((quarantining(1, 0, 2), vec![(View::Categories, id(RUST))]))
+    );
+    let [post, comment] = <[_; 2]>::try_from(quarantine(&db)).unwrap();
+    assert_eq!((post.0, post.1), (id(POST_1), 1));
+    assert_eq!(
+        post.2, "cannot be decoded: missing field `category_id`",
+        "the reason is serde's"
+    );
+    assert_eq!((comment.0, comment.1), (id(COMMENT_1), 1));
+    assert!(
+        comment.2.contains("unknown variant `CommentPinned`"),
+        "{}",
+        comment.2
+    );
+    // The rows stay as they were: not created, version 0.
+    assert_eq!(post_row(&db, POST_1), PostRow::default());
+    assert_eq!(comment_row(&db, COMMENT_1), CommentRow::default());
+    // The envelope is kept whole, for the operator.
+    assert_eq!(db.quarantine.rows()[0].envelope, batch[0]);
+}
+
+#[test]
+fn an_undecodable_event_holds_its_aggregates_later_events_and_the_rest_goes_on() {
+    let mut db = tables_after(&[&[post(POST_1, 1, post_created(RUST, "first"))]]);
+    let batch = [
+        poison(POST_1, 2),
+        post(POST_1, 3, post_edited(Some("third"), None)),
+        // Other aggregates, one of them counted on the held post's row.
+        post(POST_2, 1, post_created(RUST, "second")),
+        comment(COMMENT_1, 1, comment_added(POST_1, "hi")),
+        post(POST_1, 4, post_deleted()),
+    ];
+    // No gap at sequence 3, as there was when the poison was skipped: it waits.
+    assert_eq!(apply(&mut db, &batch), Ok(quarantining(2, 0, 3)));
+    assert_eq!(
+        quarantine(&db),
+        [
+            (id(POST_1), 2, UNDECODABLE.to_string()),
+            (id(POST_1), 3, waits_behind(2)),
+            (id(POST_1), 4, waits_behind(2)),
+        ]
+    );
+    let held = post_row(&db, POST_1);
+    assert_eq!(held.version, 1);
+    assert_eq!(held.title.as_deref(), Some("first"));
+    assert!(!held.deleted, "the delete waits behind the poison too");
+    assert_eq!(held.comment_count, 1);
+    assert_eq!(post_row(&db, POST_2).version, 1);
+    assert_eq!(category_row(&db, RUST).post_count, 2);
+
+    // Later batches: the aggregate's events keep waiting, others go on.
+    let later = [
+        post(POST_1, 5, post_edited(None, Some("fifth"))),
+        post(POST_2, 2, post_edited(Some("second, edited"), None)),
+    ];
+    assert_eq!(apply(&mut db, &later), Ok(quarantining(1, 0, 1)));
+    assert_eq!(quarantine(&db)[3], (id(POST_1), 5, waits_behind(2)));
+    assert_eq!(post_row(&db, POST_1).version, 1);
+    assert_eq!(post_row(&db, POST_2).version, 2);
+}
+
+#[test]
+fn a_redelivered_quarantined_event_changes_nothing() {
+    let mut db = tables_after(&[&[post(POST_1, 1, post_created(RUST, "first"))]]);
+    let batch = [
+        poison(POST_1, 2),
+        post(POST_1, 3, post_edited(Some("third"), None)),
+        post(POST_2, 1, post_created(RUST, "second")),
+    ];
+    assert_eq!(apply(&mut db, &batch), Ok(quarantining(1, 0, 2)));
+    let before = db.clone();
+    // Again, and in one batch twice: duplicates, the quarantine and the rows as they were.
+    assert_eq!(
+        apply_and_list_writes(&mut db, &batch),
+        Ok((applied(0, 3, 0), vec![]))
+    );
+    let twice = [poison(POST_1, 2), poison(POST_1, 2)];
+    assert_eq!(apply(&mut db, &twice), Ok(applied(0, 2, 0)));
+    assert_eq!(db, before);
+    // In one batch twice, before ever being quarantined: held once.
+    let mut db = tables_after(&[&[post(POST_1, 1, post_created(RUST, "first"))]]);
+    assert_eq!(apply(&mut db, &twice), Ok(quarantining(0, 1, 1)));
+    assert_eq!(quarantine(&db).len(), 1);
+}
+
+#[test]
+fn an_undecodable_event_already_applied_is_a_duplicate() {
+    let mut db = tables_after(&[&[
+        post(POST_1, 1, post_created(RUST, "first")),
+        post(POST_1, 2, post_edited(Some("second"), None)),
+    ]]);
+    assert_eq!(apply(&mut db, &[poison(POST_1, 2)]), Ok(applied(0, 1, 0)));
+    assert_eq!(quarantine(&db), []);
+}
+
+#[test]
+fn a_gap_inside_a_quarantined_aggregate_is_not_a_gap() {
+    let mut db = tables_after(&[&[post(POST_1, 1, post_created(RUST, "first"))]]);
+    assert_eq!(
+        apply(&mut db, &[poison(POST_1, 2)]),
+        Ok(quarantining(0, 0, 1))
+    );
+    // 3 and 4 never arrived: fetching them would only bring them to wait as well.
+    let late = post(POST_1, 5, post_edited(Some("fifth"), None));
+    assert_eq!(apply(&mut db, &[late]), Ok(quarantining(0, 0, 1)));
+    assert_eq!(
+        quarantine(&db),
+        [
+            (id(POST_1), 2, UNDECODABLE.to_string()),
+            (id(POST_1), 5, waits_behind(2)),
+        ]
     );
 }
 
 #[test]
-fn a_skipped_event_leaves_its_sequence_missing() {
-    // As things are: a skipped event does not move its row's version, so the aggregate's
-    // next event finds a gap there (and the gap's index counts the skipped event).
+fn a_gap_filled_with_an_undecodable_event_ends() {
+    // What made the projector loop for ever: the gap before sequence 3 was filled from
+    // the store with the poison, which was skipped, which left the same gap.
+    let mut db = tables_after(&[&[post(POST_1, 1, post_created(RUST, "first"))]]);
+    let mut batch = vec![
+        post(POST_1, 3, post_edited(Some("third"), None)),
+        category(RUST, 1, category_created("Rust")),
+    ];
+    let gap = apply(&mut db, &batch).unwrap_err();
+    assert_eq!((gap.index, gap.from, gap.to), (0, 2, 2));
+    // An undecodable event behind a gap is no exception: what is missing comes first.
+    assert_eq!(
+        apply(&mut db, &[poison(POST_1, 3)]).unwrap_err(),
+        Gap {
+            index: 0,
+            ..gap.clone()
+        }
+    );
+    batch.insert(gap.index, poison(POST_1, 2));
+    assert_eq!(apply(&mut db, &batch), Ok(quarantining(1, 0, 2)));
+    assert_eq!(
+        quarantine(&db),
+        [
+            (id(POST_1), 2, UNDECODABLE.to_string()),
+            (id(POST_1), 3, waits_behind(2)),
+        ]
+    );
+}
+
+/// POST_1 created, then the poison at 2 and an edit at 3 waiting behind it.
+fn with_a_quarantined_post() -> Rows {
     let mut db = tables_after(&[&[post(POST_1, 1, post_created(RUST, "first"))]]);
     let batch = [
-        raw("post", POST_1, 2, "PostEdited", json!({ "title": 42 })),
-        post(POST_1, 3, post_edited(Some("third"), None)),
+        poison(POST_1, 2),
+        post(POST_1, 3, post_edited(None, Some("third"))),
+    ];
+    apply(&mut db, &batch).unwrap();
+    db
+}
+
+#[test]
+fn a_retry_after_a_fix_applies_the_quarantined_events_in_order() {
+    let mut db = with_a_quarantined_post();
+    // The store's events, the poison fixed.
+    let store = [
+        post(POST_1, 1, post_created(RUST, "first")),
+        post(POST_1, 2, post_edited(Some("fixed"), None)),
+        post(POST_1, 3, post_edited(None, Some("third"))),
+    ];
+    assert_eq!(retry_post(&mut db, POST_1, &store), Ok(applied(2, 1, 0)));
+    assert_eq!(quarantine(&db), []);
+    let row = post_row(&db, POST_1);
+    assert_eq!(row.version, 3);
+    assert_eq!(row.title.as_deref(), Some("fixed"));
+    assert_eq!(row.content.as_deref(), Some("third"));
+    // What the live projector receives after that is a duplicate, or its next event.
+    let redelivered = [
+        poison(POST_1, 2),
+        post(POST_1, 4, post_edited(Some("fourth"), None)),
+    ];
+    assert_eq!(apply(&mut db, &redelivered), Ok(applied(1, 1, 0)));
+    assert_eq!(post_row(&db, POST_1).version, 4);
+}
+
+#[test]
+fn a_retry_puts_back_what_still_fails() {
+    let mut db = with_a_quarantined_post();
+    let before = db.clone();
+    let store = [
+        post(POST_1, 1, post_created(RUST, "first")),
+        poison(POST_1, 2),
+        post(POST_1, 3, post_edited(None, Some("third"))),
     ];
     assert_eq!(
-        apply(&mut db, &batch),
-        Err(Gap {
-            index: 1,
-            aggregate_type: "post".to_string(),
-            aggregate_id: id(POST_1),
-            from: 2,
-            to: 2,
-        })
+        retry_post(&mut db, POST_1, &store),
+        Ok(quarantining(0, 1, 2))
     );
+    assert_eq!(quarantine(&db), quarantine(&before));
+    assert_eq!(post_row(&db, POST_1), post_row(&before, POST_1));
+}
+
+#[test]
+fn a_retry_leaves_waiting_what_came_after_the_events_it_brings() {
+    // Sequence 4 reached the quarantine after the retry read the store: it is not among
+    // the events the retry brings, so it stays, and the next retry applies it.
+    let mut db = with_a_quarantined_post();
+    let fourth = post(POST_1, 4, post_edited(Some("fourth"), None));
+    apply(&mut db, std::slice::from_ref(&fourth)).unwrap();
+    let mut store = vec![
+        post(POST_1, 1, post_created(RUST, "first")),
+        post(POST_1, 2, post_edited(Some("fixed"), None)),
+        post(POST_1, 3, post_edited(None, Some("third"))),
+    ];
+    assert_eq!(retry_post(&mut db, POST_1, &store), Ok(applied(2, 1, 0)));
+    assert_eq!(quarantine(&db), [(id(POST_1), 4, waits_behind(2))]);
+    assert_eq!(post_row(&db, POST_1).version, 3);
+    // Meanwhile it still holds back its aggregate's later events.
+    let fifth = post(POST_1, 5, post_deleted());
+    assert_eq!(
+        apply(&mut db, std::slice::from_ref(&fifth)),
+        Ok(quarantining(0, 0, 1))
+    );
+    store.extend([fourth, fifth]);
+    assert_eq!(retry_post(&mut db, POST_1, &store), Ok(applied(2, 3, 0)));
+    assert_eq!(quarantine(&db), []);
+    let row = post_row(&db, POST_1);
+    assert_eq!((row.version, row.deleted), (5, true));
+    assert_eq!(row.title.as_deref(), Some("fourth"));
+}
+
+#[test]
+fn a_retry_fills_a_gap_inside_the_quarantined_aggregate() {
+    let mut db = with_a_quarantined_post();
+    // 4 and 5 never reached this projector; 6 waits behind the poison.
+    apply(&mut db, &[post(POST_1, 6, post_deleted())]).unwrap();
+    let store = [
+        post(POST_1, 1, post_created(RUST, "first")),
+        post(POST_1, 2, post_edited(Some("fixed"), None)),
+        post(POST_1, 3, post_edited(None, Some("third"))),
+        post(POST_1, 4, post_edited(None, Some("fourth"))),
+        post(POST_1, 5, post_edited(None, Some("fifth"))),
+        post(POST_1, 6, post_deleted()),
+    ];
+    assert_eq!(retry_post(&mut db, POST_1, &store), Ok(applied(5, 1, 0)));
+    assert_eq!(quarantine(&db), []);
+    let row = post_row(&db, POST_1);
+    assert_eq!((row.version, row.deleted), (6, true));
+    assert_eq!(row.content.as_deref(), Some("fifth"));
+    assert_eq!(category_row(&db, RUST).post_count, 0);
 }
