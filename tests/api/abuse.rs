@@ -566,3 +566,75 @@ async fn a_rebuild_after_a_fix_swaps_the_quarantine_out_with_the_views() {
     .await;
     assert_eq!(content["title"], "Fixed");
 }
+
+/// A name that reads as empty, or as another text than it holds, is refused; content
+/// keeps such characters, and emoji sequences stay valid everywhere.
+#[tokio::test]
+async fn names_refuse_invisible_and_bidirectional_control_characters() {
+    let app = TestApp::spawn().await;
+    for nickname in ["\u{200b}\u{200b}", "ann\u{202e}nimda", "\u{3164}\u{3164}"] {
+        let res = app
+            .post("/signup")
+            .json(json!({"email": "zw@example.com", "password": crate::common::PASSWORD, "nickname": nickname}))
+            .send()
+            .await;
+        assert_eq!(
+            res.status,
+            StatusCode::BAD_REQUEST,
+            "{nickname:?}: {}",
+            res.text()
+        );
+        let message = res.json()["errors"]["nickname"][0]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(message.contains("invisible"), "{message}");
+    }
+    assert_eq!(app.event_count().await, 0, "nothing was recorded");
+
+    let board = app.with_post().await;
+    let res = app
+        .post(&format!("/board/categories/{}/posts", board.category))
+        .bearer(&board.ann.token)
+        .json(json!({"title": "invoice\u{202e}fdp.exe", "content": "x"}))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.text());
+    assert!(res.json()["errors"]["title"].is_array(), "{}", res.text());
+
+    let res = app
+        .post(&format!("/board/categories/{}/posts", board.category))
+        .bearer(&board.ann.token)
+        .json(json!({
+            "title": "Family 👨\u{200d}👩\u{200d}👧",
+            "content": "zero\u{200b}width and \u{202e}quoted are writing here"
+        }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+}
+
+/// `{"name": "A", "name": "B"}` was read as `B` (201); a proxy or a log in front may
+/// have read `A`.
+#[tokio::test]
+async fn a_body_that_repeats_a_key_is_a_400() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let before = app.event_count().await;
+    let res = app
+        .post("/board/categories")
+        .bearer(&admin.token)
+        .raw(
+            "application/json",
+            br#"{"name": "A", "name": "B"}"#.to_vec(),
+        )
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST, "{}", res.text());
+    assert!(
+        res.text().contains("duplicate key `name`"),
+        "{}",
+        res.text()
+    );
+    assert_eq!(app.event_count().await, before, "no category was recorded");
+}

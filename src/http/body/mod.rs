@@ -7,6 +7,7 @@
 //! so a client fixes all of them in one round.
 
 pub mod fields;
+mod unique_keys;
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -110,7 +111,7 @@ where
                 ));
             }
         }
-        let value: Value = serde_json::from_slice(&raw)
+        let value: Value = unique_keys::parse(&raw)
             .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
         let Value::Object(object) = value else {
             return Err(ApiError::bad_request("the body must be a JSON object"));

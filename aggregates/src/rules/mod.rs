@@ -4,6 +4,8 @@
 //! same answer as a missing or mistyped one; the aggregates run them again so that no
 //! command, from any caller, can record an event that breaks them.
 
+mod visible;
+
 use crate::FieldError;
 
 /// Checks `value`'s length in characters (not bytes), that it is not blank, and that it
@@ -107,13 +109,30 @@ pub fn password(value: &str) -> Result<(), FieldError> {
     Ok(())
 }
 
-/// Checked after trimming, which is also how it is stored.
-pub fn nickname(value: &str) -> Result<(), FieldError> {
-    text("nickname", value.trim(), NICKNAME)
+/// A name people read must show what it holds: no invisible or bidirectional-control
+/// characters (see [`visible`]).
+fn name(field: &'static str, value: &str, length: Length) -> Result<(), FieldError> {
+    text(field, value, length)?;
+    match visible::hidden_character(value) {
+        Some(c) => Err(FieldError::new(
+            field,
+            format!(
+                "must not contain invisible or bidirectional-control characters (U+{:04X})",
+                u32::from(c)
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
+/// Checked after trimming, which is also how it is stored.
+pub fn nickname(value: &str) -> Result<(), FieldError> {
+    name("nickname", value.trim(), NICKNAME)
+}
+
+/// Held to the nickname's and title's rule too: a category's name is read like a title.
 pub fn category_name(value: &str) -> Result<(), FieldError> {
-    text("name", value, CATEGORY_NAME)
+    name("name", value, CATEGORY_NAME)
 }
 
 pub fn category_description(value: &str) -> Result<(), FieldError> {
@@ -121,7 +140,7 @@ pub fn category_description(value: &str) -> Result<(), FieldError> {
 }
 
 pub fn post_title(value: &str) -> Result<(), FieldError> {
-    text("title", value, POST_TITLE)
+    name("title", value, POST_TITLE)
 }
 
 pub fn post_content(value: &str) -> Result<(), FieldError> {
@@ -221,6 +240,18 @@ mod tests {
         assert!(category_name("bell\u{7}").is_err());
         assert!(password("12345678\u{0}").is_err());
         assert_eq!(post_content("line one\nline two\ttabbed"), Ok(()));
+    }
+
+    #[test]
+    fn names_refuse_hidden_characters_but_content_keeps_them() {
+        let error = nickname("\u{200b}\u{200b}").unwrap_err();
+        assert_eq!(error.field, "nickname");
+        assert!(error.message.contains("U+200B"), "{}", error.message);
+        assert!(post_title("invoice\u{202E}fdp.exe").is_err());
+        assert!(category_name("Rust\u{200B}").is_err());
+        assert_eq!(nickname("Zoë 👍🏽"), Ok(()));
+        assert_eq!(post_content("a\u{200B}b \u{202E}quoted"), Ok(()));
+        assert_eq!(comment_content("👨\u{200D}👩\u{200D}👧"), Ok(()));
     }
 
     #[test]
