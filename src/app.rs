@@ -18,7 +18,7 @@ use crate::auth::tokens::TokenIssuer;
 use crate::board::BoardService;
 use crate::config::Config;
 use crate::kafka::BrokerProbe;
-use crate::limits::RateLimiter;
+use crate::limits::{ConcurrencyLimiter, RateLimiter};
 use crate::mail::Mailer;
 use crate::projector::Projector;
 use crate::relay::Relay;
@@ -42,6 +42,8 @@ pub struct App {
     pub tokens: TokenIssuer,
     /// Per-client limits on `/auth` and `/signup`.
     pub auth_limiter: Arc<RateLimiter>,
+    /// Per-account limit on commands in flight.
+    pub command_slots: Arc<ConcurrencyLimiter>,
     /// The one client that asks the broker for readiness, status and `/metrics`.
     pub broker: Arc<BrokerProbe>,
 }
@@ -70,6 +72,7 @@ impl App {
         let board = Arc::new(BoardService::new(pool.clone(), buses));
         Ok(Self {
             auth_limiter: Arc::new(RateLimiter::new(config.auth_rate_per_minute)),
+            command_slots: Arc::new(ConcurrencyLimiter::new(config.commands_per_account)),
             broker: Arc::new(BrokerProbe::new(&config.kafka())),
             config,
             pool,

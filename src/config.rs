@@ -99,6 +99,10 @@ pub struct Config {
     #[arg(long, env = "READ_WAIT_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub read_wait_timeout: Duration,
 
+    /// Commands one account may have in flight at once; past it, 429 at once.
+    #[arg(long, env = "COMMANDS_PER_ACCOUNT", default_value_t = 8)]
+    pub commands_per_account: usize,
+
     /// Requests a minute (and burst) each client address may make to /auth and /signup.
     #[arg(long, env = "AUTH_RATE_PER_MINUTE", default_value_t = 20)]
     pub auth_rate_per_minute: u32,

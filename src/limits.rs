@@ -5,7 +5,7 @@
 //! the effective limit is per replica (a proxy in front can enforce a global one).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Buckets are forgotten once full again; this many make a sweep worth it.
@@ -75,5 +75,80 @@ mod tests {
             "{wait:?}"
         );
         assert_eq!(limiter.take("b"), Ok(()), "clients are limited apart");
+    }
+}
+
+/// At most `per_key` things in flight per key (an account): a client that sends many
+/// commands at once gets the rest refused at once, instead of their queueing up in front
+/// of everyone else's on the shared database pools.
+pub struct ConcurrencyLimiter {
+    per_key: usize,
+    in_flight: Mutex<HashMap<String, usize>>,
+}
+
+/// One of a key's places; given back when dropped.
+pub struct Slot {
+    limiter: Arc<ConcurrencyLimiter>,
+    key: String,
+}
+
+impl ConcurrencyLimiter {
+    pub fn new(per_key: usize) -> Self {
+        Self {
+            per_key: per_key.max(1),
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A place for `key`, or `None` when it has `per_key` in flight already.
+    pub fn try_acquire(self: &Arc<Self>, key: &str) -> Option<Slot> {
+        let mut in_flight = self.lock();
+        let count = in_flight.entry(key.to_string()).or_insert(0);
+        if *count >= self.per_key {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            limiter: Arc::clone(self),
+            key: key.to_string(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut in_flight = self.limiter.lock();
+        if let Some(count) = in_flight.get_mut(&self.key) {
+            *count -= 1;
+            // Keys with nothing in flight are forgotten, so the map stays as small as
+            // the number of clients busy right now.
+            if *count == 0 {
+                in_flight.remove(&self.key);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod concurrency_tests {
+    use super::*;
+
+    #[test]
+    fn a_key_gets_its_places_back_when_they_are_dropped() {
+        let limiter = Arc::new(ConcurrencyLimiter::new(2));
+        let first = limiter.try_acquire("a").unwrap();
+        let _second = limiter.try_acquire("a").unwrap();
+        assert!(limiter.try_acquire("a").is_none());
+        assert!(limiter.try_acquire("b").is_some(), "keys are limited apart");
+        drop(first);
+        assert!(limiter.try_acquire("a").is_some());
+        drop(_second);
+        assert!(limiter.lock().is_empty(), "idle keys are forgotten");
     }
 }

@@ -2,16 +2,19 @@
 
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 
 use aggregates::Actor;
 
 use super::ApiError;
 use crate::app::App;
 use crate::auth::tokens::TokenKind;
+use crate::limits::Slot;
 
-/// The account behind the request. Tokens are only issued to verified accounts.
-pub struct Authenticated(pub Actor);
+/// The account behind a command, holding one of its places for commands in flight
+/// (`COMMANDS_PER_ACCOUNT`) until the handler returns. Tokens are only issued to verified
+/// accounts. Handlers bind the slot as `_slot` (not `_`, which would drop it at once).
+pub struct Authenticated(pub Actor, pub Slot);
 
 /// The token in `Authorization: Bearer <token>`.
 pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
@@ -44,10 +47,22 @@ where
         let claims = state
             .tokens
             .verify(bearer_token(&parts.headers)?, TokenKind::Access)?;
-        Ok(Self(Actor {
+        let slot = state
+            .command_slots
+            .try_acquire(&claims.sub.to_string())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too-many-commands",
+                    "this account has too many commands in flight; retry shortly",
+                )
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+            })?;
+        let actor = Actor {
             account_id: claims.sub,
             role: claims.role,
             verified: true,
-        }))
+        };
+        Ok(Self(actor, slot))
     }
 }

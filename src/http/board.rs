@@ -85,7 +85,7 @@ fn no_content(kind: AggregateKind, id: Uuid, version: u64) -> Response {
 )]
 pub(super) async fn create_category(
     State(state): State<App>,
-    Authenticated(actor): Authenticated,
+    Authenticated(actor, _slot): Authenticated,
     context: RequestContext,
     headers: HeaderMap,
     body: Body<NewCategory>,
@@ -144,7 +144,7 @@ pub(super) async fn create_category(
 )]
 pub(super) async fn create_post(
     State(state): State<App>,
-    Authenticated(actor): Authenticated,
+    Authenticated(actor, _slot): Authenticated,
     context: RequestContext,
     Path(category_id): Path<String>,
     headers: HeaderMap,
@@ -202,7 +202,7 @@ pub(super) async fn create_post(
 )]
 pub(super) async fn edit_post(
     State(state): State<App>,
-    Authenticated(actor): Authenticated,
+    Authenticated(actor, _slot): Authenticated,
     context: RequestContext,
     Path(post_id): Path<String>,
     IfMatch(expected): IfMatch,
@@ -256,7 +256,7 @@ pub(super) async fn edit_post(
 )]
 pub(super) async fn delete_post(
     State(state): State<App>,
-    Authenticated(actor): Authenticated,
+    Authenticated(actor, _slot): Authenticated,
     context: RequestContext,
     Path(post_id): Path<String>,
     IfMatch(expected): IfMatch,
@@ -286,7 +286,7 @@ pub(super) async fn delete_post(
 )]
 pub(super) async fn add_comment(
     State(state): State<App>,
-    Authenticated(actor): Authenticated,
+    Authenticated(actor, _slot): Authenticated,
     context: RequestContext,
     Path(post_id): Path<String>,
     headers: HeaderMap,
@@ -338,7 +338,7 @@ pub(super) async fn add_comment(
 )]
 pub(super) async fn delete_comment(
     State(state): State<App>,
-    Authenticated(actor): Authenticated,
+    Authenticated(actor, _slot): Authenticated,
     context: RequestContext,
     Path(comment_id): Path<String>,
     IfMatch(expected): IfMatch,

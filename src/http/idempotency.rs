@@ -9,8 +9,11 @@
 //! retry after one runs again (for the same id), which is what a client retrying wants.
 //! A key reused for a different request (other path or body) gets 422.
 //!
-//! Requests with the same key queue on the key's row lock, so a retry sent while the
-//! first attempt is still running waits for it and gets its response. The fingerprint is
+//! A request claims its key for [`CLAIM_FOR`] while its command runs, holding no database
+//! connection meanwhile (the command needs its own; holding one while waiting for another
+//! drained the pool under load). A retry sent while the first attempt is still running
+//! polls for its answer for up to [`WAIT_FOR_FIRST`], then gets 409 with `Retry-After`.
+//! A claim whose request died runs out, and the next retry takes the key over. The fingerprint is
 //! an HMAC under a server secret: bodies hold passwords, and a plain hash of one could be
 //! brute-forced from a database dump.
 
@@ -21,12 +24,19 @@ use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgPool;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::ApiError;
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// How long a request holds its key: far above any command's run time, and the bound on
+/// how long a crashed request keeps its retries waiting.
+const CLAIM_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long a retry waits for the first attempt's answer before it is told to come back.
+const WAIT_FOR_FIRST: std::time::Duration = std::time::Duration::from_secs(10);
+const WAIT_POLL: std::time::Duration = std::time::Duration::from_millis(25);
 const REPLAYED: &str = "idempotent-replayed";
 /// Response headers worth replaying; the rest (dates, request ids) belong to each answer.
 const KEPT_HEADERS: [HeaderName; 4] = [
@@ -103,37 +113,94 @@ impl<'a> IdempotentRequest<'a> {
         .execute(pool)
         .await
         .map_err(ApiError::event_store)?;
-        // Held until the response is saved: a concurrent retry waits here for it.
-        let mut lock = pool.begin().await.map_err(ApiError::event_store)?;
-        let resource_id = match self.earlier(&mut lock, key).await? {
-            Earlier::Answered(response) => return Ok(response),
-            Earlier::Unanswered(id) => id,
-        };
-        let response = create(resource_id).await?;
-        if !response.status().is_success() {
-            return Ok(response);
+        let waiting_since = Instant::now();
+        loop {
+            match self.claim(pool, key).await? {
+                Claim::Answered(response) => return Ok(response),
+                Claim::Claimed { resource_id, claim } => {
+                    // No connection is held while the command runs: it takes its own.
+                    let response = create(resource_id).await;
+                    return match response {
+                        Ok(response) if response.status().is_success() => {
+                            self.save(pool, key, response).await
+                        }
+                        other => {
+                            self.release(pool, key, claim).await;
+                            other
+                        }
+                    };
+                }
+                Claim::Running if waiting_since.elapsed() < WAIT_FOR_FIRST => {
+                    tokio::time::sleep(WAIT_POLL).await;
+                }
+                Claim::Running => {
+                    return Err(ApiError::conflict(
+                        "a request with this Idempotency-Key is still running; retry shortly",
+                    )
+                    .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")))
+                }
+            }
         }
-        let response = self.save(&mut lock, key, response).await?;
-        lock.commit().await.map_err(ApiError::event_store)?;
-        Ok(response)
     }
 
-    async fn earlier(&self, conn: &mut PgConnection, key: &str) -> Result<Earlier, ApiError> {
+    /// Takes the key for this request, unless it was answered, is claimed by a request
+    /// still running, or was used for a different request (422).
+    async fn claim(&self, pool: &PgPool, key: &str) -> Result<Claim, ApiError> {
+        let claim = Uuid::new_v4();
+        let claimed: Option<Uuid> = sqlx::query_scalar(
+            "UPDATE idempotency_keys
+                SET claimed_by = $4, claimed_until = now() + $5 * interval '1 millisecond'
+              WHERE scope = $1 AND idempotency_key = $2 AND request_fingerprint = $3
+                AND response_status IS NULL
+                AND (claimed_until IS NULL OR claimed_until < now())
+             RETURNING resource_id",
+        )
+        .bind(&self.scope)
+        .bind(key)
+        .bind(&self.fingerprint)
+        .bind(claim)
+        .bind(CLAIM_FOR.as_millis() as f64)
+        .fetch_optional(pool)
+        .await
+        .map_err(ApiError::event_store)?;
+        if let Some(resource_id) = claimed {
+            return Ok(Claim::Claimed { resource_id, claim });
+        }
+        self.earlier(pool, key).await
+    }
+
+    /// Gives the key back after a failed attempt, so a retry runs at once. Best effort:
+    /// a claim that is not given back runs out by itself.
+    async fn release(&self, pool: &PgPool, key: &str, claim: Uuid) {
+        let released = sqlx::query(
+            "UPDATE idempotency_keys SET claimed_by = NULL, claimed_until = NULL
+              WHERE scope = $1 AND idempotency_key = $2 AND claimed_by = $3",
+        )
+        .bind(&self.scope)
+        .bind(key)
+        .bind(claim)
+        .execute(pool)
+        .await;
+        if let Err(error) = released {
+            tracing::warn!(%error, "could not release an idempotency key; its claim runs out");
+        }
+    }
+
+    /// The key's row as another request left it: its answer, or still running.
+    async fn earlier(&self, pool: &PgPool, key: &str) -> Result<Claim, ApiError> {
         type Row = (
             Vec<u8>,
-            Uuid,
             Option<i16>,
             Option<serde_json::Value>,
             Option<Vec<u8>>,
         );
-        let (fingerprint, resource_id, status, headers, body): Row = sqlx::query_as(
-            "SELECT request_fingerprint, resource_id, response_status, response_headers, response_body
-               FROM idempotency_keys WHERE scope = $1 AND idempotency_key = $2
-                FOR UPDATE",
+        let (fingerprint, status, headers, body): Row = sqlx::query_as(
+            "SELECT request_fingerprint, response_status, response_headers, response_body
+               FROM idempotency_keys WHERE scope = $1 AND idempotency_key = $2",
         )
         .bind(&self.scope)
         .bind(key)
-        .fetch_one(&mut *conn)
+        .fetch_one(pool)
         .await
         .map_err(ApiError::event_store)?;
         if fingerprint != self.fingerprint {
@@ -144,7 +211,7 @@ impl<'a> IdempotentRequest<'a> {
             ));
         }
         let (Some(status), Some(body)) = (status, body) else {
-            return Ok(Earlier::Unanswered(resource_id));
+            return Ok(Claim::Running);
         };
         let mut response = Response::new(Body::from(body));
         *response.status_mut() =
@@ -162,12 +229,14 @@ impl<'a> IdempotentRequest<'a> {
         response
             .headers_mut()
             .insert(REPLAYED, HeaderValue::from_static("true"));
-        Ok(Earlier::Answered(response))
+        Ok(Claim::Answered(response))
     }
 
+    /// Saves a 2xx answer for the retries. Saved even if the claim ran out meanwhile: a
+    /// request that took the key over ran the same command on the same id, a no-op.
     async fn save(
         &self,
-        conn: &mut PgConnection,
+        pool: &PgPool,
         key: &str,
         response: Response,
     ) -> Result<Response, ApiError> {
@@ -184,22 +253,27 @@ impl<'a> IdempotentRequest<'a> {
             .collect();
         sqlx::query(
             "UPDATE idempotency_keys
-                SET response_status = $3, response_headers = $4, response_body = $5
-              WHERE scope = $1 AND idempotency_key = $2",
+                SET response_status = $3, response_headers = $4, response_body = $5,
+                    claimed_by = NULL, claimed_until = NULL
+              WHERE scope = $1 AND idempotency_key = $2 AND response_status IS NULL",
         )
         .bind(&self.scope)
         .bind(key)
         .bind(parts.status.as_u16() as i16)
         .bind(serde_json::Value::Object(kept))
         .bind(body.as_ref())
-        .execute(&mut *conn)
+        .execute(pool)
         .await
         .map_err(ApiError::event_store)?;
         Ok(Response::from_parts(parts, Body::from(body)))
     }
 }
 
-enum Earlier {
+enum Claim {
+    /// Answered before: the saved answer, marked replayed.
     Answered(Response),
-    Unanswered(Uuid),
+    /// This request holds the key until `CLAIM_FOR` from now.
+    Claimed { resource_id: Uuid, claim: Uuid },
+    /// Another request holds it and has not answered yet.
+    Running,
 }

@@ -638,3 +638,55 @@ async fn a_body_that_repeats_a_key_is_a_400() {
     );
     assert_eq!(app.event_count().await, before, "no category was recorded");
 }
+
+/// One member's 256 keyed POSTs, 64 at a time, used to answer 503 to most of them and to a
+/// log-in sent meanwhile: each request held a pooled connection (the key's row lock) while
+/// its command waited for another. Now none is held across the command, and a member's
+/// commands past `COMMANDS_PER_ACCOUNT` are refused at once with 429.
+#[tokio::test]
+async fn one_members_flood_of_keyed_commands_does_not_take_the_store_from_others() {
+    use futures::stream::{self, StreamExt};
+
+    let app = TestApp::spawn().await;
+    let ann = app.member("ann@example.com", "ann").await;
+    app.sign_up("bob@example.com", "bob").await;
+    app.verify("bob@example.com").await;
+    let flood = stream::iter(0..256)
+        .map(|i| {
+            let app = app.clone();
+            let token = ann.token.clone();
+            async move {
+                let category = uuid::Uuid::now_v7();
+                app.post(&format!("/board/categories/{category}/posts"))
+                    .bearer(&token)
+                    .header("idempotency-key", &format!("flood-{i}"))
+                    .json(json!({"title": "t", "content": "c"}))
+                    .send()
+                    .await
+                    .status
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<StatusCode>>();
+    let log_in = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        app.post("/auth")
+            .json(json!({"email": "bob@example.com", "password": crate::common::PASSWORD}))
+            .send()
+            .await
+    };
+    let (statuses, log_in) = tokio::join!(flood, log_in);
+    assert_eq!(log_in.status, StatusCode::OK, "{}", log_in.text());
+    let unavailable = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert_eq!(unavailable, 0, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|s| matches!(*s, StatusCode::NOT_FOUND | StatusCode::TOO_MANY_REQUESTS)),
+        "each is refused for its unknown category or for the member's limit: {statuses:?}"
+    );
+    assert!(statuses.contains(&StatusCode::NOT_FOUND));
+}

@@ -50,7 +50,8 @@ async fn category_fields_are_validated_together() {
 
 #[tokio::test]
 async fn a_duplicate_category_name_gets_409_even_when_racing() {
-    let app = TestApp::spawn().await;
+    // Ten commands of one admin at once: above the default per-account limit.
+    let app = TestApp::with_args(&["--commands-per-account", "10"]).await;
     let admin = app.admin().await;
     app.category(&admin, "Rust").await;
     app.post("/board/categories")
@@ -288,7 +289,8 @@ async fn edits_are_refused_to_others_to_stale_versions_and_to_bad_bodies() {
 
 #[tokio::test]
 async fn racing_edits_on_one_version_never_both_win() {
-    let app = TestApp::spawn().await;
+    // Ten commands of one member at once: above the default per-account limit.
+    let app = TestApp::with_args(&["--commands-per-account", "10"]).await;
     let Board { ann, post, .. } = app.with_post().await;
     let path = format!("/board/posts/{post}");
     let edits = (0..10).map(|i| {
@@ -317,7 +319,8 @@ async fn racing_edits_on_one_version_never_both_win() {
 #[tokio::test]
 async fn racing_edits_without_if_match_each_apply_to_fresh_state() {
     // Every edit that answers 200 recorded exactly one event; every 409 recorded none.
-    let app = TestApp::spawn().await;
+    // Ten commands of one member at once: above the default per-account limit.
+    let app = TestApp::with_args(&["--commands-per-account", "10"]).await;
     let Board { ann, post, .. } = app.with_post().await;
     let path = format!("/board/posts/{post}");
     let edits = (0..10).map(|i| {
