@@ -69,7 +69,8 @@ pub enum Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Component {
-    /// The HTTP API (commands and queries).
+    /// The HTTP API (commands and queries), and the periodic jobs: the purge of stored
+    /// helpers runs in the one API process that holds its lease.
     Api,
     /// Publishes the event store to Kafka; one is active at a time, others wait.
     Relay,
