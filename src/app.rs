@@ -17,6 +17,7 @@ use crate::accounts::AccountService;
 use crate::auth::tokens::TokenIssuer;
 use crate::board::BoardService;
 use crate::config::Config;
+use crate::jobs::purge::Purge;
 use crate::kafka::BrokerProbe;
 use crate::limits::{ConcurrencyLimiter, RateLimiter};
 use crate::mail::Mailer;
@@ -86,6 +87,11 @@ impl App {
     /// The relay publishing this application's event store to its topic.
     pub fn relay(&self) -> Relay {
         Relay::new(self.pool.clone(), self.config.kafka())
+    }
+
+    /// The purge of stored helpers, as this process would run it (see [`crate::jobs`]).
+    pub fn purge(&self) -> Purge {
+        Purge::new(self.pool.clone(), self.config.purge())
     }
 
     /// A projector of this application's group. It gets a pool of its own, so that

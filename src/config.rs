@@ -125,6 +125,21 @@ pub struct Config {
     #[arg(long, env = "VERIFICATION_TTL", default_value = "48h", value_parser = parse_duration)]
     pub verification_ttl: Duration,
 
+    /// How long an `Idempotency-Key` is kept after its first request; the purge removes
+    /// it after that.
+    #[arg(long, env = "IDEMPOTENCY_KEY_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub idempotency_key_ttl: Duration,
+
+    /// How often the purge of stored helpers (old idempotency keys, expired links) runs,
+    /// in one API process at a time across all replicas.
+    #[arg(long, env = "PURGE_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub purge_interval: Duration,
+
+    /// How long a periodic job's lease lasts unrenewed: a replica that dies holding it
+    /// hands the job over after this.
+    #[arg(long, env = "JOB_LEASE_TTL", default_value = "30s", value_parser = parse_duration)]
+    pub job_lease_ttl: Duration,
+
     /// Emails of accounts that are admins, comma-separated (compared case-insensitively).
     #[arg(long, env = "ADMIN_EMAILS", value_delimiter = ',', default_value = "")]
     pub admin_emails: Vec<String>,
@@ -198,6 +213,13 @@ impl Config {
         if self.access_token_ttl.is_zero() || self.refresh_token_ttl <= self.access_token_ttl {
             return Err("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL (> 0)".into());
         }
+        if self.idempotency_key_ttl.is_zero() || self.purge_interval.is_zero() {
+            return Err("IDEMPOTENCY_KEY_TTL and PURGE_INTERVAL must be longer than 0".into());
+        }
+        // Renewed every third of it: shorter, and one slow query would hand a job over.
+        if self.job_lease_ttl < Duration::from_secs(1) {
+            return Err("JOB_LEASE_TTL must be at least 1s".into());
+        }
         Ok(())
     }
 
@@ -224,6 +246,14 @@ impl Config {
             topic: self.kafka_topic.clone(),
             partitions: self.kafka_partitions,
             replication: self.kafka_replication,
+        }
+    }
+
+    pub fn purge(&self) -> crate::jobs::purge::PurgeSettings {
+        crate::jobs::purge::PurgeSettings {
+            interval: self.purge_interval,
+            lease_ttl: self.job_lease_ttl,
+            idempotency_key_ttl: self.idempotency_key_ttl,
         }
     }
 

@@ -19,6 +19,8 @@
 //! - [`metrics`] records what each process sees; [`status`] reads where the pipeline
 //!   stands; [`quarantine`] retries the events the read models could not apply;
 //!   [`limits`] holds per-client limits.
+//! - [`jobs`] runs what must happen once across all replicas, under a lease in PostgreSQL:
+//!   the purge of idempotency keys and expired links.
 //!
 //! Start reading at [`app`], then [`cli::serve`] and [`http::app`].
 
@@ -31,6 +33,7 @@ pub mod config;
 pub mod databases;
 pub mod history;
 pub mod http;
+pub mod jobs;
 pub mod kafka;
 pub mod limits;
 pub mod mail;

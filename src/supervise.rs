@@ -40,3 +40,14 @@ pub async fn until_shutdown<P: Supervised>(part: &mut P, mut shutdown: watch::Re
         }
     }
 }
+
+/// Names this process where it holds a lease (`host:pid:nonce`), so an operator can tell
+/// which one it is. The pid alone could come back after a restart (pid 1 in a container),
+/// hence the nonce: each call names a new holder.
+pub fn process_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "board".into());
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &nonce[..6])
+}

@@ -1,8 +1,9 @@
 //! The `board` command line. `board --help` lists the commands; each module here is one
 //! group of them: [`serve`], [`projections`] (status, rebuild, verify, and [`quarantine`]),
-//! [`events`] (export, replay, show).
+//! [`events`] (export, replay, show), [`jobs`] (status).
 
 mod events;
+mod jobs;
 mod progress;
 mod projections;
 mod quarantine;
@@ -65,11 +66,17 @@ pub enum Command {
         #[command(subcommand)]
         command: events::EventsCommand,
     },
+    /// The periodic jobs run once across the API replicas (the purge): status.
+    Jobs {
+        #[command(subcommand)]
+        command: jobs::JobsCommand,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Component {
-    /// The HTTP API (commands and queries).
+    /// The HTTP API (commands and queries), and the periodic jobs: the purge of stored
+    /// helpers runs in the one API process that holds its lease.
     Api,
     /// Publishes the event store to Kafka; one is active at a time, others wait.
     Relay,
@@ -99,6 +106,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .map(|()| ExitCode::SUCCESS),
         Command::Projections { command } => projections::run(command, App::assemble(config)?).await,
         Command::Events { command } => events::run(command, App::assemble(config)?).await,
+        Command::Jobs { command } => jobs::run(command, App::assemble(config)?).await,
         Command::Migrate => {
             let state = App::assemble(config)?;
             migrate_event_store(&state.pool).await?;

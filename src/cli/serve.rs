@@ -15,7 +15,8 @@ use crate::databases::is_unavailable;
 use crate::http;
 
 /// Migrates, then runs the chosen components until a shutdown signal. In-flight requests
-/// finish (within `SHUTDOWN_TIMEOUT`); the relay and the projector stop between batches.
+/// finish (within `SHUTDOWN_TIMEOUT`); the relay, the projector and the purge stop between
+/// batches.
 pub async fn serve(config: Arc<Config>, components: &[Component]) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let state = App::assemble(config.clone())?;
@@ -34,6 +35,8 @@ pub async fn serve(config: Arc<Config>, components: &[Component]) -> anyhow::Res
         tasks.spawn(state.projector()?.run(stopped.clone()));
     }
     if components.contains(&Component::Api) {
+        // Every API replica runs the purge; the one holding its lease does the rounds.
+        tasks.spawn(state.purge().run(stopped.clone()));
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;

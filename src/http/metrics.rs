@@ -21,7 +21,11 @@
 //! - `board_rebuild_running{projection}` (1 while a rebuild runs, in whatever process;
 //!   0 once it ended, or when it has not reported for [`STALE_REBUILD`], having died),
 //!   `board_rebuild_events_applied{projection}`, `board_rebuild_events_total{projection}`
-//!   and `board_rebuild_report_age_seconds{projection}`.
+//!   and `board_rebuild_report_age_seconds{projection}`;
+//! - `board_purge_last_run_age_seconds`: since the last finished round of the purge, by
+//!   the database's clock (it grows without bound when no replica runs the purge), and
+//!   `board_purge_last_run_rows{kind}`: the rows that round removed of each kind (a gauge
+//!   of one round, not a counter).
 
 use std::time::Duration;
 
@@ -29,6 +33,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::App;
+use crate::jobs::runs::Run;
 use crate::metrics::exposition::Gauge;
 use crate::rebuild::RebuildRow;
 use crate::status::{PartitionState, PartitionStatus, RelayStatus, Status};
@@ -37,6 +42,7 @@ use crate::status::{PartitionState, PartitionStatus, RelayStatus, Status};
 /// left out (and `board_status_up` says so).
 const STATUS_TIMEOUT: Duration = Duration::from_secs(5);
 const REBUILD_TIMEOUT: Duration = Duration::from_secs(2);
+const JOBS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A rebuild publishes its progress every second; one silent for longer than this has
 /// died without recording its end (kill -9, a lost host).
@@ -50,10 +56,12 @@ const STALE_REBUILD: f64 = 30.0;
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
 )]
 pub(super) async fn metrics(State(state): State<App>) -> Response {
-    let (status, rebuilds) = tokio::join!(status(&state), rebuilds(&state));
+    let (status, rebuilds, purge) =
+        tokio::join!(status(&state), rebuilds(&state), last_purge(&state));
     let mut body = crate::metrics::handle().render();
     write_lag(&mut body, status.as_ref());
     write_rebuilds(&mut body, &rebuilds);
+    write_purge(&mut body, purge.as_ref());
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -95,6 +103,21 @@ async fn rebuilds(state: &App) -> Vec<RebuildRow> {
         Err(_) => {
             tracing::warn!("reading rebuild progress timed out");
             Vec::new()
+        }
+    }
+}
+
+async fn last_purge(state: &App) -> Option<Run> {
+    let read = crate::jobs::runs::latest(&state.pool, crate::jobs::purge::JOB, true);
+    match tokio::time::timeout(JOBS_TIMEOUT, read).await {
+        Ok(Ok(run)) => run,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "the purge's last round is unavailable");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("reading the purge's last round timed out");
+            None
         }
     }
 }
@@ -203,5 +226,25 @@ fn write_rebuilds(out: &mut String, rows: &[RebuildRow]) {
         for row in rows {
             gauge.sample(&[("projection", &row.projection)], value(row));
         }
+    }
+}
+
+/// Nothing when no round ever finished (or the event store did not answer): an age made
+/// up for a round that never ran would read as a healthy one.
+fn write_purge(out: &mut String, run: Option<&Run>) {
+    let Some(run) = run else { return };
+    Gauge::new(
+        out,
+        "board_purge_last_run_age_seconds",
+        "Seconds since the purge of stored helpers last finished a round",
+    )
+    .sample(&[], run.age_seconds);
+    let mut rows = Gauge::new(
+        out,
+        "board_purge_last_run_rows",
+        "Rows the purge's last finished round removed, by kind",
+    );
+    for (kind, count) in &run.removed {
+        rows.sample(&[("kind", kind)], *count as f64);
     }
 }

@@ -90,9 +90,7 @@ impl Supervised for Member<'_> {
 
 impl Projector {
     pub fn new(pool: MySqlPool, store: PgPool, settings: KafkaSettings, group: String) -> Self {
-        // The process id alone could come back after a restart (pid 1 in a container).
-        let nonce = uuid::Uuid::new_v4().simple().to_string();
-        let member = format!("{}:{}:{}", hostname(), std::process::id(), &nonce[..6]);
+        let member = crate::supervise::process_name();
         Self {
             pool,
             store,
@@ -538,10 +536,4 @@ impl Relayed {
 /// Errors the consumer recovers from by itself (it reconnects and fetches again).
 fn is_transient(error: &KafkaError) -> bool {
     matches!(error, KafkaError::MessageConsumption(_))
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "board".into())
 }

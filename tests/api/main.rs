@@ -13,6 +13,7 @@ mod docs;
 mod faults;
 mod global_order;
 mod http_client;
+mod jobs;
 mod operations;
 mod pipeline;
 mod private_services;
