@@ -21,6 +21,7 @@ use crate::kafka::BrokerProbe;
 use crate::limits::RateLimiter;
 use crate::mail::Mailer;
 use crate::projector::Projector;
+use crate::read_waits::ReadWaits;
 use crate::relay::Relay;
 use crate::store::{self, CommandBuses};
 
@@ -35,6 +36,9 @@ pub struct App {
     pub pool: PgPool,
     /// The read models (MySQL): queries.
     pub read_pool: MySqlPool,
+    /// The queries waiting for the read models to show `Event-Position`s, served by one
+    /// poll of `read_pool` for the whole process.
+    pub read_waits: ReadWaits,
     /// Sign-up, verification, log-in.
     pub accounts: Arc<AccountService>,
     /// Category, post and comment commands.
@@ -71,6 +75,7 @@ impl App {
         Ok(Self {
             auth_limiter: Arc::new(RateLimiter::new(config.auth_rate_per_minute)),
             broker: Arc::new(BrokerProbe::new(&config.kafka())),
+            read_waits: ReadWaits::new(read_pool.clone(), config.max_read_waiters),
             config,
             pool,
             read_pool,
