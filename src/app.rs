@@ -22,6 +22,7 @@ use crate::kafka::BrokerProbe;
 use crate::limits::{ConcurrencyLimiter, RateLimiter};
 use crate::mail::Mailer;
 use crate::projector::Projector;
+use crate::read_waits::ReadWaits;
 use crate::relay::Relay;
 use crate::store::{self, CommandBuses};
 
@@ -36,6 +37,9 @@ pub struct App {
     pub pool: PgPool,
     /// The read models (MySQL): queries.
     pub read_pool: MySqlPool,
+    /// The queries waiting for the read models to show `Event-Position`s, served by one
+    /// poll of `read_pool` for the whole process.
+    pub read_waits: ReadWaits,
     /// Sign-up, verification, log-in.
     pub accounts: Arc<AccountService>,
     /// Category, post and comment commands.
@@ -75,6 +79,7 @@ impl App {
             auth_limiter: Arc::new(RateLimiter::new(config.auth_rate_per_minute)),
             command_slots: Arc::new(ConcurrencyLimiter::new(config.commands_per_account)),
             broker: Arc::new(BrokerProbe::new(&config.kafka())),
+            read_waits: ReadWaits::new(read_pool.clone(), config.max_read_waiters),
             config,
             pool,
             read_pool,

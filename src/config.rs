@@ -103,6 +103,11 @@ pub struct Config {
     #[arg(long, env = "COMMANDS_PER_ACCOUNT", default_value_t = 8)]
     pub commands_per_account: usize,
 
+    /// Queries that may wait on `Event-Position` at once in this process; past it, one
+    /// more gets 503 with `Retry-After` at once (one shared poll serves them all).
+    #[arg(long, env = "MAX_READ_WAITERS", default_value_t = 1024)]
+    pub max_read_waiters: usize,
+
     /// Requests a minute (and burst) each client address may make to /auth and /signup.
     #[arg(long, env = "AUTH_RATE_PER_MINUTE", default_value_t = 20)]
     pub auth_rate_per_minute: u32,
@@ -194,8 +199,8 @@ impl Config {
         if self.kafka_partitions < 1 || self.kafka_replication < 1 {
             return Err("KAFKA_PARTITIONS and KAFKA_REPLICATION must be at least 1".into());
         }
-        if self.max_connections < 1 {
-            return Err("MAX_CONNECTIONS must be at least 1".into());
+        if self.max_connections < 1 || self.max_read_waiters < 1 {
+            return Err("MAX_CONNECTIONS and MAX_READ_WAITERS must be at least 1".into());
         }
         if [
             self.header_read_timeout,

@@ -10,7 +10,8 @@
 //! - [`http`] is the axum API: problem documents, validation, auth, `ETag`/`If-Match`,
 //!   `Idempotency-Key`.
 //! - [`relay`] publishes every event to Kafka in global order; [`projector`] consumes them
-//!   into the MySQL read models (the `projections` crate) that [`http`] queries.
+//!   into the MySQL read models (the `projections` crate) that [`http`] queries;
+//!   [`read_waits`] is the one poll behind every query waiting to read its writes.
 //! - [`accounts`] holds the sign-up, verification and log-in flows shared by HTTP and the
 //!   command line; [`board`] runs the category, post and comment commands for HTTP;
 //!   [`auth`] hashes passwords and signs tokens; [`mail`] sends mail.
@@ -40,6 +41,7 @@ pub mod mail;
 pub mod metrics;
 pub mod projector;
 pub mod quarantine;
+pub mod read_waits;
 pub mod rebuild;
 pub mod relay;
 pub mod status;

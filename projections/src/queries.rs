@@ -4,6 +4,8 @@
 //! one index range scan (`posts_by_category`, `comments_by_post`), so its cost does not
 //! grow with the page's depth. Ids are UUIDv7, so id order is creation order.
 
+use std::collections::HashMap;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -187,4 +189,33 @@ pub async fn applied_version(
             .fetch_optional(pool)
             .await?;
     Ok(Some(version.unwrap_or(0)))
+}
+
+/// Ids per statement of [`applied_versions`]: far under MySQL's 65,535 placeholders, and a
+/// statement whose text stays small.
+const IDS_PER_STATEMENT: usize = 1_000;
+
+/// The versions of many aggregates of one kind, for the shared poll of read-your-writes:
+/// one statement (per [`IDS_PER_STATEMENT`] ids) instead of one per aggregate. An id whose
+/// row does not exist yet is absent from the answer (version 0).
+pub async fn applied_versions(
+    pool: &MySqlPool,
+    kind: AggregateKind,
+    ids: &[String],
+) -> Result<HashMap<String, i64>, ReadError> {
+    let view = views::of(kind);
+    let (table, key) = (view.table, view.key());
+    let mut versions = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(IDS_PER_STATEMENT) {
+        let placeholders = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("SELECT {key}, version FROM {table} WHERE {key} IN ({placeholders})");
+        // Not kept prepared: every count of ids is another statement, and a connection
+        // would otherwise hold one of each.
+        let mut query = sqlx::query_as::<_, (String, i64)>(&sql).persistent(false);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        versions.extend(query.fetch_all(pool).await?);
+    }
+    Ok(versions)
 }

@@ -6,21 +6,30 @@
 //! that takes longer than READ_WAIT_TIMEOUT it answers 503 with `Retry-After`, never
 //! stale data. Versions are per aggregate, so this works however partitions are spread
 //! over projector processes.
+//!
+//! The waiting itself is [`crate::read_waits`]: one poll for every waiting request of the
+//! process, at most MAX_READ_WAITERS of them (503 with `Retry-After` past it). A position
+//! the read models do not show at the first look is checked against the event store: one
+//! that names an aggregate the store never recorded, or a version past its last, can never
+//! be reached and is a 400 at once instead of a wait for the whole bound.
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use aggregates::AggregateKind;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, StatusCode};
-use tokio::time::Instant;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use projections::ReadError;
+use sqlx::PgPool;
+use tokio::time::{timeout_at, Instant};
 
 use super::ApiError;
 use crate::app::App;
+use crate::read_waits::{FirstLook, Position};
+use crate::store::positions::last_sequences;
 
 pub const EVENT_POSITION: HeaderName = HeaderName::from_static("event-position");
-const POLL: Duration = Duration::from_millis(10);
-/// Each position polls MySQL until it is reached; a request may not ask for many.
+/// A request's positions are looked up together; it may not ask for many.
 const MAX_POSITIONS: usize = 10;
 
 /// The header value that names `version` of aggregate `id`.
@@ -33,24 +42,47 @@ pub fn event_position(
         .expect("type names, ids and digits are valid header text")
 }
 
-/// A position the read model must have reached before a query answers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Position {
-    pub aggregate_type: String,
-    pub aggregate_id: String,
-    pub version: i64,
+fn parse(token: &str) -> Result<Position, ApiError> {
+    let token = token.trim();
+    let malformed = || {
+        ApiError::bad_request(format!(
+            "Event-Position `{token}` is not of the form type:id:version"
+        ))
+    };
+    let mut parts = token.splitn(3, ':');
+    let kind = parts.next().ok_or_else(malformed)?;
+    let id = uuid::Uuid::parse_str(parts.next().ok_or_else(malformed)?)
+        .map_err(|_| malformed())?
+        .to_string();
+    let version = parts
+        .next()
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(malformed)?;
+    let kind = kind.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "Event-Position names an unknown aggregate type `{kind}`"
+        ))
+    })?;
+    Ok(Position { kind, id, version })
 }
 
-fn parse(token: &str) -> Option<Position> {
-    let mut parts = token.trim().splitn(3, ':');
-    let aggregate_type = parts.next()?.to_string();
-    let aggregate_id = uuid::Uuid::parse_str(parts.next()?).ok()?.to_string();
-    let version = parts.next()?.parse().ok()?;
-    Some(Position {
-        aggregate_type,
-        aggregate_id,
-        version,
-    })
+/// Every position the request's `Event-Position` headers name.
+fn positions(headers: &HeaderMap) -> Result<Vec<Position>, ApiError> {
+    let mut positions = Vec::new();
+    for value in headers.get_all(EVENT_POSITION) {
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::bad_request("Event-Position must be ASCII"))?;
+        for token in text.split(',').filter(|t| !t.trim().is_empty()) {
+            positions.push(parse(token)?);
+        }
+    }
+    if positions.len() > MAX_POSITIONS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_POSITIONS} Event-Position values per request"
+        )));
+    }
+    Ok(positions)
 }
 
 /// Waits, in the extractor, for every `Event-Position` the request carries.
@@ -64,64 +96,86 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let positions = positions(&parts.headers)?;
+        if positions.is_empty() {
+            return Ok(Self);
+        }
         let state = App::from_ref(state);
-        let mut positions = Vec::new();
-        for value in parts.headers.get_all(EVENT_POSITION) {
-            let text = value
-                .to_str()
-                .map_err(|_| ApiError::bad_request("Event-Position must be ASCII"))?;
-            for token in text.split(',').filter(|t| !t.trim().is_empty()) {
-                positions.push(parse(token).ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "Event-Position `{}` is not of the form type:id:version",
-                        token.trim()
-                    ))
-                })?);
-            }
-        }
-        if positions.len() > MAX_POSITIONS {
-            return Err(ApiError::bad_request(format!(
-                "at most {MAX_POSITIONS} Event-Position values per request"
-            )));
-        }
         let deadline = Instant::now() + state.config.read_wait_timeout;
-        for position in positions {
-            wait_for(&state, &position, deadline).await?;
+        let mut waiter = state
+            .read_waits
+            .enter(positions.clone())
+            .map_err(|_| too_many_waiting())?;
+        let read_failed = |err: Arc<ReadError>| ApiError::from(&*err);
+        let caught_up = async {
+            // Most positions a client sends back are shown already: the event store is
+            // asked only about those that are not.
+            if waiter.first_look().await.map_err(read_failed)? == FirstLook::Reached {
+                return Ok(());
+            }
+            let reached = waiter.reached();
+            tokio::pin!(reached);
+            tokio::select! {
+                outcome = &mut reached => return outcome.map_err(read_failed),
+                checked = check_in_store(&state.pool, &positions) => checked?,
+            }
+            reached.await.map_err(read_failed)
+        };
+        match timeout_at(deadline, caught_up).await {
+            Ok(outcome) => outcome.map(|()| Self),
+            Err(_) => Err(not_caught_up()),
         }
-        Ok(Self)
     }
 }
 
-async fn wait_for(state: &App, position: &Position, deadline: Instant) -> Result<(), ApiError> {
-    loop {
-        let applied = projections::queries::applied_version(
-            &state.read_pool,
-            &position.aggregate_type,
-            &position.aggregate_id,
-        )
-        .await?
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "Event-Position names an unknown aggregate type `{}`",
-                position.aggregate_type
-            ))
-        })?;
-        if applied >= position.version {
+/// A 400 naming the first position the event store does not have (the read models, fed
+/// from it, will never show it). Ok when it has them all, and also when it cannot say:
+/// queries must keep working while PostgreSQL is away, so they wait as if it had.
+async fn check_in_store(pool: &PgPool, positions: &[Position]) -> Result<(), ApiError> {
+    let aggregates: Vec<_> = positions.iter().map(|p| (p.kind, p.id.clone())).collect();
+    let last = match last_sequences(pool, &aggregates).await {
+        Ok(last) => last,
+        Err(err) => {
+            tracing::debug!(error = %err, "Event-Position not checked in the event store");
             return Ok(());
         }
-        if Instant::now() >= deadline {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not-caught-up",
-                "the read model has not caught up with Event-Position yet; retry shortly",
-            )
-            .with_header(
-                axum::http::header::RETRY_AFTER,
-                HeaderValue::from_static("1"),
-            ));
+    };
+    for (position, aggregate) in positions.iter().zip(&aggregates) {
+        match last.get(aggregate) {
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "Event-Position `{position}` names a {} the event store has never recorded",
+                    position.kind
+                )))
+            }
+            Some(&last) if last < position.version => {
+                return Err(ApiError::bad_request(format!(
+                    "Event-Position `{position}` is past the {}'s last version, {last}",
+                    position.kind
+                )))
+            }
+            Some(_) => {}
         }
-        tokio::time::sleep(POLL).await;
     }
+    Ok(())
+}
+
+fn not_caught_up() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not-caught-up",
+        "the read model has not caught up with Event-Position yet; retry shortly",
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+}
+
+fn too_many_waiting() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too-many-waiting",
+        "too many queries are waiting on Event-Position; retry shortly",
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
 }
 
 #[cfg(test)]
@@ -133,10 +187,13 @@ mod tests {
         let id = uuid::Uuid::now_v7();
         let header = event_position(AggregateKind::Post, id, 3);
         let parsed = parse(header.to_str().unwrap()).unwrap();
-        assert_eq!(parsed.aggregate_type, "post");
-        assert_eq!(parsed.aggregate_id, id.to_string());
+        assert_eq!(parsed.kind, AggregateKind::Post);
+        assert_eq!(parsed.id, id.to_string());
         assert_eq!(parsed.version, 3);
-        assert!(parse("post:not-a-uuid:3").is_none());
-        assert!(parse("post").is_none());
+        assert_eq!(parsed.to_string(), header.to_str().unwrap());
+        assert!(parse("post:not-a-uuid:3").is_err());
+        assert!(parse("post").is_err());
+        let unknown = parse(&format!("thread:{id}:1")).unwrap_err();
+        assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
     }
 }

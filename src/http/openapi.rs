@@ -178,13 +178,32 @@ fn add_shared_answers(path: &str, operation: &mut Operation) {
             problem_answer,
         ));
     }
-    if !operational {
+    if !operational && has_parameter(operation, "Event-Position") {
+        shared.push((
+            "400",
+            "Invalid input: a bad id, cursor or header, or an `Event-Position` the event store \
+             does not have (an aggregate it never recorded, or a version past its last)"
+                .into(),
+            problem_answer,
+        ));
+        shared.push((
+            "503",
+            "A dependency is down, the read model has not caught up with `Event-Position` in \
+             time, or too many queries wait on one already; retry after `Retry-After`"
+                .into(),
+            retry_answer,
+        ));
+    } else if !operational {
         shared.push((
             "400",
             "Invalid input: a bad field, id, cursor or header".into(),
             problem_answer,
         ));
-        shared.push(("503", "A dependency is down, or the read model has not caught up with `Event-Position` in time; retry after `Retry-After`".into(), retry_answer));
+        shared.push((
+            "503",
+            "A dependency is down; retry after `Retry-After`".into(),
+            retry_answer,
+        ));
     }
     if operation.request_body.is_some() {
         let too_large = format!("The body is over {MAX_BODY_BYTES} bytes");
@@ -431,6 +450,20 @@ mod tests {
             .as_str()
             .unwrap()
             .ends_with("/Problem"));
+    }
+
+    #[test]
+    fn queries_document_the_answers_of_event_position() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let query = &doc["paths"]["/board/categories"]["get"]["responses"];
+        let bad = query["400"]["description"].as_str().unwrap();
+        assert!(bad.contains("a version past its last"), "{bad}");
+        let busy = query["503"]["description"].as_str().unwrap();
+        assert!(busy.contains("too many queries wait"), "{busy}");
+        assert!(query["503"]["headers"]["Retry-After"].is_object());
+        let command = &doc["paths"]["/board/categories"]["post"]["responses"];
+        let busy = command["503"]["description"].as_str().unwrap();
+        assert!(!busy.contains("Event-Position"), "{busy}");
     }
 
     #[test]

@@ -247,10 +247,17 @@ impl ApiError {
 /// event store's.
 impl From<ReadError> for ApiError {
     fn from(err: ReadError) -> Self {
+        Self::from(&err)
+    }
+}
+
+/// The same, for an error many requests share (the poll of `read_waits` reads for all).
+impl From<&ReadError> for ApiError {
+    fn from(err: &ReadError) -> Self {
         if is_unavailable(&err.0) {
-            Self::unavailable("the read models are unavailable; try again shortly").caused_by(&err)
+            Self::unavailable("the read models are unavailable; try again shortly").caused_by(err)
         } else {
-            Self::internal(&err)
+            Self::internal(err)
         }
     }
 }

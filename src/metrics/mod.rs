@@ -4,7 +4,8 @@
 //! - events this process saw, kept in the process-wide recorder:
 //!   `http_request_duration_seconds{method,route,status}` (a histogram per route
 //!   template) and `board_commands_total{aggregate,outcome}` (accepted, rejected by a
-//!   rule, conflict, precondition_failed, unavailable, error);
+//!   rule, conflict, precondition_failed, unavailable, error) and
+//!   `board_read_wait_polls_total` (rounds of the poll behind `Event-Position` waits);
 //! - facts about the databases and the broker, read fresh at each scrape by the
 //!   `/metrics` handler (`http::metrics`): the pipeline's lag and the progress of
 //!   rebuilds, written with [`exposition`].
@@ -57,6 +58,12 @@ pub fn record_request(method: &Method, route: &str, status: u16, elapsed: Durati
 pub fn record_command(aggregate: &'static str, outcome: &'static str) {
     metrics::counter!("board_commands_total", "aggregate" => aggregate, "outcome" => outcome)
         .increment(1);
+}
+
+/// Counts one round of the shared poll that serves the queries waiting on
+/// `Event-Position` (`read_waits`): it grows with time spent waiting, not with waiters.
+pub fn record_read_wait_poll() {
+    metrics::counter!("board_read_wait_polls_total").increment(1);
 }
 
 /// The method as a label: one of the standard methods, or `other`.

@@ -5,6 +5,7 @@ mod claims;
 mod command_bus;
 mod error;
 mod lookup;
+pub mod positions;
 pub mod reader;
 pub mod upcasting;
 

@@ -690,3 +690,178 @@ async fn one_members_flood_of_keyed_commands_does_not_take_the_store_from_others
     );
     assert!(statuses.contains(&StatusCode::NOT_FOUND));
 }
+
+// ---- Queries waiting on `Event-Position` ----
+
+/// GET /board/categories carrying `position`.
+async fn categories_at(app: &TestApp, position: &str) -> crate::common::Res {
+    app.get("/board/categories")
+        .header("event-position", position)
+        .send()
+        .await
+}
+
+/// Waits until `app`'s shared poll has `count` queries waiting.
+async fn until_waiting(app: &TestApp, count: usize) {
+    let waiting = timeout(HANG, async {
+        while app.state.read_waits.stats().waiting != count {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(
+        waiting.is_ok(),
+        "{:?} after {HANG:?}, not {count} waiting",
+        app.state.read_waits.stats()
+    );
+}
+
+/// An application on its own read models, where no projector ever runs: a position the
+/// event store has is never shown there.
+async fn without_projector(flags: &[&str]) -> TestApp {
+    let read_url = crate::pipeline::fresh_read_database().await;
+    let mut args = vec!["--read-database-url", read_url.as_str()];
+    args.extend_from_slice(flags);
+    TestApp::with_args(&args).await
+}
+
+/// Before, a position no write ever produced waited out READ_WAIT_TIMEOUT, then 503.
+#[tokio::test]
+async fn a_position_of_an_aggregate_the_store_never_recorded_is_a_400() {
+    let app = without_projector(&[]).await;
+    let never = format!("post:{}:1", uuid::Uuid::now_v7());
+    let problem = categories_at(&app, &never)
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&never) && detail.contains("never recorded"),
+        "{problem}"
+    );
+    assert_eq!(app.state.read_waits.stats().waiting, 0);
+}
+
+#[tokio::test]
+async fn a_position_past_the_aggregates_last_version_is_a_400_naming_it() {
+    let app = without_projector(&[]).await;
+    let admin = app.admin().await;
+    let category = app.category(&admin, "Rust").await;
+    let beyond = format!("category:{category}:2");
+    // The first position is one the store has: the one it cannot reach is named.
+    let problem = categories_at(&app, &format!("category:{category}:1, {beyond}"))
+        .await
+        .problem(StatusCode::BAD_REQUEST);
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&beyond) && detail.contains("last version, 1"),
+        "{problem}"
+    );
+}
+
+/// Before, each waiting query read MySQL every 10 ms for itself: 200 of them made 200
+/// reads a round, each on a connection of the read pool.
+#[tokio::test]
+async fn many_waiting_queries_share_one_poll_and_are_all_answered_when_the_projector_comes() {
+    let pipeline = Pipeline::new(2).await;
+    let _relay = pipeline.start_relay();
+    let app = &pipeline.app;
+    let admin = app.admin().await;
+    let category = app.category(&admin, "Rust").await;
+    let mut posts = Vec::new();
+    for _ in 0..10 {
+        posts.push(app.post_in(&admin, &category).await);
+    }
+    let queries: Vec<_> = (0..200)
+        .map(|i| {
+            let (app, post) = (app.clone(), posts[i % posts.len()].clone());
+            tokio::spawn(async move {
+                app.get(&format!("/board/posts/{post}/content"))
+                    .header("event-position", &format!("post:{post}:1"))
+                    .send()
+                    .await
+            })
+        })
+        .collect();
+    until_waiting(app, 200).await;
+
+    let _projector = pipeline.start_projector();
+    for query in queries {
+        let res = query.await.unwrap();
+        assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+        assert_eq!(res.json()["title"], "Hello");
+    }
+    let stats = app.state.read_waits.stats();
+    assert_eq!(stats.waiting, 0);
+    assert_eq!(
+        stats.largest_read, 10,
+        "one read asked for every post: {stats:?}"
+    );
+    assert!(
+        stats.reads <= stats.polls,
+        "one read of posts_view a round, whatever the number waiting: {stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn past_max_read_waiters_one_more_waiting_query_gets_503_at_once() {
+    let app = without_projector(&["--max-read-waiters", "2", "--read-wait-timeout", "10m"]).await;
+    let admin = app.admin().await;
+    let category = app.category(&admin, "Rust").await;
+    // Recorded, so it is waited for; never projected, so the wait lasts.
+    let position = format!("category:{category}:1");
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            let (app, position) = (app.clone(), position.clone());
+            tokio::spawn(async move { categories_at(&app, &position).await })
+        })
+        .collect();
+    until_waiting(&app, 2).await;
+
+    let turned_away = timeout(HANG, categories_at(&app, &position))
+        .await
+        .unwrap_or_else(|_| panic!("the third waiter still waited after {HANG:?}"));
+    let problem = turned_away.problem(StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(problem["type"], "urn:board:problem:too-many-waiting");
+    assert_eq!(turned_away.header("retry-after"), Some("1"));
+    // A query that waits for nothing is not held back by the bound.
+    let res = app.get("/board/categories").send().await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+
+    // Clients that go away leave their place.
+    for query in held {
+        query.abort();
+    }
+    until_waiting(&app, 0).await;
+}
+
+/// Queries keep answering from MySQL while PostgreSQL is away: a position the read models
+/// show is answered, and one they do not is waited for as before (503 at the bound), since
+/// the store cannot say whether it will come.
+#[tokio::test]
+async fn with_the_event_store_away_positions_are_waited_for_as_before() {
+    let pipeline = Pipeline::new(1).await;
+    pipeline.seed_and_project().await;
+    let (category, version): (String, i64) =
+        sqlx::query_as("SELECT category_id, version FROM categories_view")
+            .fetch_one(&pipeline.read_pool)
+            .await
+            .unwrap();
+    let offline = TestApp::on_database(
+        "postgres://board:board@127.0.0.1:1/board",
+        &[
+            "--read-database-url",
+            &pipeline.read_url,
+            "--read-wait-timeout",
+            "1s",
+        ],
+        false,
+    )
+    .await;
+    let shown = categories_at(&offline, &format!("category:{category}:{version}")).await;
+    assert_eq!(shown.status, StatusCode::OK, "{}", shown.text());
+    assert_eq!(shown.json()["categories"][0]["name"], "Rust");
+    let problem = categories_at(&offline, &format!("post:{}:1", uuid::Uuid::now_v7()))
+        .await
+        .problem(StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(problem["type"], "urn:board:problem:not-caught-up");
+}

@@ -11,7 +11,9 @@ use utoipa::IntoParams;
 #[allow(dead_code)]
 pub struct EventPositionHeader {
     /// `<aggregate>:<id>:<version>` values from command responses, comma-separated (at
-    /// most 10). The query waits until the read models show them, or answers 503.
+    /// most 10). The query waits until the read models show them, or answers 503; one the
+    /// event store does not have (an aggregate it never recorded, or a version past its
+    /// last) is a 400 at once.
     #[serde(rename = "Event-Position")]
     pub event_position: Option<String>,
 }
