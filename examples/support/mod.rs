@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each benchmark uses part of it
 
+pub mod flood;
 pub mod kafka_leg;
 
 use std::time::{Duration, Instant};
@@ -14,6 +15,10 @@ use sqlx::MySqlPool;
 use tower::ServiceExt;
 
 use board::app::App;
+
+/// The stack's one account: an admin, verified, logged in as [`Stack::token`].
+pub const MEMBER_EMAIL: &str = "bench@example.com";
+pub const MEMBER_PASSWORD: &str = "benchmark password";
 
 pub struct Stack {
     pub app: axum::Router,
@@ -30,7 +35,20 @@ pub struct Stack {
 impl Stack {
     /// A migrated Board on fresh databases, with an admin logged in and one category.
     /// `relay` and `projector` say which background components run.
+    ///
+    /// Every command of a benchmark is one account's, many at a time; the per-account limit
+    /// on commands in flight (fairness between accounts, which one account cannot measure)
+    /// is raised above any benchmark's concurrency. [`Stack::start_as_deployed`] keeps it.
     pub async fn start(relay: bool, projector: bool) -> anyhow::Result<Self> {
+        Self::start_with(relay, projector, &["--commands-per-account", "1024"]).await
+    }
+
+    /// A stack with the server's own limits, for figures about them.
+    pub async fn start_as_deployed(relay: bool, projector: bool) -> anyhow::Result<Self> {
+        Self::start_with(relay, projector, &[]).await
+    }
+
+    async fn start_with(relay: bool, projector: bool, args: &[&str]) -> anyhow::Result<Self> {
         // Logs only when asked for: `RUST_LOG=board=debug make bench`.
         if std::env::var_os("RUST_LOG").is_some() {
             board::telemetry::init(board::config::LogFormat::Text);
@@ -38,7 +56,8 @@ impl Stack {
         let built = testkit::Stack::for_benchmarks()
             .fresh_read_models()
             .scratch_topic(&testkit::brokers(), 3)
-            .admin_email("bench@example.com")
+            .admin_email(MEMBER_EMAIL)
+            .args(args)
             .build()
             .await?;
         board::app::migrate_read_models(&built.app.read_pool).await?;
@@ -56,8 +75,14 @@ impl Stack {
             built.mail_dir.clone(),
         );
         let app = board::http::app(state.clone());
-        let (status, _) = call(&app, "POST", "/signup", None,
-            json!({"email": "bench@example.com", "password": "benchmark password", "nickname": "bench"})).await;
+        let (status, _) = call(
+            &app,
+            "POST",
+            "/signup",
+            None,
+            json!({"email": MEMBER_EMAIL, "password": MEMBER_PASSWORD, "nickname": "bench"}),
+        )
+        .await;
         anyhow::ensure!(status == 201, "sign-up failed: {status}");
         let mail = std::fs::read_dir(&mail_dir)?.next().unwrap()?.path();
         let text = std::fs::read_to_string(mail)?;
@@ -75,7 +100,7 @@ impl Stack {
             "POST",
             "/auth",
             None,
-            json!({"email": "bench@example.com", "password": "benchmark password"}),
+            json!({"email": MEMBER_EMAIL, "password": MEMBER_PASSWORD}),
         )
         .await;
         let token = tokens["accessToken"].as_str().unwrap().to_string();
