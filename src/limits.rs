@@ -143,12 +143,12 @@ mod concurrency_tests {
     fn a_key_gets_its_places_back_when_they_are_dropped() {
         let limiter = Arc::new(ConcurrencyLimiter::new(2));
         let first = limiter.try_acquire("a").unwrap();
-        let _second = limiter.try_acquire("a").unwrap();
+        let second = limiter.try_acquire("a").unwrap();
         assert!(limiter.try_acquire("a").is_none());
         assert!(limiter.try_acquire("b").is_some(), "keys are limited apart");
         drop(first);
         assert!(limiter.try_acquire("a").is_some());
-        drop(_second);
+        drop(second);
         assert!(limiter.lock().is_empty(), "idle keys are forgotten");
     }
 }

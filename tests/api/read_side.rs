@@ -275,6 +275,24 @@ async fn queries_answer_from_mysql_while_postgresql_is_down() {
         .problem(StatusCode::SERVICE_UNAVAILABLE);
 }
 
+/// A query that cannot reach MySQL says so: the read models are away, not the event
+/// store (which once answered for every database error), and commands go on meanwhile.
+#[tokio::test]
+async fn a_query_without_mysql_says_the_read_models_are_away() {
+    let app = TestApp::with_args(&[
+        "--read-database-url",
+        "mysql://board:board@127.0.0.1:1/board_read",
+    ])
+    .await;
+    let res = app.get("/board/categories").send().await;
+    assert_eq!(res.header("retry-after"), Some("1"), "{}", res.text());
+    let problem = res.problem(StatusCode::SERVICE_UNAVAILABLE);
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("read models"), "{detail}");
+    assert!(!detail.contains("event store"), "{detail}");
+    app.sign_up("y@example.com", "yy").await;
+}
+
 #[tokio::test]
 async fn metrics_show_requests_commands_and_lag() {
     let pipeline = Pipeline::new(2).await;
