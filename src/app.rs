@@ -96,7 +96,11 @@ impl App {
 
     /// The purge of stored helpers, as this process would run it (see [`crate::jobs`]).
     pub fn purge(&self) -> Purge {
-        Purge::new(self.pool.clone(), self.config.purge())
+        Purge::new(
+            self.pool.clone(),
+            self.accounts.clone(),
+            self.config.purge(),
+        )
     }
 
     /// A projector of this application's group. It gets a pool of its own, so that

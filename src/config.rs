@@ -112,6 +112,15 @@ pub struct Config {
     #[arg(long, env = "AUTH_RATE_PER_MINUTE", default_value_t = 20)]
     pub auth_rate_per_minute: u32,
 
+    /// Failed log-ins an hour (and burst) per account, whatever addresses they come from;
+    /// past it, 429 with `Retry-After`. Successful log-ins do not count.
+    #[arg(
+        long,
+        env = "FAILED_LOG_INS_PER_ACCOUNT_PER_HOUR",
+        default_value_t = 20
+    )]
+    pub failed_log_ins_per_account_per_hour: u32,
+
     /// Key that signs access and refresh tokens (HMAC-SHA256); at least 32 bytes. Required
     /// in production; unset in development, each process makes up a random one (tokens
     /// then die with the process).

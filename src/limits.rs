@@ -1,5 +1,5 @@
-//! Per-client limits: a token bucket per client key (an address), `per_minute` requests a
-//! minute with bursts of as many.
+//! Per-client limits: a token bucket per client key (an address, an account), `capacity`
+//! requests per period with bursts of as many.
 //!
 //! The buckets live in this process: behind several API replicas each keeps its own, so
 //! the effective limit is per replica (a proxy in front can enforce a global one).
@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 const SWEEP_AT: usize = 10_000;
 
 pub struct RateLimiter {
-    per_minute: u32,
+    capacity: u32,
+    period: Duration,
     buckets: Mutex<HashMap<String, Bucket>>,
 }
 
@@ -23,16 +24,25 @@ struct Bucket {
 
 impl RateLimiter {
     pub fn new(per_minute: u32) -> Self {
+        Self::per_period(per_minute, Duration::from_secs(60))
+    }
+
+    pub fn per_hour(capacity: u32) -> Self {
+        Self::per_period(capacity, Duration::from_secs(3_600))
+    }
+
+    fn per_period(capacity: u32, period: Duration) -> Self {
         Self {
-            per_minute: per_minute.max(1),
+            capacity: capacity.max(1),
+            period,
             buckets: Mutex::new(HashMap::new()),
         }
     }
 
     /// Takes a token for `client`, or says how long until one is free.
     pub fn take(&self, client: &str) -> Result<(), Duration> {
-        let capacity = f64::from(self.per_minute);
-        let per_second = capacity / 60.0;
+        let capacity = f64::from(self.capacity);
+        let per_second = capacity / self.period.as_secs_f64();
         let now = Instant::now();
         let mut buckets = self
             .buckets
@@ -57,6 +67,18 @@ impl RateLimiter {
             Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
         }
     }
+
+    /// Returns a token taken for an attempt that turned out not to count (a log-in that
+    /// succeeded, where only failures are limited).
+    pub fn give_back(&self, client: &str) {
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(bucket) = buckets.get_mut(client) {
+            bucket.tokens = (bucket.tokens + 1.0).min(f64::from(self.capacity));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -75,6 +97,16 @@ mod tests {
             "{wait:?}"
         );
         assert_eq!(limiter.take("b"), Ok(()), "clients are limited apart");
+    }
+
+    #[test]
+    fn a_token_given_back_can_be_taken_again() {
+        let limiter = RateLimiter::per_hour(1);
+        assert_eq!(limiter.take("a"), Ok(()));
+        let wait = limiter.take("a").unwrap_err();
+        assert!(wait > Duration::from_secs(3_000), "{wait:?}");
+        limiter.give_back("a");
+        assert_eq!(limiter.take("a"), Ok(()));
     }
 }
 

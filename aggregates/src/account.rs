@@ -1,9 +1,16 @@
-//! Accounts: registration, email verification and promotion to admin.
+//! Accounts: registration, email verification, promotion to admin, the release of a
+//! sign-up nobody verified, and password resets.
 //!
 //! The password is not here: only a hash is kept, outside the event stream, so that no event
 //! ever carries it. Email uniqueness across accounts is enforced by the event store (a claim
 //! table written in the same transaction as `AccountRegistered`), not by this aggregate,
 //! which sees one account at a time.
+//!
+//! A sign-up owns its email only once verified. Until then a new sign-up for the same
+//! address replaces it, and one whose link expired is released by the purge: either way
+//! `SignUpReleased` frees the address (the event store's claim goes with it) and the
+//! account is over. Only an unverified account can be released, so a verification that
+//! races a replacement leaves exactly one winner (the event store's version check).
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
@@ -14,9 +21,29 @@ use crate::{rules, DomainError, Role, EVENT_VERSION_1};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum AccountCommand {
-    Register { email: String, nickname: String },
+    Register {
+        email: String,
+        nickname: String,
+    },
     Verify,
     Promote,
+    /// Gives up the email of a sign-up that was never verified.
+    Release {
+        reason: ReleaseReason,
+    },
+    /// Records a password set through a mailed reset link; the link proved the mailbox,
+    /// so an unverified account becomes verified.
+    ResetPassword,
+}
+
+/// Why a sign-up that was never verified gave up its email.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseReason {
+    /// A new sign-up for the same address took it over.
+    Replaced,
+    /// Its verification link expired unused.
+    Expired,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +57,13 @@ pub enum AccountEvent {
     AccountPromoted {
         role: Role,
     },
+    /// The sign-up was never verified and gave its email up; the account is over.
+    SignUpReleased {
+        reason: ReleaseReason,
+    },
+    /// The password was set through a reset link (the hash itself is kept outside the
+    /// events, like every password).
+    PasswordReset {},
 }
 
 impl DomainEvent for AccountEvent {
@@ -38,6 +72,8 @@ impl DomainEvent for AccountEvent {
             Self::AccountRegistered { .. } => "AccountRegistered",
             Self::AccountVerified {} => "AccountVerified",
             Self::AccountPromoted { .. } => "AccountPromoted",
+            Self::SignUpReleased { .. } => "SignUpReleased",
+            Self::PasswordReset {} => "PasswordReset",
         }
         .to_string()
     }
@@ -54,6 +90,8 @@ pub struct Account {
     pub nickname: String,
     pub verified: bool,
     pub role: Role,
+    /// Released sign-ups keep their history but hold no email and accept no command.
+    pub released: bool,
 }
 
 impl Aggregate for Account {
@@ -81,6 +119,8 @@ impl Aggregate for Account {
             }
             AccountEvent::AccountVerified {} => self.verified = true,
             AccountEvent::AccountPromoted { role } => self.role = role,
+            AccountEvent::SignUpReleased { .. } => self.released = true,
+            AccountEvent::PasswordReset {} => {}
         }
     }
 }
@@ -95,6 +135,9 @@ impl Decide for Account {
                 }
                 let email = rules::normalize_email(&email);
                 let nickname = nickname.trim().to_string();
+                if self.released {
+                    return Err(DomainError::AlreadyExists("account"));
+                }
                 if self.registered {
                     // A retried registration (same id, same data) is a no-op, not a conflict.
                     return if self.email == email && self.nickname == nickname {
@@ -121,13 +164,30 @@ impl Decide for Account {
                     vec![AccountEvent::AccountPromoted { role: Role::Admin }]
                 })
             }
+            AccountCommand::Release { reason } => {
+                self.require_registered()?;
+                if self.verified {
+                    return Err(DomainError::Forbidden("a verified account keeps its email"));
+                }
+                Ok(vec![AccountEvent::SignUpReleased { reason }])
+            }
+            AccountCommand::ResetPassword => {
+                self.require_registered()?;
+                let mut events = Vec::with_capacity(2);
+                if !self.verified {
+                    events.push(AccountEvent::AccountVerified {});
+                }
+                events.push(AccountEvent::PasswordReset {});
+                Ok(events)
+            }
         }
     }
 }
 
 impl Account {
+    /// A live account: registered and not released.
     fn require_registered(&self) -> Result<(), DomainError> {
-        if self.registered {
+        if self.registered && !self.released {
             Ok(())
         } else {
             Err(DomainError::NotFound("account"))
@@ -245,6 +305,80 @@ mod tests {
             .when_async(AccountCommand::Promote)
             .await
             .then_expect_error(DomainError::NotFound("account"));
+    }
+
+    fn released() -> AccountEvent {
+        AccountEvent::SignUpReleased {
+            reason: ReleaseReason::Replaced,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unverified_sign_up_can_be_released_once() {
+        Given::with(())
+            .given(vec![registered()])
+            .when_async(AccountCommand::Release {
+                reason: ReleaseReason::Expired,
+            })
+            .await
+            .then_expect_events(vec![AccountEvent::SignUpReleased {
+                reason: ReleaseReason::Expired,
+            }]);
+        Given::with(())
+            .given(vec![registered(), released()])
+            .when_async(AccountCommand::Release {
+                reason: ReleaseReason::Replaced,
+            })
+            .await
+            .then_expect_error(DomainError::NotFound("account"));
+    }
+
+    #[tokio::test]
+    async fn a_verified_account_keeps_its_email() {
+        Given::with(())
+            .given(vec![registered(), AccountEvent::AccountVerified {}])
+            .when_async(AccountCommand::Release {
+                reason: ReleaseReason::Replaced,
+            })
+            .await
+            .then_expect_error(DomainError::Forbidden("a verified account keeps its email"));
+    }
+
+    #[tokio::test]
+    async fn a_released_sign_up_accepts_no_command() {
+        for command in [
+            AccountCommand::Verify,
+            AccountCommand::Promote,
+            AccountCommand::ResetPassword,
+        ] {
+            Given::with(())
+                .given(vec![registered(), released()])
+                .when_async(command)
+                .await
+                .then_expect_error(DomainError::NotFound("account"));
+        }
+        Given::with(())
+            .given(vec![registered(), released()])
+            .when_async(register("ann@example.com", "ann"))
+            .await
+            .then_expect_error(DomainError::AlreadyExists("account"));
+    }
+
+    #[tokio::test]
+    async fn a_password_reset_verifies_an_unverified_account() {
+        Given::with(())
+            .given(vec![registered()])
+            .when_async(AccountCommand::ResetPassword)
+            .await
+            .then_expect_events(vec![
+                AccountEvent::AccountVerified {},
+                AccountEvent::PasswordReset {},
+            ]);
+        Given::with(())
+            .given(vec![registered(), AccountEvent::AccountVerified {}])
+            .when_async(AccountCommand::ResetPassword)
+            .await
+            .then_expect_events(vec![AccountEvent::PasswordReset {}]);
     }
 
     // `decide` on its own: which rule answers first, and what a repeat is compared on.

@@ -1,5 +1,9 @@
 //! Access and refresh tokens: HS256 JWTs whose `typ` claim keeps the two apart, so an
 //! access token is never accepted where a refresh token is expected, and the reverse.
+//!
+//! A refresh token also names its log-in session (`sid`) and is one of a kind (`jti`): the
+//! session store (`crate::accounts::sessions`) accepts only the newest refresh token of a
+//! session, which is what makes logout, rotation and replay detection possible.
 
 use std::time::Duration;
 
@@ -25,6 +29,26 @@ pub struct Claims {
     pub iat: i64,
     pub exp: i64,
     pub jti: Uuid,
+    /// The session a refresh token belongs to; access tokens have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
+}
+
+/// Which session a refresh token renews, and the id of that one token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionTicket {
+    pub session_id: Uuid,
+    pub refresh_id: Uuid,
+}
+
+impl SessionTicket {
+    /// The ticket a verified refresh token carries.
+    pub fn of(claims: &Claims) -> Option<Self> {
+        Some(Self {
+            session_id: claims.sid?,
+            refresh_id: claims.jti,
+        })
+    }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -66,7 +90,30 @@ impl TokenIssuer {
         self.refresh_ttl
     }
 
-    pub fn issue(&self, account_id: Uuid, role: Role, kind: TokenKind) -> Issued {
+    /// A short-lived access token.
+    pub fn issue_access(&self, account_id: Uuid, role: Role) -> Issued {
+        self.sign(account_id, role, TokenKind::Access, Uuid::now_v7(), None)
+    }
+
+    /// A refresh token of session `ticket.session_id`, with id `ticket.refresh_id`.
+    pub fn issue_refresh(&self, account_id: Uuid, role: Role, ticket: SessionTicket) -> Issued {
+        self.sign(
+            account_id,
+            role,
+            TokenKind::Refresh,
+            ticket.refresh_id,
+            Some(ticket.session_id),
+        )
+    }
+
+    fn sign(
+        &self,
+        account_id: Uuid,
+        role: Role,
+        kind: TokenKind,
+        jti: Uuid,
+        sid: Option<Uuid>,
+    ) -> Issued {
         let ttl = match kind {
             TokenKind::Access => self.access_ttl,
             TokenKind::Refresh => self.refresh_ttl,
@@ -78,7 +125,8 @@ impl TokenIssuer {
             typ: kind,
             iat: now,
             exp: now + ttl.as_secs() as i64,
-            jti: Uuid::now_v7(),
+            jti,
+            sid,
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 signing with an HMAC key cannot fail");
@@ -101,6 +149,11 @@ impl TokenIssuer {
         if claims.typ != kind {
             return Err(TokenError::WrongKind(kind));
         }
+        // Refresh tokens from before sessions existed name none; they cannot be revoked,
+        // so they are refused (their holders log in again).
+        if kind == TokenKind::Refresh && claims.sid.is_none() {
+            return Err(TokenError::Invalid);
+        }
         Ok(claims)
     }
 }
@@ -117,20 +170,49 @@ mod tests {
         )
     }
 
+    fn ticket() -> SessionTicket {
+        SessionTicket {
+            session_id: Uuid::now_v7(),
+            refresh_id: Uuid::now_v7(),
+        }
+    }
+
     #[test]
     fn an_access_token_round_trips() {
         let issuer = issuer(60);
         let id = Uuid::now_v7();
-        let issued = issuer.issue(id, Role::Admin, TokenKind::Access);
+        let issued = issuer.issue_access(id, Role::Admin);
         let claims = issuer.verify(&issued.token, TokenKind::Access).unwrap();
         assert_eq!((claims.sub, claims.role), (id, Role::Admin));
     }
 
     #[test]
+    fn a_refresh_token_carries_its_session_ticket() {
+        let issuer = issuer(60);
+        let ticket = ticket();
+        let issued = issuer.issue_refresh(Uuid::now_v7(), Role::Member, ticket);
+        let claims = issuer.verify(&issued.token, TokenKind::Refresh).unwrap();
+        assert_eq!(SessionTicket::of(&claims), Some(ticket));
+    }
+
+    #[test]
+    fn a_refresh_token_without_a_session_is_refused() {
+        let issuer = issuer(60);
+        let id = Uuid::now_v7();
+        let sessionless = issuer.sign(id, Role::Member, TokenKind::Refresh, id, None);
+        assert_eq!(
+            issuer
+                .verify(&sessionless.token, TokenKind::Refresh)
+                .unwrap_err(),
+            TokenError::Invalid
+        );
+    }
+
+    #[test]
     fn kinds_are_not_interchangeable() {
         let issuer = issuer(60);
-        let access = issuer.issue(Uuid::now_v7(), Role::Member, TokenKind::Access);
-        let refresh = issuer.issue(Uuid::now_v7(), Role::Member, TokenKind::Refresh);
+        let access = issuer.issue_access(Uuid::now_v7(), Role::Member);
+        let refresh = issuer.issue_refresh(Uuid::now_v7(), Role::Member, ticket());
         assert_eq!(
             issuer
                 .verify(&access.token, TokenKind::Refresh)
@@ -147,7 +229,7 @@ mod tests {
 
     #[test]
     fn tampered_or_foreign_tokens_are_invalid() {
-        let issued = issuer(60).issue(Uuid::now_v7(), Role::Member, TokenKind::Access);
+        let issued = issuer(60).issue_access(Uuid::now_v7(), Role::Member);
         let other = TokenIssuer::new(
             b"another-secret-another-secret-xx",
             Duration::from_secs(60),

@@ -1,18 +1,16 @@
-//! Account endpoints: `/check-duplicate/email/{email}`, `/signup`, `/verify`, `/auth`,
-//! `/refresh`.
+//! Account endpoints: `/check-duplicate/email/{email}`, `/signup`, `/verify`,
+//! `/password-reset` and `/password-reset/confirm`. Log-in and sessions are in
+//! [`super::sessions`].
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::engine::general_purpose::STANDARD;
-use base64::Engine;
 use serde::Deserialize;
 
 use aggregates::{rules, AggregateKind};
 
-use super::auth::bearer_token;
 use super::body::Body;
 use super::concurrency::etag;
 use super::consistency::{event_position, EVENT_POSITION};
@@ -21,20 +19,20 @@ use super::idempotency::IdempotentRequest;
 use super::problem::PROBLEM_JSON;
 use super::rate_limit::AuthRateLimit;
 use super::schema::{
-    AccountCreated, AccountVerified, EmailAvailable, IdempotencyKeyHeader, IssuedTokens, LogIn,
-    Problem, SignUp,
+    AccountCreated, AccountVerified, EmailAvailable, IdempotencyKeyHeader, PasswordResetConfirm,
+    PasswordResetRequest, Problem, SignUp,
 };
 use super::ApiError;
-use crate::accounts::{NewAccount, Tokens};
+use crate::accounts::NewAccount;
 use crate::app::App;
 
 pub fn router() -> Router<App> {
     Router::new()
         .route("/check-duplicate/email/{email}", get(check_duplicate_email))
-        .route("/signup", axum::routing::post(sign_up))
+        .route("/signup", post(sign_up))
         .route("/verify", get(verify))
-        .route("/auth", get(log_in_basic).post(log_in_json))
-        .route("/refresh", get(refresh))
+        .route("/password-reset", post(request_password_reset))
+        .route("/password-reset/confirm", post(confirm_password_reset))
 }
 
 /// Whether an email is free for a new account.
@@ -163,118 +161,53 @@ pub(super) async fn verify(
     .into_response())
 }
 
-/// What both ways of logging in answer.
-#[derive(utoipa::IntoResponses)]
-#[allow(dead_code)]
-enum LogInAnswers {
-    #[response(status = 200, description = "Logged in")]
-    LoggedIn(#[to_schema] IssuedTokens),
-    #[response(
-        status = 401,
-        description = "Wrong email or password (the same answer for both)",
-        content_type = "application/problem+json",
-        headers(("WWW-Authenticate" = String, description = "How to authenticate"))
-    )]
-    WrongCredentials(#[to_schema] Problem),
-    #[response(
-        status = 403,
-        description = "The email is not verified yet",
-        content_type = "application/problem+json"
-    )]
-    NotVerified(#[to_schema] Problem),
-    #[response(
-        status = 429,
-        description = "Too many attempts from this client",
-        content_type = "application/problem+json",
-        headers(("Retry-After" = String, description = "Seconds to wait"))
-    )]
-    RateLimited(#[to_schema] Problem),
-}
-
-/// Logs in with `Authorization: Basic base64(email:password)`.
-#[utoipa::path(
-    get,
-    path = "/auth",
-    tag = "accounts",
-    security(("basic" = [])),
-    responses(LogInAnswers)
-)]
-pub(super) async fn log_in_basic(
-    _: AuthRateLimit,
-    State(state): State<App>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (email, password) = basic_credentials(&headers).ok_or_else(|| {
-        ApiError::unauthorized("an Authorization: Basic header with email:password is required")
-            .with_header(
-                header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Basic realm=\"board\""),
-            )
-    })?;
-    let tokens = state.accounts.log_in(&email, &password).await?;
-    Ok(token_response(tokens))
-}
-
-/// Logs in with `{email, password}`.
+/// Mails a password-reset link if an account has this address.
 #[utoipa::path(
     post,
-    path = "/auth",
+    path = "/password-reset",
     tag = "accounts",
-    request_body(content = LogIn, content_type = "application/json"),
-    responses(LogInAnswers)
-)]
-pub(super) async fn log_in_json(
-    _: AuthRateLimit,
-    State(state): State<App>,
-    body: Body<LogIn>,
-) -> Result<Response, ApiError> {
-    let LogIn { email, password } = body.read()?;
-    let tokens = state.accounts.log_in(&email, &password).await?;
-    Ok(token_response(tokens))
-}
-
-/// A new access token for a refresh token (and a new refresh token when the old one
-/// has less than a third of its life left).
-#[utoipa::path(
-    get,
-    path = "/refresh",
-    tag = "accounts",
-    security(("bearer" = [])),
+    request_body(content = PasswordResetRequest, content_type = "application/json"),
     responses(
-        (status = 200, description = "New tokens", body = IssuedTokens),
+        (status = 202, description = "Accepted, whether or not an account has the address (the answer never tells); \
+            when one has, a mail with a single-use token valid for one hour is on its way"),
+        (status = 429, description = "Too many attempts from this client", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]
-pub(super) async fn refresh(
+pub(super) async fn request_password_reset(
+    _: AuthRateLimit,
     State(state): State<App>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let tokens = state.accounts.refresh(bearer_token(&headers)?).await?;
-    Ok(token_response(tokens))
+    body: Body<PasswordResetRequest>,
+) -> Result<StatusCode, ApiError> {
+    let PasswordResetRequest { email } = body.read()?;
+    state.accounts.request_password_reset(&email).await?;
+    Ok(StatusCode::ACCEPTED)
 }
 
-fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
-    let (email, password) = decoded.split_once(':')?;
-    Some((email.to_string(), password.to_string()))
-}
-
-fn token_response(tokens: Tokens) -> Response {
-    let (refresh_token, refresh_expires_in) = match tokens.refresh {
-        Some(refresh) => (Some(refresh.token), Some(refresh.expires_in.as_secs())),
-        None => (None, None),
-    };
-    let body = IssuedTokens {
-        access_token: tokens.access.token,
-        token_type: "Bearer".to_string(),
-        expires_in: tokens.access.expires_in.as_secs(),
-        refresh_token,
-        refresh_expires_in,
-    };
-    // Tokens must not linger in caches.
-    ([(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+/// Sets a new password with the token from the password-reset mail.
+#[utoipa::path(
+    post,
+    path = "/password-reset/confirm",
+    tag = "accounts",
+    request_body(content = PasswordResetConfirm, content_type = "application/json"),
+    responses(
+        (status = 204, description = "The new password is set, the account counts as verified, \
+            and every session of the account has ended"),
+        (status = 404, description = "Unknown, used or expired token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "Too many attempts from this client", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
+    )
+)]
+pub(super) async fn confirm_password_reset(
+    _: AuthRateLimit,
+    State(state): State<App>,
+    context: RequestContext,
+    body: Body<PasswordResetConfirm>,
+) -> Result<StatusCode, ApiError> {
+    let PasswordResetConfirm { token, password } = body.read()?;
+    state
+        .accounts
+        .confirm_password_reset(&token, password, &context.metadata(None))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }

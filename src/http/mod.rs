@@ -18,6 +18,7 @@ mod queries;
 pub mod rate_limit;
 pub mod schema;
 pub mod server;
+mod sessions;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
@@ -46,6 +47,7 @@ fn routes() -> Router<App> {
     Router::new()
         .route("/", get(hello))
         .merge(accounts::router())
+        .merge(sessions::router())
         .merge(board::router())
         .merge(queries::router())
         .merge(health::router())

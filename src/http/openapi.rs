@@ -37,9 +37,12 @@ use crate::app::App;
         super::accounts::check_duplicate_email,
         super::accounts::sign_up,
         super::accounts::verify,
-        super::accounts::log_in_basic,
-        super::accounts::log_in_json,
-        super::accounts::refresh,
+        super::accounts::request_password_reset,
+        super::accounts::confirm_password_reset,
+        super::sessions::log_in_basic,
+        super::sessions::log_in_json,
+        super::sessions::refresh,
+        super::sessions::log_out,
         super::board::create_category,
         super::board::create_post,
         super::board::edit_post,
@@ -57,7 +60,7 @@ use crate::app::App;
     components(schemas(schema::Problem)),
     modifiers(&Conventions),
     tags(
-        (name = "accounts", description = "Sign-up, verification and tokens"),
+        (name = "accounts", description = "Sign-up, verification, sessions and password reset"),
         (name = "commands", description = "Changes to the board; each becomes events"),
         (name = "queries", description = "Reads from the read models"),
         (name = "operations", description = "Health and metrics"),
@@ -97,8 +100,10 @@ impl Modify for Conventions {
                 property.max_length = Some(length.max);
             }
         }
-        if let Some(email) = property_mut(components, "SignUp", "email") {
-            email.max_length = Some(rules::EMAIL_MAX);
+        for schema_name in ["SignUp", "PasswordResetRequest"] {
+            if let Some(email) = property_mut(components, schema_name, "email") {
+                email.max_length = Some(rules::EMAIL_MAX);
+            }
         }
 
         for (path, item) in doc.paths.paths.iter_mut() {
@@ -118,8 +123,9 @@ impl Modify for Conventions {
 }
 
 /// Request fields and the rule they are checked by.
-const FIELD_LENGTHS: [(&str, &str, Length); 9] = [
+const FIELD_LENGTHS: [(&str, &str, Length); 10] = [
     ("SignUp", "password", rules::PASSWORD),
+    ("PasswordResetConfirm", "password", rules::PASSWORD),
     ("SignUp", "nickname", rules::NICKNAME),
     ("NewCategory", "name", rules::CATEGORY_NAME),
     ("NewCategory", "description", rules::CATEGORY_DESCRIPTION),
@@ -435,6 +441,8 @@ mod tests {
         for name in [
             "SignUp",
             "LogIn",
+            "PasswordResetRequest",
+            "PasswordResetConfirm",
             "NewCategory",
             "NewPost",
             "PostEdit",

@@ -85,6 +85,20 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "conflict", detail)
     }
 
+    /// 429 for a client past a rate limit, with `Retry-After` in whole seconds (at least 1).
+    pub fn rate_limited(detail: &str, retry_after: std::time::Duration) -> Self {
+        let seconds = retry_after.as_secs().max(1);
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            format!("{detail}; retry in {seconds} s"),
+        )
+        .with_header(
+            header::RETRY_AFTER,
+            HeaderValue::from_str(&seconds.to_string()).expect("digits are valid"),
+        )
+    }
+
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", detail)
             .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
@@ -216,9 +230,13 @@ impl From<AccountError> for ApiError {
                 )
             }
             AccountError::NotVerified => Self::forbidden(err.to_string()),
-            AccountError::UnknownEmail | AccountError::UnknownVerification => {
-                Self::not_found(err.to_string())
+            AccountError::UnknownEmail
+            | AccountError::UnknownVerification
+            | AccountError::UnknownPasswordReset => Self::not_found(err.to_string()),
+            AccountError::TooManyAttempts { retry_after } => {
+                Self::rate_limited("too many failed log-ins for this account", retry_after)
             }
+            AccountError::Session(e) => Self::unauthorized(e.to_string()),
             AccountError::Token(e) => e.into(),
             AccountError::Command(e) => e.into(),
             AccountError::Hashing(e) => Self::internal(e.as_ref()),

@@ -1,12 +1,11 @@
-//! Rate limits for the endpoints that guess passwords and create accounts (`/auth`,
-//! `/signup`): `AUTH_RATE_PER_MINUTE` requests a minute per client address, with bursts
+//! Rate limits for the endpoints that guess passwords, create accounts or send mail
+//! (`/auth`, `/signup`, `/password-reset`, `/password-reset/confirm`): `AUTH_RATE_PER_MINUTE` requests a minute per client address, with bursts
 //! of as many (see [`crate::limits::RateLimiter`]). Past it, 429 with `Retry-After`.
 
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
 
 use super::ApiError;
 use crate::app::App;
@@ -31,17 +30,6 @@ where
             .auth_limiter
             .take(&client)
             .map(|()| Self)
-            .map_err(|wait| {
-                let seconds = wait.as_secs().max(1);
-                ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "rate-limited",
-                    format!("too many attempts; retry in {seconds} s"),
-                )
-                .with_header(
-                    header::RETRY_AFTER,
-                    HeaderValue::from_str(&seconds.to_string()).expect("digits are valid"),
-                )
-            })
+            .map_err(|wait| ApiError::rate_limited("too many attempts", wait))
     }
 }

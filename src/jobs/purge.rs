@@ -2,13 +2,16 @@
 //! `PURGE_INTERVAL`, in one process at a time across all replicas (the holder of the
 //! `purge` lease, see [`super::lease`]).
 //!
-//! What it removes is [`KINDS`], one entry per kind of row: a table and the condition that
-//! says a row is done with. Each kind goes in batches of [`BATCH`], each batch its own
+//! First it releases the sign-ups nobody verified before their link expired (each a
+//! `SignUpReleased` event through the account service, which frees the address and
+//! forgets the sign-up's password). Then it removes [`KINDS`], one entry per kind of row:
+//! a table and the condition that says a row is done with. Each kind goes in batches of [`BATCH`], each batch its own
 //! short transaction that first confirms the lease, so a large backlog never holds many
 //! locks for long, a shutdown stops the round between two batches, and a process that lost
 //! the lease stops before its next batch. Rows a request holds locked (an idempotency key
 //! whose command is running) are skipped, never waited for.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool};
@@ -16,6 +19,8 @@ use tokio::sync::watch;
 
 use super::lease::Lease;
 use super::runs;
+use crate::accounts::AccountService;
+use crate::store::Metadata;
 use crate::supervise::{until_shutdown, Supervised};
 
 /// The job's name in `job_leases` and `job_runs`.
@@ -49,9 +54,12 @@ pub struct Kind {
     retention: fn(&PurgeSettings) -> Duration,
 }
 
-/// Everything the purge removes. Another kind of row (expired pending sign-ups, used
-/// password-reset links) is one more entry, with an index that serves its condition.
-pub const KINDS: [Kind; 3] = [
+/// The name, in the run records and `/metrics`, of the sign-ups released as expired.
+pub const EXPIRED_SIGN_UPS: &str = "expired_sign_ups";
+
+/// Everything the purge removes. Another kind of row is one more entry, with an index that
+/// serves its condition.
+pub const KINDS: [Kind; 5] = [
     // The API's contract keeps a key's answer for 24 hours (`IDEMPOTENCY_KEY_TTL`).
     Kind {
         name: "idempotency_keys",
@@ -67,6 +75,20 @@ pub const KINDS: [Kind; 3] = [
         condition: "expires_at <= now() - make_interval(secs => $1)",
         retention: |_| Duration::ZERO,
     },
+    // A reset link works for an hour, once; a used one is deleted when it is used.
+    Kind {
+        name: "password_reset_links",
+        table: "password_resets",
+        condition: "expires_at <= now() - make_interval(secs => $1)",
+        retention: |_| Duration::ZERO,
+    },
+    // A session whose last refresh token expired can never be renewed (ended or not).
+    Kind {
+        name: "sessions",
+        table: "sessions",
+        condition: "expires_at <= now() - make_interval(secs => $1)",
+        retention: |_| Duration::ZERO,
+    },
     // The purge's own records (and any other job's) keep a week of history.
     Kind {
         name: "job_runs",
@@ -78,12 +100,13 @@ pub const KINDS: [Kind; 3] = [
 
 pub struct Purge {
     pool: PgPool,
+    accounts: Arc<AccountService>,
     settings: PurgeSettings,
     lease: Lease,
 }
 
 impl Purge {
-    pub fn new(pool: PgPool, settings: PurgeSettings) -> Self {
+    pub fn new(pool: PgPool, accounts: Arc<AccountService>, settings: PurgeSettings) -> Self {
         let lease = Lease::new(
             pool.clone(),
             JOB,
@@ -92,6 +115,7 @@ impl Purge {
         );
         Self {
             pool,
+            accounts,
             settings,
             lease,
         }
@@ -142,7 +166,9 @@ impl Purge {
         if !self.lease.confirm_in(&mut tx).await? {
             return Ok(());
         }
-        let names = KINDS.map(|kind| kind.name);
+        let names: Vec<&str> = std::iter::once(EXPIRED_SIGN_UPS)
+            .chain(KINDS.iter().map(|kind| kind.name))
+            .collect();
         let started = runs::start_if_due(
             &mut tx,
             JOB,
@@ -154,7 +180,11 @@ impl Purge {
         let Some(run) = started else { return Ok(()) };
         tx.commit().await?;
 
-        let mut removed = Vec::with_capacity(KINDS.len());
+        let mut removed = Vec::with_capacity(names.len());
+        let Some(released) = self.release_expired_sign_ups(run, shutdown).await? else {
+            return Ok(());
+        };
+        removed.push(format!("{EXPIRED_SIGN_UPS}={released}"));
         for kind in &KINDS {
             let mut total = 0;
             loop {
@@ -189,6 +219,48 @@ impl Purge {
         tx.commit().await?;
         tracing::info!(removed = %removed.join(" "), "purge round done");
         Ok(())
+    }
+
+    /// Releases the expired sign-ups, a batch at a time while the lease holds; `None` when
+    /// the round must stop (shutdown, lease lost). A release is a command on the account,
+    /// which refuses a verified or already released one, so a batch that runs on after
+    /// the lease was lost repeats nothing.
+    async fn release_expired_sign_ups(
+        &self,
+        run: i64,
+        shutdown: &watch::Receiver<bool>,
+    ) -> anyhow::Result<Option<u64>> {
+        let metadata = Metadata {
+            request_id: format!("{JOB}:{run}"),
+            correlation_id: format!("{JOB}:{run}"),
+            account_id: None,
+        };
+        let mut total = 0;
+        loop {
+            if *shutdown.borrow() {
+                tracing::info!("purge round interrupted by shutdown");
+                return Ok(None);
+            }
+            let mut tx = self.pool.begin().await?;
+            if !self.lease.confirm_in(&mut tx).await? {
+                tracing::warn!("purge lease lost during a round; its new holder goes on");
+                return Ok(None);
+            }
+            tx.commit().await?;
+            let count = self
+                .accounts
+                .release_expired_sign_ups(BATCH, &metadata)
+                .await? as u64;
+            if count > 0 {
+                let mut tx = self.pool.begin().await?;
+                runs::add_removed(&mut tx, run, EXPIRED_SIGN_UPS, count).await?;
+                tx.commit().await?;
+            }
+            total += count;
+            if count < BATCH as u64 {
+                return Ok(Some(total));
+            }
+        }
     }
 
     /// Deletes up to [`BATCH`] rows of `kind` that are done with. The rows are picked and

@@ -92,33 +92,72 @@ impl TestApp {
 
     /// Signs up; returns the account id.
     pub async fn sign_up(&self, email: &str, nickname: &str) -> Uuid {
+        self.sign_up_with(email, nickname, PASSWORD).await
+    }
+
+    /// Signs up with `password`; returns the account id.
+    pub async fn sign_up_with(&self, email: &str, nickname: &str, password: &str) -> Uuid {
         let res = self
             .post("/signup")
-            .json(json!({ "email": email, "password": PASSWORD, "nickname": nickname }))
+            .json(json!({ "email": email, "password": password, "nickname": nickname }))
             .send()
             .await;
         assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
         res.json()["accountId"].as_str().unwrap().parse().unwrap()
     }
 
-    /// The verification link mailed to `email`, read from the file transport's folder.
+    /// The messages mailed to `email` so far, oldest first, read from the file transport's
+    /// folder (its file names are UUIDv7s, so they sort by time).
+    pub fn mails_to(&self, email: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.mail_dir) else {
+            return Vec::new();
+        };
+        let mut paths: Vec<PathBuf> = entries
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        paths.sort();
+        paths
+            .into_iter()
+            .map(|path| std::fs::read_to_string(path).unwrap())
+            .filter(|text| text.contains(&format!("To: {email}")))
+            .collect()
+    }
+
+    /// The verification link of the first mail to `email`.
     pub fn verification_link(&self, email: &str) -> String {
-        let entries = std::fs::read_dir(&self.mail_dir).expect("the mail folder exists");
-        for entry in entries {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "eml") {
-                let text = std::fs::read_to_string(&path).unwrap();
-                if text.contains(&format!("To: {email}")) {
-                    let start = text.find("http://board.test/verify?verify_id=").unwrap();
-                    let link: String = text[start..]
-                        .chars()
-                        .take_while(|c| !c.is_whitespace())
-                        .collect();
-                    return link;
-                }
+        self.verification_links(email)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| panic!("no mail to {email} in {}", self.mail_dir.display()))
+    }
+
+    /// Every verification link mailed to `email`, oldest first.
+    pub fn verification_links(&self, email: &str) -> Vec<String> {
+        self.mails_to(email)
+            .iter()
+            .filter_map(|text| word_after(text, "http://board.test/verify?verify_id="))
+            .collect()
+    }
+
+    /// The token of the newest password-reset mail to `email`. The mail goes out in the
+    /// background after the 202, so this waits for it to be written.
+    pub async fn password_reset_token(&self, email: &str) -> String {
+        for _ in 0..500 {
+            let token = self.mails_to(email).iter().rev().find_map(|text| {
+                text.contains("Subject: Reset your Board password")
+                    .then(|| reset_token(text))
+                    .flatten()
+            });
+            if let Some(token) = token {
+                return token;
             }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        panic!("no mail to {email} in {}", self.mail_dir.display());
+        panic!(
+            "no password-reset mail to {email} in {}",
+            self.mail_dir.display()
+        );
     }
 
     /// Follows the mailed link; returns the `GET /verify` path and query.
@@ -127,6 +166,14 @@ impl TestApp {
         let path = link.trim_start_matches("http://board.test");
         let res = self.get(path).send().await;
         assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    }
+
+    /// `POST /auth` with `password`, whatever it answers.
+    pub async fn log_in_with(&self, email: &str, password: &str) -> Res {
+        self.post("/auth")
+            .json(json!({ "email": email, "password": password }))
+            .send()
+            .await
     }
 
     pub async fn log_in(&self, email: &str) -> Value {
@@ -211,6 +258,29 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
+
+/// The characters of `text` from `prefix` up to the next white space, prefix included.
+fn word_after(text: &str, prefix: &str) -> Option<String> {
+    let start = text.find(prefix)?;
+    Some(
+        text[start..]
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect(),
+    )
+}
+
+/// The token in a password-reset mail: the line after the one naming the endpoint.
+fn reset_token(text: &str) -> Option<String> {
+    let mut lines = text
+        .lines()
+        .skip_while(|line| !line.contains("/password-reset/confirm"));
+    lines.next()?;
+    lines
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .map(str::to_string)
 }
 
 pub struct Board {

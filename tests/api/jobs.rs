@@ -15,7 +15,7 @@ use crate::common::TestApp;
 use crate::pipeline::Process;
 
 /// Runs the purge as `board serve` does, until it recorded a finished round.
-async fn one_round(app: &TestApp) {
+pub async fn one_round(app: &TestApp) {
     let purge = app.state.purge();
     let running = Running::spawn(|stopped| purge.run(stopped));
     wait_for(&app.pool, "a finished round", |runs| {

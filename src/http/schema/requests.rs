@@ -46,6 +46,44 @@ impl FromFields for SignUp {
     }
 }
 
+/// `POST /password-reset`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    #[schema(format = Email, example = "ada@example.com")]
+    pub email: String,
+}
+
+impl FromFields for PasswordResetRequest {
+    fn from_fields(fields: &mut Fields) -> Result<Self, Reported> {
+        let email = fields.required("email", rules::email);
+        Ok(Self { email: email? })
+    }
+}
+
+/// `POST /password-reset/confirm`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetConfirm {
+    /// The token from the password-reset mail.
+    pub token: String,
+    /// The new password; never stored or logged, only an Argon2id hash is kept.
+    #[schema(format = Password)]
+    pub password: String,
+}
+
+impl FromFields for PasswordResetConfirm {
+    fn from_fields(fields: &mut Fields) -> Result<Self, Reported> {
+        // Any string: a token that is not one of ours is the same 404 as a used one.
+        let token = fields.required("token", any_string);
+        let password = fields.required("password", rules::password);
+        Ok(Self {
+            token: token?,
+            password: password?,
+        })
+    }
+}
+
 /// `POST /auth`.
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]

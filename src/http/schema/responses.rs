@@ -56,11 +56,11 @@ pub struct IssuedTokens {
     pub token_type: String,
     /// Seconds until the access token expires.
     pub expires_in: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refresh_token: Option<String>,
+    /// Renews the session at `GET /refresh` (once: each refresh answers a new one) and
+    /// ends it at `POST /logout`.
+    pub refresh_token: String,
     /// Seconds until the refresh token expires.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refresh_expires_in: Option<u64>,
+    pub refresh_expires_in: u64,
 }
 
 #[derive(Serialize, ToSchema)]

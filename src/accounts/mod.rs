@@ -1,0 +1,167 @@
+//! Account flows shared by the HTTP API, the command line and the purge: sign-up with its
+//! verification mail and the replacement of sign-ups nobody verified ([`sign_up`]),
+//! log-in sessions with rotating refresh tokens ([`sessions`], [`log_in`]), password
+//! reset by mail ([`password_reset`]), and promotion.
+//!
+//! Secrets live beside the event stream, never in it: password hashes
+//! (`account_credentials`), the SHA-256 of mailed link tokens (`email_verifications`,
+//! `password_resets`) and sessions, all in PostgreSQL so that every API replica sees them.
+
+mod log_in;
+mod password_reset;
+pub mod sessions;
+mod sign_up;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::PgPool;
+use thiserror::Error;
+use uuid::Uuid;
+
+use aggregates::account::{Account, AccountCommand};
+use aggregates::Role;
+
+use crate::auth::tokens::{Issued, TokenError, TokenIssuer};
+use crate::config::Config;
+use crate::limits::RateLimiter;
+use crate::mail::Mailer;
+use crate::store::{self, ClaimKind, CommandBuses, CommandError, Metadata};
+
+pub use sessions::SessionError;
+
+#[derive(Debug, Error)]
+pub enum AccountError {
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error("the account's email address is not verified yet")]
+    NotVerified,
+    #[error("no account with this email")]
+    UnknownEmail,
+    #[error("unknown or expired verification link")]
+    UnknownVerification,
+    #[error("unknown, used or expired password-reset link")]
+    UnknownPasswordReset,
+    /// Too many failed log-ins for one account, from wherever they came.
+    #[error("too many failed log-ins for this account")]
+    TooManyAttempts { retry_after: Duration },
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("password hashing failed")]
+    Hashing(#[source] anyhow::Error),
+}
+
+impl From<sqlx::Error> for AccountError {
+    fn from(err: sqlx::Error) -> Self {
+        Self::Command(err.into())
+    }
+}
+
+/// What `POST /signup` asks for, already checked against the field rules.
+pub struct NewAccount {
+    pub email: String,
+    pub password: String,
+    pub nickname: String,
+}
+
+/// What a successful log-in or refresh hands out.
+pub struct Tokens {
+    pub access: Issued,
+    pub refresh: Issued,
+}
+
+pub struct AccountService {
+    pool: PgPool,
+    buses: Arc<CommandBuses>,
+    tokens: TokenIssuer,
+    sessions: sessions::Sessions,
+    mailer: Mailer,
+    config: Arc<Config>,
+    /// Failed log-ins per account (by email), whichever addresses they come from.
+    failed_log_ins: RateLimiter,
+    /// Password-reset mails per address, so nobody can flood someone's mailbox.
+    reset_mails: RateLimiter,
+}
+
+impl AccountService {
+    pub fn new(
+        pool: PgPool,
+        buses: Arc<CommandBuses>,
+        tokens: TokenIssuer,
+        mailer: Mailer,
+        config: Arc<Config>,
+    ) -> Self {
+        Self {
+            sessions: sessions::Sessions::new(pool.clone(), tokens.refresh_ttl()),
+            failed_log_ins: RateLimiter::per_hour(config.failed_log_ins_per_account_per_hour),
+            reset_mails: RateLimiter::per_hour(password_reset::MAILS_PER_ADDRESS_PER_HOUR),
+            pool,
+            buses,
+            tokens,
+            mailer,
+            config,
+        }
+    }
+
+    /// Makes the account with `email` an admin. Returns its id.
+    pub async fn promote(&self, email: &str, metadata: &Metadata) -> Result<Uuid, AccountError> {
+        let account_id = self
+            .account_id_for(email)
+            .await?
+            .ok_or(AccountError::UnknownEmail)?;
+        self.buses
+            .accounts
+            .execute(account_id, AccountCommand::Promote, None, metadata)
+            .await?;
+        Ok(account_id)
+    }
+
+    /// The account that holds `email`: a verified one, or a sign-up not yet released.
+    async fn account_id_for(&self, email: &str) -> Result<Option<Uuid>, AccountError> {
+        let holder = store::claim_holder(&self.pool, ClaimKind::AccountEmail, email).await?;
+        Ok(holder.and_then(|id| id.parse().ok()))
+    }
+
+    /// Admins are the verified accounts that were promoted or whose email the
+    /// configuration lists. An unverified one never is: anybody can sign up with an
+    /// address from `ADMIN_EMAILS`, only its owner can verify it.
+    fn effective_role(&self, account: &Account) -> Role {
+        if account.verified
+            && (account.role == Role::Admin || self.config.is_admin_email(&account.email))
+        {
+            Role::Admin
+        } else {
+            Role::Member
+        }
+    }
+
+    fn public_link(&self, path_and_query: &str) -> String {
+        format!(
+            "{}{path_and_query}",
+            self.config.public_base_url.trim_end_matches('/')
+        )
+    }
+}
+
+/// A random link token (256 bits, URL-safe) and the hash that is stored in its place.
+fn new_link_token() -> (String, Vec<u8>) {
+    let mut token = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut token);
+    let token = URL_SAFE_NO_PAD.encode(token);
+    let hash = token_hash(&token);
+    (token, hash)
+}
+
+fn token_hash(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
