@@ -40,6 +40,11 @@ pub struct Config {
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 1024)]
     pub max_connections: usize,
 
+    /// Connections one client address may hold at once (of `MAX_CONNECTIONS`); past it,
+    /// 429. 0 for no such limit: behind a proxy every connection has the proxy's address.
+    #[arg(long, env = "MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
+    pub max_connections_per_address: usize,
+
     /// On SIGTERM, how long requests in flight may take to finish before the connections
     /// still open are closed and the process exits.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "20s", value_parser = parse_duration)]

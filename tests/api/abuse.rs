@@ -295,6 +295,41 @@ async fn past_the_connection_limit_new_connections_get_503_and_are_served_once_s
     );
 }
 
+/// Before the per-address limit, one client could hold every one of `MAX_CONNECTIONS`.
+#[tokio::test]
+async fn one_address_cannot_take_every_connection() {
+    let server = serve(&[
+        "--max-connections-per-address",
+        "2",
+        "--header-read-timeout",
+        "10m",
+    ])
+    .await;
+    let _held = [
+        connect(&server, b"GET /health/li").await,
+        connect(&server, b"GET /health/li").await,
+    ];
+    let mut third = connect(&server, b"GET /health/live HTTP/1.1\r\nHost: board\r\n\r\n").await;
+    let reply = http_client::parse(&read_until_closed(&mut third).await).unwrap();
+    assert_eq!(reply.status, 429, "{reply:?}");
+    assert_eq!(reply.header("retry-after"), Some("1"));
+    assert_eq!(
+        reply.json().unwrap()["type"],
+        "urn:board:problem:rate-limited"
+    );
+
+    // Another address (all of 127.0.0.0/8 is this machine) is served.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = socket.connect(server.address).await.unwrap();
+    other
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: board\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = read_answer(&mut other).await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+}
+
 /// SIGTERM: no new connections, the request in flight finishes, and a connection stuck
 /// in its headers does not keep the process from exiting after the deadline.
 #[tokio::test]

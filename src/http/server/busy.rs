@@ -1,6 +1,6 @@
-//! Turning a connection away when the server holds as many as it may: a 503 with
-//! `Retry-After`, written straight to the socket (it never reaches hyper or the router),
-//! then closed.
+//! Turning a connection away when the server (503) or its client's address (429) holds as
+//! many as it may: an answer with `Retry-After`, written straight to the socket (it never
+//! reaches hyper or the router), then closed.
 
 use std::io;
 use std::sync::Arc;
@@ -26,11 +26,12 @@ pub struct TurnAway {
 }
 
 impl TurnAway {
-    /// Turns away at most `at_once` connections at a time; past that (a flood), they are
-    /// closed without an answer, so that turning away costs bounded sockets and memory.
-    pub async fn new(at_once: usize) -> Self {
+    /// Turns away with `answer` at most `at_once` connections at a time; past that (a
+    /// flood), they are closed without an answer, so that turning away costs bounded
+    /// sockets and memory.
+    pub async fn new(answer: ApiError, at_once: usize) -> Self {
         Self {
-            answer: answer().await,
+            answer: on_the_wire(answer).await,
             lingering: Arc::new(Semaphore::new(at_once)),
         }
     }
@@ -57,13 +58,25 @@ impl TurnAway {
     }
 }
 
-/// The 503 a handler would answer (problem document, `Retry-After`, security headers),
-/// as HTTP/1.1 bytes that say the connection closes.
-async fn answer() -> Bytes {
-    let mut response = ApiError::unavailable(
+/// When the server holds `MAX_CONNECTIONS`.
+pub fn server_full() -> ApiError {
+    ApiError::unavailable(
         "the server has as many connections as it may take; retry after Retry-After seconds",
     )
-    .into_response();
+}
+
+/// When the client's address holds `MAX_CONNECTIONS_PER_ADDRESS`.
+pub fn address_full() -> ApiError {
+    ApiError::rate_limited(
+        "this address has as many connections open as it may",
+        Duration::from_secs(1),
+    )
+}
+
+/// `error` as a handler would answer it (problem document, `Retry-After`, security
+/// headers), as HTTP/1.1 bytes that say the connection closes.
+async fn on_the_wire(error: ApiError) -> Bytes {
+    let mut response = error.into_response();
     add_security_headers(response.headers_mut(), false);
     let (parts, body) = response.into_parts();
     let body = to_bytes(body, usize::MAX)
@@ -94,7 +107,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_answer_is_a_503_problem_document_that_says_when_to_retry() {
-        let answer = answer().await;
+        let answer = on_the_wire(server_full()).await;
         let text = std::str::from_utf8(&answer).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         let mut lines = head.lines();
@@ -112,5 +125,16 @@ mod tests {
         let problem: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(problem["status"], 503);
         assert_eq!(problem["type"], "urn:board:problem:unavailable");
+    }
+
+    #[tokio::test]
+    async fn an_address_past_its_limit_gets_a_429() {
+        let answer = on_the_wire(address_full()).await;
+        let text = std::str::from_utf8(&answer).unwrap();
+        assert!(
+            text.starts_with("HTTP/1.1 429 Too Many Requests\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("retry-after: 1\r\n"), "{text}");
     }
 }

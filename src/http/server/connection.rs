@@ -28,6 +28,8 @@ use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio::time::{sleep_until, Instant};
 use tower::ServiceExt;
 
+use crate::limits::Slot;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub header_read: Duration,
@@ -35,15 +37,16 @@ pub struct Timeouts {
 }
 
 /// Serves `stream` until the client closes it, a deadline passes, or a graceful shutdown
-/// (through `watcher`) has let its request in flight finish. `_permit` is its place under
-/// the connection limit, given back when this returns.
+/// (through `watcher`) has let its request in flight finish. `_places` are its places
+/// under the connection limits (the server's, its address's), given back when this
+/// returns.
 pub async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     router: Router,
     timeouts: Timeouts,
     watcher: Watcher,
-    _permit: OwnedSemaphorePermit,
+    _places: (OwnedSemaphorePermit, Option<Slot>),
 ) {
     let activity = Activity::new();
     let handlers = activity.clone();

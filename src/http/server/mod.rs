@@ -7,6 +7,9 @@
 //!   [`super::body::JsonBody`], where bodies are read);
 //! - at most `MAX_CONNECTIONS` are served at once; past it, a new connection gets a 503
 //!   with `Retry-After` at once rather than waiting in the kernel's backlog ([`busy`]);
+//! - at most `MAX_CONNECTIONS_PER_ADDRESS` of them come from one client address, so one
+//!   client cannot take every place; past it, 429 (0 turns this off, for a server that
+//!   only a proxy connects to, where every connection has the proxy's address);
 //! - on shutdown, requests in flight get `SHUTDOWN_TIMEOUT` to finish; then whatever is
 //!   still open is closed, so the process exits.
 //!
@@ -26,6 +29,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::app::App;
+use crate::limits::ConcurrencyLimiter;
 use busy::TurnAway;
 use connection::Timeouts;
 
@@ -47,7 +51,10 @@ pub async fn serve(
         idle: config.idle_timeout,
     };
     let places = Arc::new(Semaphore::new(config.max_connections));
-    let busy = TurnAway::new(config.max_connections).await;
+    let per_address = (config.max_connections_per_address > 0)
+        .then(|| Arc::new(ConcurrencyLimiter::new(config.max_connections_per_address)));
+    let busy = TurnAway::new(busy::server_full(), config.max_connections).await;
+    let address_busy = TurnAway::new(busy::address_full(), config.max_connections).await;
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     // The log says the limit was reached once in a while, not once per connection.
@@ -81,13 +88,23 @@ pub async fn serve(
             }
             continue;
         };
+        let address_place = match &per_address {
+            Some(limiter) => match limiter.try_acquire(&peer.ip().to_string()) {
+                Some(slot) => Some(slot),
+                None => {
+                    address_busy.turn_away(stream);
+                    continue;
+                }
+            },
+            None => None,
+        };
         connections.spawn(connection::serve(
             stream,
             peer,
             router.clone(),
             timeouts,
             graceful.watcher(),
-            place,
+            (place, address_place),
         ));
     }
     // New connections are refused from here on.
