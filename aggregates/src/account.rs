@@ -34,6 +34,9 @@ pub enum AccountCommand {
     /// Records a password set through a mailed reset link; the link proved the mailbox,
     /// so an unverified account becomes verified.
     ResetPassword,
+    /// Closes the account at its owner's request: it frees its email and accepts no
+    /// command after this.
+    Close,
 }
 
 /// Why a sign-up that was never verified gave up its email.
@@ -64,6 +67,9 @@ pub enum AccountEvent {
     /// The password was set through a reset link (the hash itself is kept outside the
     /// events, like every password).
     PasswordReset {},
+    /// The owner closed the account. Its posts and comments stay, shown as a closed
+    /// account's; its address is free again.
+    AccountClosed {},
 }
 
 impl DomainEvent for AccountEvent {
@@ -74,6 +80,7 @@ impl DomainEvent for AccountEvent {
             Self::AccountPromoted { .. } => "AccountPromoted",
             Self::SignUpReleased { .. } => "SignUpReleased",
             Self::PasswordReset {} => "PasswordReset",
+            Self::AccountClosed {} => "AccountClosed",
         }
         .to_string()
     }
@@ -92,6 +99,8 @@ pub struct Account {
     pub role: Role,
     /// Released sign-ups keep their history but hold no email and accept no command.
     pub released: bool,
+    /// Closed accounts likewise.
+    pub closed: bool,
 }
 
 impl Aggregate for Account {
@@ -121,6 +130,7 @@ impl Aggregate for Account {
             AccountEvent::AccountPromoted { role } => self.role = role,
             AccountEvent::SignUpReleased { .. } => self.released = true,
             AccountEvent::PasswordReset {} => {}
+            AccountEvent::AccountClosed {} => self.closed = true,
         }
     }
 }
@@ -135,7 +145,7 @@ impl Decide for Account {
                 }
                 let email = rules::normalize_email(&email);
                 let nickname = nickname.trim().to_string();
-                if self.released {
+                if self.released || self.closed {
                     return Err(DomainError::AlreadyExists("account"));
                 }
                 if self.registered {
@@ -180,14 +190,22 @@ impl Decide for Account {
                 events.push(AccountEvent::PasswordReset {});
                 Ok(events)
             }
+            AccountCommand::Close => {
+                self.require_registered()?;
+                Ok(vec![AccountEvent::AccountClosed {}])
+            }
         }
     }
 }
 
 impl Account {
-    /// A live account: registered and not released.
+    /// A live account: registered, neither released nor closed.
+    pub fn is_live(&self) -> bool {
+        self.registered && !self.released && !self.closed
+    }
+
     fn require_registered(&self) -> Result<(), DomainError> {
-        if self.registered && !self.released {
+        if self.is_live() {
             Ok(())
         } else {
             Err(DomainError::NotFound("account"))
@@ -362,6 +380,34 @@ mod tests {
             .when_async(register("ann@example.com", "ann"))
             .await
             .then_expect_error(DomainError::AlreadyExists("account"));
+    }
+
+    #[tokio::test]
+    async fn a_closed_account_accepts_no_command() {
+        let closed = vec![
+            registered(),
+            AccountEvent::AccountVerified {},
+            AccountEvent::AccountClosed {},
+        ];
+        Given::with(())
+            .given(closed[..2].to_vec())
+            .when_async(AccountCommand::Close)
+            .await
+            .then_expect_events(vec![AccountEvent::AccountClosed {}]);
+        for command in [
+            AccountCommand::Close,
+            AccountCommand::Promote,
+            AccountCommand::ResetPassword,
+            AccountCommand::Release {
+                reason: ReleaseReason::Replaced,
+            },
+        ] {
+            Given::with(())
+                .given(closed.clone())
+                .when_async(command)
+                .await
+                .then_expect_error(DomainError::NotFound("account"));
+        }
     }
 
     #[tokio::test]

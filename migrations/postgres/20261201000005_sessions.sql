@@ -13,7 +13,8 @@ CREATE TABLE sessions
     refreshed_at timestamptz NOT NULL DEFAULT now(),
     expires_at   timestamptz NOT NULL, -- when the live refresh token expires
     ended_at     timestamptz,          -- NULL while the session is open
-    end_reason   text                  -- 'logged out', 'refresh token replayed', 'password reset'
+    end_reason   text                  -- 'logged out', 'refresh token replayed', 'password reset',
+                                       -- 'account closed'
 );
 
 -- Ending every open session of an account (password reset, account closing).

@@ -37,6 +37,9 @@ pub struct PostRecord {
     pub content: String,
     pub author_id: String,
     pub nickname: Option<String>,
+    /// Whether the author closed their account (`None` while the account's row is not
+    /// in the read model yet).
+    pub author_closed: Option<bool>,
     pub comment_count: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -49,6 +52,7 @@ pub struct CommentRecord {
     pub content: String,
     pub author_id: String,
     pub nickname: Option<String>,
+    pub author_closed: Option<bool>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -94,7 +98,7 @@ pub async fn category_exists(pool: &MySqlPool, category_id: Uuid) -> Result<bool
 }
 
 const POST_COLUMNS: &str = "p.post_id, p.category_id, p.title, p.content, p.author_id, a.nickname,
-        p.comment_count, p.created_at, p.updated_at
+        a.closed AS author_closed, p.comment_count, p.created_at, p.updated_at
    FROM posts_view p LEFT JOIN accounts_view a ON a.account_id = p.author_id";
 
 /// A category's live posts, newest first.
@@ -141,7 +145,8 @@ pub async fn comments(
     size: u32,
 ) -> Result<Page<CommentRecord>, ReadError> {
     let rows: Vec<CommentRecord> = sqlx::query_as(
-        "SELECT c.comment_id, c.post_id, c.content, c.author_id, a.nickname, c.created_at
+        "SELECT c.comment_id, c.post_id, c.content, c.author_id, a.nickname,
+                a.closed AS author_closed, c.created_at
            FROM comments_view c LEFT JOIN accounts_view a ON a.account_id = c.author_id
           WHERE c.post_id = ? AND c.deleted = FALSE AND c.created_at IS NOT NULL
             AND (? IS NULL OR c.comment_id > ?)

@@ -24,7 +24,7 @@ impl ViewTable {
 pub const ACCOUNTS: ViewTable = ViewTable {
     kind: AggregateKind::Account,
     table: "accounts_view",
-    columns: &["account_id", "nickname", "version"],
+    columns: &["account_id", "nickname", "closed", "version"],
 };
 
 pub const CATEGORIES: ViewTable = ViewTable {

@@ -29,7 +29,7 @@ impl AccountService {
         }
         let account_id = result?;
         let (account, _) = self.buses.accounts.load(account_id).await?;
-        if !account.registered || account.released {
+        if !account.is_live() {
             return Err(AccountError::InvalidCredentials);
         }
         if !account.verified {
@@ -75,7 +75,7 @@ impl AccountService {
         let (account_id, presented) = self.read_refresh_token(refresh_token)?;
         let ticket = self.sessions.rotate(account_id, presented).await??;
         let (account, _) = self.buses.accounts.load(account_id).await?;
-        if !account.registered || account.released || !account.verified {
+        if !account.is_live() || !account.verified {
             return Err(SessionError::Ended.into());
         }
         let role = self.effective_role(&account);

@@ -1,12 +1,13 @@
 //! Account flows shared by the HTTP API, the command line and the purge: sign-up with its
 //! verification mail and the replacement of sign-ups nobody verified ([`sign_up`]),
 //! log-in sessions with rotating refresh tokens ([`sessions`], [`log_in`]), password
-//! reset by mail ([`password_reset`]), and promotion.
+//! reset by mail ([`password_reset`]), closing ([`closing`]), and promotion.
 //!
 //! Secrets live beside the event stream, never in it: password hashes
 //! (`account_credentials`), the SHA-256 of mailed link tokens (`email_verifications`,
 //! `password_resets`) and sessions, all in PostgreSQL so that every API replica sees them.
 
+mod closing;
 mod log_in;
 mod password_reset;
 pub mod sessions;
@@ -48,6 +49,12 @@ pub enum AccountError {
     UnknownVerification,
     #[error("unknown, used or expired password-reset link")]
     UnknownPasswordReset,
+    /// A password confirmation (closing the account) that did not match.
+    #[error("the password does not match")]
+    WrongPassword,
+    /// The account behind a still-valid access token was closed meanwhile.
+    #[error("the account is closed")]
+    AccountGone,
     /// Too many failed log-ins for one account, from wherever they came.
     #[error("too many failed log-ins for this account")]
     TooManyAttempts { retry_after: Duration },
@@ -151,6 +158,25 @@ impl AccountService {
             self.config.public_base_url.trim_end_matches('/')
         )
     }
+}
+
+/// Deletes what an account that is over (released or closed) kept beside its events: its
+/// password hash and its links, in the caller's transaction.
+async fn delete_secrets(
+    conn: &mut sqlx::PgConnection,
+    account_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    for table in [
+        "email_verifications",
+        "password_resets",
+        "account_credentials",
+    ] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1"))
+            .bind(account_id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// A random link token (256 bits, URL-safe) and the hash that is stored in its place.

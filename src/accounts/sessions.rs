@@ -33,6 +33,7 @@ pub enum EndReason {
     LoggedOut,
     RefreshTokenReplayed,
     PasswordReset,
+    AccountClosed,
 }
 
 impl EndReason {
@@ -41,6 +42,7 @@ impl EndReason {
             Self::LoggedOut => "logged out",
             Self::RefreshTokenReplayed => "refresh token replayed",
             Self::PasswordReset => "password reset",
+            Self::AccountClosed => "account closed",
         }
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use aggregates::account::{Account, AccountCommand, ReleaseReason};
 
-use super::{new_link_token, token_hash, AccountError, AccountService, NewAccount};
+use super::{delete_secrets, new_link_token, token_hash, AccountError, AccountService, NewAccount};
 use crate::auth::password;
 use crate::store::{CommandError, Metadata};
 
@@ -138,16 +138,7 @@ impl AccountService {
             )
             .await?;
         let mut tx = self.pool.begin().await?;
-        for table in [
-            "email_verifications",
-            "password_resets",
-            "account_credentials",
-        ] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE account_id = $1"))
-                .bind(account_id)
-                .execute(&mut *tx)
-                .await?;
-        }
+        delete_secrets(&mut tx, account_id).await?;
         tx.commit().await?;
         tracing::info!(%account_id, ?reason, "released a sign-up that was never verified");
         Ok(())

@@ -1,16 +1,17 @@
 //! Account endpoints: `/check-duplicate/email/{email}`, `/signup`, `/verify`,
-//! `/password-reset` and `/password-reset/confirm`. Log-in and sessions are in
+//! `/password-reset`, `/password-reset/confirm` and `DELETE /account`. Log-in and sessions are in
 //! [`super::sessions`].
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
 use aggregates::{rules, AggregateKind};
 
+use super::auth::Authenticated;
 use super::body::Body;
 use super::concurrency::etag;
 use super::consistency::{event_position, EVENT_POSITION};
@@ -19,8 +20,8 @@ use super::idempotency::IdempotentRequest;
 use super::problem::PROBLEM_JSON;
 use super::rate_limit::AuthRateLimit;
 use super::schema::{
-    AccountCreated, AccountVerified, EmailAvailable, IdempotencyKeyHeader, PasswordResetConfirm,
-    PasswordResetRequest, Problem, SignUp,
+    AccountCreated, AccountVerified, CloseAccount, EmailAvailable, IdempotencyKeyHeader,
+    PasswordResetConfirm, PasswordResetRequest, Problem, SignUp,
 };
 use super::ApiError;
 use crate::accounts::NewAccount;
@@ -33,6 +34,7 @@ pub fn router() -> Router<App> {
         .route("/verify", get(verify))
         .route("/password-reset", post(request_password_reset))
         .route("/password-reset/confirm", post(confirm_password_reset))
+        .route("/account", delete(close_account))
 }
 
 /// Whether an email is free for a new account.
@@ -208,6 +210,41 @@ pub(super) async fn confirm_password_reset(
     state
         .accounts
         .confirm_password_reset(&token, password, &context.metadata(None))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Closes the caller's account and erases its personal data from the read models.
+#[utoipa::path(
+    delete,
+    path = "/account",
+    tag = "accounts",
+    security(("bearer" = [])),
+    request_body(content = CloseAccount, content_type = "application/json"),
+    responses(
+        (status = 204, description = "Closed: every session has ended, the account cannot log in, \
+            its address is free for a new sign-up, and its posts and comments stay, their author \
+            shown as `{accountId, nickname: null, closed: true}`"),
+        (status = 403, description = "The password does not match", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "The account is already closed", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "This account has too many commands in flight", body = Problem,
+            content_type = PROBLEM_JSON, headers(("Retry-After" = String, description = "Seconds to wait"))),
+    )
+)]
+pub(super) async fn close_account(
+    Authenticated(actor, _slot): Authenticated,
+    State(state): State<App>,
+    context: RequestContext,
+    body: Body<CloseAccount>,
+) -> Result<StatusCode, ApiError> {
+    let CloseAccount { password } = body.read()?;
+    state
+        .accounts
+        .close_account(
+            actor.account_id,
+            &password,
+            &context.metadata(Some(actor.account_id)),
+        )
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

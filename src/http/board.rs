@@ -222,10 +222,12 @@ pub(super) async fn edit_post(
             post_id: post_id.to_string(),
             category_id: post.category_id.to_string(),
             title: post.title,
-            author: Author {
-                account_id: post.author_id.to_string(),
-                nickname: Some(edited.author_nickname),
-            },
+            // The author is editing, so the account is open.
+            author: Author::new(
+                &post.author_id.to_string(),
+                &Some(edited.author_nickname),
+                None,
+            ),
             comment_count: edited.comment_count,
             created_at: super::format_time(edited.created_at),
             updated_at: super::format_time(edited.updated_at),

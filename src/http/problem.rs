@@ -229,7 +229,10 @@ impl From<AccountError> for ApiError {
                     HeaderValue::from_static("Basic realm=\"board\""),
                 )
             }
-            AccountError::NotVerified => Self::forbidden(err.to_string()),
+            AccountError::NotVerified | AccountError::WrongPassword => {
+                Self::forbidden(err.to_string())
+            }
+            AccountError::AccountGone => Self::not_found(err.to_string()),
             AccountError::UnknownEmail
             | AccountError::UnknownVerification
             | AccountError::UnknownPasswordReset => Self::not_found(err.to_string()),

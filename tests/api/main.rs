@@ -7,6 +7,7 @@ mod abuse;
 mod accounts;
 mod board;
 mod chaos;
+mod closing;
 mod common;
 mod conventions;
 mod docs;

@@ -59,6 +59,7 @@ impl View {
 #[derive(Debug, Default, Clone, PartialEq, FromRow)]
 pub struct AccountRow {
     pub nickname: Option<String>,
+    pub closed: bool,
     pub version: i64,
 }
 
@@ -210,6 +211,7 @@ impl Rows {
         upsert(conn, View::Accounts, &accounts, |mut b, (id, r)| {
             b.push_bind(id.as_str())
                 .push_bind(&r.nickname)
+                .push_bind(r.closed)
                 .push_bind(r.version);
         })
         .await?;

@@ -90,8 +90,17 @@ pub fn apply(rows: &mut Rows, envelope: &Envelope, payload: Payload) {
 
 fn apply_account(rows: &mut Rows, envelope: &Envelope, event: AccountEvent) {
     let row = rows.account(&envelope.aggregate_id);
-    if let AccountEvent::AccountRegistered { nickname, .. } = event {
-        row.nickname = Some(nickname);
+    match event {
+        AccountEvent::AccountRegistered { nickname, .. } => row.nickname = Some(nickname),
+        // The closed account's posts and comments stay; their author shows no nickname.
+        AccountEvent::AccountClosed {} => {
+            row.nickname = None;
+            row.closed = true;
+        }
+        AccountEvent::AccountVerified {}
+        | AccountEvent::AccountPromoted { .. }
+        | AccountEvent::SignUpReleased { .. }
+        | AccountEvent::PasswordReset {} => {}
     }
 }
 

@@ -403,6 +403,30 @@ fn events_of_one_aggregate_apply_in_sequence() {
 }
 
 #[test]
+fn a_closed_account_keeps_its_row_without_a_nickname() {
+    let db = tables_after(&[&[
+        account(
+            ANN,
+            1,
+            AccountEvent::AccountRegistered {
+                email: "ann@example.com".to_string(),
+                nickname: "ann".to_string(),
+            },
+        ),
+        account(ANN, 2, AccountEvent::AccountVerified {}),
+        account(ANN, 3, AccountEvent::AccountClosed {}),
+    ]]);
+    assert_eq!(
+        account_row(&db, ANN),
+        AccountRow {
+            nickname: None,
+            closed: true,
+            version: 3,
+        }
+    );
+}
+
+#[test]
 fn each_view_takes_its_fields_from_its_events() {
     let db = tables_after(&[&[
         account(
@@ -422,6 +446,7 @@ fn each_view_takes_its_fields_from_its_events() {
         account_row(&db, ANN),
         AccountRow {
             nickname: Some("ann".to_string()),
+            closed: false,
             version: 3,
         }
     );

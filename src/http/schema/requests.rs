@@ -84,6 +84,25 @@ impl FromFields for PasswordResetConfirm {
     }
 }
 
+/// `DELETE /account`.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CloseAccount {
+    /// The account's current password, to confirm.
+    #[schema(format = Password)]
+    pub password: String,
+}
+
+impl FromFields for CloseAccount {
+    fn from_fields(fields: &mut Fields) -> Result<Self, Reported> {
+        // Any string: a password that does not match is the same 403 whatever its length.
+        let password = fields.required("password", any_string);
+        Ok(Self {
+            password: password?,
+        })
+    }
+}
+
 /// `POST /auth`.
 #[derive(ToSchema)]
 #[serde(deny_unknown_fields)]

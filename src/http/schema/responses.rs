@@ -110,14 +110,29 @@ pub struct CategoryList {
     pub categories: Vec<Category>,
 }
 
-/// Who wrote a post or comment. `nickname` is null only for a moment, while the
-/// account's own events are still on their way to the read model.
+/// Who wrote a post or comment. `nickname` is null for a closed account (whose
+/// personal data is erased), and for a moment while a new account's own events are
+/// still on their way to the read model.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Author {
     #[schema(format = Uuid)]
     pub account_id: String,
     pub nickname: Option<String>,
+    /// Present, and true, only when the author closed their account.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
+    pub closed: bool,
+}
+
+impl Author {
+    pub fn new(account_id: &str, nickname: &Option<String>, closed: Option<bool>) -> Self {
+        Self {
+            account_id: account_id.to_string(),
+            nickname: nickname.clone(),
+            closed: closed.unwrap_or(false),
+        }
+    }
 }
 
 /// A post in a list: everything but its content.
@@ -143,10 +158,7 @@ impl From<&PostRecord> for PostSummary {
             post_id: row.post_id.clone(),
             category_id: row.category_id.clone(),
             title: row.title.clone(),
-            author: Author {
-                account_id: row.author_id.clone(),
-                nickname: row.nickname.clone(),
-            },
+            author: Author::new(&row.author_id, &row.nickname, row.author_closed),
             comment_count: i64::from(row.comment_count),
             created_at: format_time(row.created_at),
             updated_at: format_time(row.updated_at),
@@ -199,10 +211,7 @@ impl From<&CommentRecord> for Comment {
             comment_id: row.comment_id.clone(),
             post_id: row.post_id.clone(),
             content: row.content.clone(),
-            author: Author {
-                account_id: row.author_id.clone(),
-                nickname: row.nickname.clone(),
-            },
+            author: Author::new(&row.author_id, &row.nickname, row.author_closed),
             created_at: format_time(row.created_at),
         }
     }

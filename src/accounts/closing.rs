@@ -1,0 +1,61 @@
+//! Closing an account at its owner's request (`DELETE /account`).
+//!
+//! `AccountClosed` frees the address (the claim trigger, in the event's transaction) and
+//! tells the read models to show the account's posts and comments with no nickname. Then
+//! the account's secrets go in one transaction: its password hash, its links, and every
+//! session (so no refresh token renews it). Access tokens already issued live out their
+//! short life, as after a logout.
+
+use uuid::Uuid;
+
+use aggregates::account::AccountCommand;
+
+use super::sessions::{end_in, EndReason};
+use super::{delete_secrets, AccountError, AccountService};
+use crate::auth::password;
+use crate::store::{CommandError, Metadata};
+
+impl AccountService {
+    /// Closes `account_id` once `password` is confirmed (`WrongPassword` otherwise).
+    pub async fn close_account(
+        &self,
+        account_id: Uuid,
+        password: &str,
+        metadata: &Metadata,
+    ) -> Result<(), AccountError> {
+        let stored: Option<String> = sqlx::query_scalar(
+            "SELECT password_hash FROM account_credentials WHERE account_id = $1",
+        )
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        // No hash: the account is already closed (its token outlived it) or never was.
+        let Some(stored) = stored else {
+            return Err(AccountError::AccountGone);
+        };
+        if !password::verify(password.to_string(), Some(stored))
+            .await
+            .map_err(AccountError::Hashing)?
+        {
+            return Err(AccountError::WrongPassword);
+        }
+        match self
+            .buses
+            .accounts
+            .execute(account_id, AccountCommand::Close, None, metadata)
+            .await
+        {
+            Ok(_) => {}
+            Err(CommandError::Domain(aggregates::DomainError::NotFound(_))) => {
+                return Err(AccountError::AccountGone)
+            }
+            Err(err) => return Err(err.into()),
+        }
+        let mut tx = self.pool.begin().await?;
+        delete_secrets(&mut tx, account_id).await?;
+        let ended = end_in(&mut tx, account_id, None, EndReason::AccountClosed).await?;
+        tx.commit().await?;
+        tracing::info!(%account_id, sessions_ended = ended, "account closed");
+        Ok(())
+    }
+}
