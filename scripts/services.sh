@@ -364,6 +364,20 @@ my_status() {
 
 kafka_answers() { tcp_open "$KAFKA_HOST" "$KAFKA_PORT"; }
 
+# Whether our broker serves requests, not only accepts connections: Tansu 0.6.0 can lose
+# its storage task to a panic (a produce whose producer epoch its store does not know, see
+# docs/BROKER.md) and then keeps its port open while failing every request. A metadata
+# request (listing topics) tells; tried twice, as a busy broker can take seconds to answer.
+kafka_serves() {
+    local bin try
+    bin="$(tansu_bin)" || return 1
+    for try in 1 2; do
+        timeout 15 "$bin" topic list --broker "tcp://$KAFKA_HOST:$KAFKA_PORT" >/dev/null 2>&1 && return 0
+        sleep 1
+    done
+    return 1
+}
+
 tansu_bin() {
     if have tansu; then command -v tansu
     elif [[ -x "$CARGO_BIN/tansu" ]]; then say "$CARGO_BIN/tansu"
@@ -419,6 +433,12 @@ tansu_repair_store() {
 }
 
 kafka_up() {
+    local running
+    running="$(tansu_running_pid || true)"
+    if kafka_answers && [[ -n "$running" ]] && ! kafka_serves; then
+        say "kafka: our tansu (pid $running) accepts connections but fails requests; restarting it (last errors in .local/tansu/broker.log)"
+        tansu_stop
+    fi
     if kafka_answers; then
         local pid note="not started by this script"
         pid="$(tansu_running_pid || true)"
@@ -531,7 +551,10 @@ kafka_status() {
     local pid note=""
     pid="$(tansu_running_pid || true)"
     [[ -n "$pid" ]] && note=" (tansu pid $pid, started by this script)"
-    if kafka_answers; then
+    if kafka_answers && [[ -n "$pid" ]] && ! kafka_serves; then
+        say "kafka: WEDGED on $KAFKA_HOST:$KAFKA_PORT$note: it accepts connections but fails requests; \`scripts/services.sh up\` restarts it"
+        return 1
+    elif kafka_answers; then
         say "kafka: up on $KAFKA_HOST:$KAFKA_PORT${note:- (not started by this script)}"
     else
         say "kafka: DOWN on $KAFKA_HOST:$KAFKA_PORT${note}"
