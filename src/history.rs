@@ -1,6 +1,10 @@
 //! Event history for analysts and support: export, replay into a topic, and one
 //! aggregate's state at a moment or version (time travel). Everything streams page by
 //! page in global order, so memory stays flat whatever the size of the store.
+//!
+//! Personal data (see `crate::personal_data`): exports and time travel show a nickname
+//! while its account's key exists, never an email; replays copy the events as stored,
+//! sealed, like the relay's topic.
 
 use std::io::Write;
 
@@ -18,6 +22,7 @@ use aggregates::post::Post;
 use aggregates::AggregateKind;
 
 use crate::kafka::{self, envelope, publish, KafkaSettings};
+use crate::personal_data::{self, Reveal, Vault};
 use crate::store::reader::{self, Checkpoint, Filter, RecordedEvent};
 
 const PAGE: i64 = 1_000;
@@ -31,12 +36,14 @@ pub enum Format {
 }
 
 /// Calls `each` with every page of events `filter` admits, in global order, until done or
-/// cancelled: everything committed before the call, and what commits meanwhile. Returns
-/// the number of events, and whether it was cancelled.
+/// cancelled: everything committed before the call, and what commits meanwhile. With a
+/// `vault`, the personal fields are opened as far as [`Reveal::Public`] allows first.
+/// Returns the number of events, and whether it was cancelled.
 async fn pages<F, Fut>(
     pool: &PgPool,
     filter: &Filter,
     cancel: Option<&watch::Receiver<bool>>,
+    vault: Option<&Vault>,
     mut each: F,
 ) -> anyhow::Result<(u64, bool)>
 where
@@ -50,12 +57,15 @@ where
         if cancel.is_some_and(|c| *c.borrow()) {
             return Ok((count, true));
         }
-        let page = reader::read_filtered(pool, filter, after, PAGE).await?;
+        let mut page = reader::read_filtered(pool, filter, after, PAGE).await?;
         let Some(last) = page.last() else {
             return Ok((count, false));
         };
         after = last.checkpoint;
         count += page.len() as u64;
+        if let Some(vault) = vault {
+            open_public(vault, &mut page).await?;
+        }
         each(page).await?;
     }
 }
@@ -72,7 +82,8 @@ pub async fn export(
     if format == Format::Csv {
         csv::Writer::from_writer(&mut *out).write_record(CSV_HEADER)?;
     }
-    let result = pages(pool, filter, Some(cancel), |page| {
+    let vault = Vault::new(pool.clone());
+    let result = pages(pool, filter, Some(cancel), Some(&vault), |page| {
         let written = write_page(&page, format, out);
         progress(page.len() as u64);
         std::future::ready(written)
@@ -146,7 +157,8 @@ pub async fn replay_to_topic(
 ) -> anyhow::Result<(u64, bool)> {
     kafka::ensure_topic(kafka, topic).await?;
     let producer = kafka::producer(kafka)?;
-    pages(pool, filter, Some(cancel), |page| {
+    // Copied as stored: personal fields stay sealed, as on the relay's topic.
+    pages(pool, filter, Some(cancel), None, |page| {
         let producer = &producer;
         async move {
             publish(producer, topic, &page).await?;
@@ -172,7 +184,7 @@ pub async fn show(
     id: &str,
     as_of: AsOf,
 ) -> anyhow::Result<Value> {
-    let events: Vec<RecordedEvent> = reader::aggregate_events(pool, aggregate_type, id)
+    let mut events: Vec<RecordedEvent> = reader::aggregate_events(pool, aggregate_type, id)
         .await?
         .into_iter()
         .filter(|e| match as_of {
@@ -185,6 +197,7 @@ pub async fn show(
         !events.is_empty(),
         "no {aggregate_type} {id} (at that point)"
     );
+    open_public(&Vault::new(pool.clone()), &mut events).await?;
     let state = match aggregate_type.parse::<AggregateKind>()? {
         AggregateKind::Account => fold::<Account>(&events)?,
         AggregateKind::Category => fold::<Category>(&events)?,
@@ -200,6 +213,20 @@ pub async fn show(
         "state": state,
         "events": envelopes,
     }))
+}
+
+/// Opens what [`Reveal::Public`] allows of the events' personal fields.
+async fn open_public(vault: &Vault, events: &mut [RecordedEvent]) -> Result<(), sqlx::Error> {
+    let personal = events
+        .iter()
+        .filter(|e| !personal_data::personal_fields(&e.event_type).is_empty())
+        .map(|e| e.aggregate_id.as_str());
+    let keys = vault.keys(personal).await?;
+    for event in events {
+        let key = keys.get(&event.aggregate_id);
+        personal_data::open_payload(&event.event_type, &mut event.payload, key, Reveal::Public);
+    }
+    Ok(())
 }
 
 fn fold<A: Aggregate>(events: &[RecordedEvent]) -> anyhow::Result<Value> {

@@ -39,6 +39,7 @@ pub mod kafka;
 pub mod limits;
 pub mod mail;
 pub mod metrics;
+pub mod personal_data;
 pub mod projector;
 pub mod quarantine;
 pub mod read_waits;

@@ -17,6 +17,8 @@ use aggregates::AggregateKind;
 use sqlx::{MySqlPool, PgPool};
 
 use projections::fold::{self, BatchError};
+
+use crate::personal_data::{self, Vault};
 use projections::quarantine::{self, Entry};
 use projections::Envelope;
 
@@ -99,12 +101,13 @@ async fn retry_one(
         fold::share_lock(&mut tx).await?;
         // All of its events, upcast: those applied before are duplicates, and any the
         // projector never received fill the gap they left.
-        let events: Vec<Envelope> =
+        let mut events: Vec<Envelope> =
             reader::aggregate_events(store, aggregate.kind.as_str(), &aggregate.id)
                 .await?
                 .iter()
                 .map(envelope)
                 .collect();
+        personal_data::open_envelopes(&Vault::new(store.clone()), &mut events).await?;
         match fold::retry_quarantined(&mut tx, aggregate.kind, &aggregate.id, &events).await {
             Ok(applied) => {
                 let left =

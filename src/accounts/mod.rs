@@ -34,6 +34,7 @@ use crate::mail::Mailer;
 use crate::store::{self, ClaimKind, CommandBuses, CommandError, Metadata};
 
 pub use sessions::SessionError;
+pub use sign_up::CLAIM_GRACE;
 
 #[derive(Debug, Error)]
 pub enum AccountError {

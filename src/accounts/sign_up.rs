@@ -6,17 +6,25 @@
 //! an address by signing up with it. The release frees the address in the event store's
 //! claim table in the same transaction (see the `SignUpReleased` migration).
 
+use std::time::Duration;
+
 use uuid::Uuid;
 
 use aggregates::account::{Account, AccountCommand, ReleaseReason};
 
 use super::{delete_secrets, new_link_token, token_hash, AccountError, AccountService, NewAccount};
 use crate::auth::password;
-use crate::store::{CommandError, Metadata};
+use crate::store::{self, ClaimKind, CommandError, Metadata};
 
 /// How many times a sign-up re-reads who holds its address after losing a race for it
 /// (a verification, another sign-up or the purge got there first).
 const TAKE_OVER_ATTEMPTS: usize = 3;
+
+/// How long a sign-up holds its address whatever happens: sign-ups racing for one address
+/// within it get 409, all but the first. After it, a sign-up that was never verified (or
+/// whose registration was never recorded) is replaced by the next one for the address.
+/// The purge removes claims without a registration after as long.
+pub const CLAIM_GRACE: Duration = Duration::from_secs(60);
 
 impl AccountService {
     /// Whether a new sign-up would get `email` without replacing anyone: nobody holds
@@ -26,8 +34,9 @@ impl AccountService {
         let Some(holder) = self.account_id_for(email).await? else {
             return Ok(true);
         };
-        let (account, _) = self.buses.accounts.load(holder).await?;
-        Ok(!account.verified && !self.has_live_verification_link(holder).await?)
+        let (account, version) = self.buses.accounts.load(holder).await?;
+        // No event yet: a sign-up for it is under way.
+        Ok(version > 0 && !account.verified && !self.has_live_verification_link(holder).await?)
     }
 
     /// Registers account `account_id` and mails its verification link. Returns the
@@ -38,43 +47,40 @@ impl AccountService {
         new: NewAccount,
         metadata: &Metadata,
     ) -> Result<u64, AccountError> {
-        self.take_over_email(account_id, &new.email, metadata)
-            .await?;
+        // Hashing is slow: done before the address is claimed, so that a claim whose
+        // registration is under way lasts as short a time as it can.
         let hash = password::hash(new.password)
             .await
             .map_err(AccountError::Hashing)?;
-        // The hash goes in first, keyed by the new id: if registration then fails, no
-        // email leads to it, and the clean-up below removes it.
-        sqlx::query(
-            "INSERT INTO account_credentials (account_id, password_hash) VALUES ($1, $2)
-             ON CONFLICT (account_id) DO NOTHING",
-        )
-        .bind(account_id)
-        .bind(&hash)
-        .execute(&self.pool)
-        .await?;
+        self.claim_email(account_id, &new.email, metadata).await?;
         let command = AccountCommand::Register {
             email: new.email.clone(),
             nickname: new.nickname,
         };
-        let outcome = match self
-            .buses
-            .accounts
-            .execute(account_id, command, None, metadata)
-            .await
-        {
+        let registered = async {
+            // The hash goes in first, keyed by the new id: if registration then fails,
+            // no email leads to it, and the clean-up below removes it.
+            sqlx::query(
+                "INSERT INTO account_credentials (account_id, password_hash) VALUES ($1, $2)
+                 ON CONFLICT (account_id) DO NOTHING",
+            )
+            .bind(account_id)
+            .bind(&hash)
+            .execute(&self.pool)
+            .await?;
+            Ok::<_, AccountError>(
+                self.buses
+                    .accounts
+                    .execute(account_id, command, None, metadata)
+                    .await?,
+            )
+        }
+        .await;
+        let outcome = match registered {
             Ok(outcome) => outcome,
             Err(err) => {
-                self.forget_unregistered(account_id).await;
-                // The email claim is written with the event; losing that race surfaces as
-                // a conflict on an account id nobody else can have.
-                if matches!(err, CommandError::Conflict) {
-                    let holder = self.account_id_for(&new.email).await?;
-                    if holder.is_some_and(|holder| holder != account_id) {
-                        return Err(AccountError::EmailTaken);
-                    }
-                }
-                return Err(err.into());
+                self.forget_unregistered(account_id, &new.email).await;
+                return Err(err);
             }
         };
         // A retry (nothing recorded) re-sends the link if the first attempt never got to.
@@ -89,29 +95,50 @@ impl AccountService {
         Ok(outcome.version)
     }
 
-    /// Frees `email` for `account_id`: replaces the sign-up that holds it if that one was
-    /// never verified; a verified holder keeps it (409).
-    async fn take_over_email(
+    /// Claims `email` for `account_id` before its registration is recorded. A claim
+    /// younger than [`CLAIM_GRACE`] is never taken, so of sign-ups racing for an address
+    /// exactly one wins and the others get 409. After that, a holder that never verified
+    /// is replaced (released), as is a claim whose sign-up died before recording
+    /// anything; a verified holder keeps the address (409).
+    async fn claim_email(
         &self,
         account_id: Uuid,
         email: &str,
         metadata: &Metadata,
     ) -> Result<(), AccountError> {
+        let me = account_id.to_string();
+        let kind = ClaimKind::AccountEmail;
         for _ in 0..TAKE_OVER_ATTEMPTS {
-            let holder = match self.account_id_for(email).await? {
-                Some(holder) if holder != account_id => holder,
-                // Free, or already ours (a retried sign-up).
-                _ => return Ok(()),
+            if store::claim(&self.pool, kind, email, &me).await? {
+                return Ok(());
+            }
+            let holder =
+                match store::claim_holder_since(&self.pool, kind, email, CLAIM_GRACE).await? {
+                    Some((holder, _)) if holder == me => return Ok(()), // a retried sign-up
+                    Some((_, false)) => return Err(AccountError::EmailTaken),
+                    Some((holder, true)) => holder,
+                    None => continue, // freed since: claim again
+                };
+            let Ok(holder_id) = holder.parse::<Uuid>() else {
+                return Err(AccountError::EmailTaken);
             };
-            let (account, _) = self.buses.accounts.load(holder).await?;
+            let (account, version) = self.buses.accounts.load(holder_id).await?;
+            if version == 0 {
+                // Its sign-up died before recording anything.
+                if store::take_over(&self.pool, kind, email, &holder, &me, CLAIM_GRACE).await? {
+                    return Ok(());
+                }
+                continue;
+            }
             if account.verified {
                 return Err(AccountError::EmailTaken);
             }
             match self
-                .release(holder, ReleaseReason::Replaced, metadata)
+                .release(holder_id, ReleaseReason::Replaced, metadata)
                 .await
             {
-                Ok(()) => return Ok(()),
+                // The release freed the address: claim it on the next round.
+                Ok(()) => {}
                 // Verified, or released by someone else, since it was read: look again.
                 Err(AccountError::Command(CommandError::Domain(_) | CommandError::Conflict)) => {}
                 Err(err) => return Err(err),
@@ -174,18 +201,35 @@ impl AccountService {
         Ok(released)
     }
 
-    /// Removes the credentials of an account whose registration did not happen.
-    async fn forget_unregistered(&self, account_id: Uuid) {
-        let result = sqlx::query(
-            "DELETE FROM account_credentials WHERE account_id = $1 AND NOT EXISTS
-               (SELECT 1 FROM events WHERE aggregate_type = $2 AND aggregate_id = $1::text)",
-        )
-        .bind(account_id)
-        .bind(<Account as cqrs_es::Aggregate>::TYPE)
-        .execute(&self.pool)
+    /// Removes the credentials and the email claim of an account whose registration did
+    /// not happen (if it did after all, as a retry may find, it keeps both).
+    async fn forget_unregistered(&self, account_id: Uuid, email: &str) {
+        let (_, version) = match self.buses.accounts.load(account_id).await {
+            Ok(loaded) => loaded,
+            Err(error) => {
+                tracing::warn!(%account_id, %error, "could not tell whether the registration happened");
+                return;
+            }
+        };
+        if version > 0 {
+            return;
+        }
+        let result = async {
+            sqlx::query("DELETE FROM account_credentials WHERE account_id = $1")
+                .bind(account_id)
+                .execute(&self.pool)
+                .await?;
+            store::give_up(
+                &self.pool,
+                ClaimKind::AccountEmail,
+                email,
+                &account_id.to_string(),
+            )
+            .await
+        }
         .await;
         if let Err(error) = result {
-            tracing::warn!(%account_id, %error, "could not remove orphaned credentials");
+            tracing::warn!(%account_id, %error, "could not remove what a failed sign-up left");
         }
     }
 

@@ -59,7 +59,7 @@ pub const EXPIRED_SIGN_UPS: &str = "expired_sign_ups";
 
 /// Everything the purge removes. Another kind of row is one more entry, with an index that
 /// serves its condition.
-pub const KINDS: [Kind; 5] = [
+pub const KINDS: [Kind; 6] = [
     // The API's contract keeps a key's answer for 24 hours (`IDEMPOTENCY_KEY_TTL`).
     Kind {
         name: "idempotency_keys",
@@ -81,6 +81,17 @@ pub const KINDS: [Kind; 5] = [
         table: "password_resets",
         condition: "expires_at <= now() - make_interval(secs => $1)",
         retention: |_| Duration::ZERO,
+    },
+    // An address claimed by a sign-up that died before recording its registration; the
+    // next sign-up for it may take it over after the same grace (see `claim_email`).
+    Kind {
+        name: "abandoned_email_claims",
+        table: "unique_claims",
+        condition: "claim_kind = 'account.email'
+            AND claimed_at <= now() - make_interval(secs => $1)
+            AND NOT EXISTS (SELECT 1 FROM events e WHERE e.aggregate_type = 'account'
+                              AND e.aggregate_id = unique_claims.aggregate_id)",
+        retention: |_| crate::accounts::CLAIM_GRACE,
     },
     // A session whose last refresh token expired can never be renewed (ended or not).
     Kind {

@@ -30,6 +30,8 @@ use sqlx::{MySqlPool, PgPool};
 use tokio::sync::watch;
 
 use projections::fold::{self, BatchError};
+
+use crate::personal_data::{self, Vault};
 use projections::views;
 use projections::{quarantine, snapshot};
 
@@ -56,6 +58,7 @@ pub async fn replay(
 ) -> anyhow::Result<Option<(u64, Checkpoint)>> {
     let mut checkpoint = from;
     let mut count = 0u64;
+    let vault = Vault::new(source.clone());
     loop {
         if cancel.is_some_and(|c| *c.borrow()) {
             return Ok(None);
@@ -64,7 +67,8 @@ pub async fn replay(
         let Some(last) = events.last() else {
             return Ok(Some((count, checkpoint)));
         };
-        let envelopes: Vec<_> = events.iter().map(envelope).collect();
+        let mut envelopes: Vec<_> = events.iter().map(envelope).collect();
+        personal_data::open_envelopes(&vault, &mut envelopes).await?;
         apply_with_retry(target, &envelopes).await?;
         checkpoint = last.checkpoint;
         count += events.len() as u64;

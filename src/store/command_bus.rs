@@ -25,7 +25,9 @@ use aggregates::comment::Comment;
 use aggregates::post::Post;
 use aggregates::DomainError;
 
+use super::sealing::SealingRepository;
 use super::CommandError;
+use crate::personal_data::Vault;
 
 /// Who and what caused a command; stored with every event it writes.
 #[derive(Debug, Clone, Default)]
@@ -60,7 +62,7 @@ pub struct CommandOutcome<A> {
 }
 
 pub struct CommandBus<A: Aggregate> {
-    store: PersistedEventStore<PostgresEventRepository, A>,
+    store: PersistedEventStore<SealingRepository, A>,
 }
 
 /// How often a command is decided again after losing a race, when the client did not ask
@@ -73,7 +75,8 @@ where
     A::Command: Clone,
 {
     pub fn new(pool: PgPool) -> Self {
-        let repository = PostgresEventRepository::new(pool);
+        let vault = Vault::new(pool.clone());
+        let repository = SealingRepository::new(PostgresEventRepository::new(pool), vault);
         Self {
             store: PersistedEventStore::new_event_store(repository)
                 .with_upcasters(super::upcasting::for_event_store()),

@@ -7,6 +7,7 @@ mod error;
 mod lookup;
 pub mod positions;
 pub mod reader;
+mod sealing;
 pub mod upcasting;
 
 use std::time::Duration;
@@ -14,7 +15,7 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
-pub use claims::{claim_holder, ClaimKind};
+pub use claims::{claim, claim_holder, claim_holder_since, give_up, take_over, ClaimKind};
 pub use command_bus::{CommandBus, CommandBuses, CommandOutcome, Metadata};
 pub use error::CommandError;
 pub use lookup::EventStoreLookup;
