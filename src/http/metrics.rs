@@ -10,7 +10,9 @@
 //!
 //! - `board_status_up`: 1 when the event store and the read database answered for the lag
 //!   at this scrape (projector lag is left out on its own while the broker cannot be asked);
-//! - `board_events_total`: events in the store;
+//! - `board_events_head_position`: the global position of the newest event (read off an
+//!   index; an exact count of the events would read the whole table at every scrape:
+//!   `board projections status` gives one);
 //! - `board_relay_lag_events{relay}`, `board_relay_lag_seconds{relay}`;
 //! - `board_projector_lag_events{projector,partition}`,
 //!   `board_projector_lag_seconds{projector,partition}`;
@@ -126,8 +128,14 @@ fn write_lag(out: &mut String, status: Option<&Status>) {
     let up = if status.is_some() { 1.0 } else { 0.0 };
     Gauge::new(out, "board_status_up", "1 when the stores answered").sample(&[], up);
     let Some(status) = status else { return };
-    Gauge::new(out, "board_events_total", "Events in the store")
-        .sample(&[], status.head.events as f64);
+    if let Some(position) = status.head.global_position {
+        Gauge::new(
+            out,
+            "board_events_head_position",
+            "Global position of the newest event in the store",
+        )
+        .sample(&[], position as f64);
+    }
 
     type RelayValue = fn(&RelayStatus) -> f64;
     let relays: [(&'static str, &str, RelayValue); 2] = [
