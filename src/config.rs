@@ -19,6 +19,13 @@ pub struct Config {
     #[arg(long, env = "BOARD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// How long `/metrics` and `/health/ready` reuse what they read from the stores and
+    /// the broker: whatever the number of scrapes and probes, each reads at most once per
+    /// period. Readiness turns 503 within this (plus its checks' own time limits) after
+    /// a dependency goes down. `0s` reads at each call.
+    #[arg(long, env = "STATUS_CACHE_TTL", default_value = "1s", value_parser = parse_duration)]
+    pub status_cache_ttl: Duration,
+
     /// Base URL clients reach the API at; verification links point here.
     #[arg(long, env = "PUBLIC_BASE_URL", default_value = "http://127.0.0.1:8080")]
     pub public_base_url: String,

@@ -1,6 +1,8 @@
 //! Where the relay and the projectors are, against the head of the event store, whether
 //! each partition's messages reach the read models, and how many events wait in the read
-//! models' quarantine.
+//! models' quarantine; and whether each dependency answers ([`readiness`]).
+
+pub mod readiness;
 
 use std::time::Duration;
 
