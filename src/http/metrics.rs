@@ -41,6 +41,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
+use super::problem::PROBLEM_JSON;
+use super::schema::Problem;
 use crate::app::App;
 use crate::jobs::runs::Run;
 use crate::metrics::exposition::Family;
@@ -57,13 +59,18 @@ const JOBS_TIMEOUT: Duration = Duration::from_secs(2);
 /// died without recording its end (kill -9, a lost host).
 const STALE_REBUILD: f64 = 30.0;
 
-/// Prometheus metrics, in the text exposition format. The figures read from the
-/// databases and the broker are at most `STATUS_CACHE_TTL` (1 s) old.
+/// Prometheus metrics, in the text exposition format. Served on this port only while
+/// `METRICS_ADDR` is unset in development; otherwise on that address alone (in
+/// production `127.0.0.1:9464` by default), and this port answers 404. The figures read
+/// from the databases and the broker are at most `STATUS_CACHE_TTL` (1 s) old.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "operations",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 404, description = "`/metrics` is served on `METRICS_ADDR`, not on this port", body = Problem, content_type = PROBLEM_JSON),
+    )
 )]
 pub(super) async fn metrics(State(state): State<App>) -> Response {
     let read = {

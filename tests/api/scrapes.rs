@@ -1,6 +1,9 @@
 //! Scrapes and probes: what `/metrics` and `/health/ready` cost the stores whatever the
-//! number of callers, and how soon readiness still tells an outage.
+//! number of callers, how soon readiness still tells an outage, and where `/metrics` is
+//! served.
 
+use std::net::SocketAddr;
+use std::process::Command;
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -8,6 +11,8 @@ use futures::future::join_all;
 use testkit::Stack;
 
 use crate::common::TestApp;
+use crate::http_client;
+use crate::private_services::{free_port, Daemon, Workdir};
 use crate::proxy::Proxy;
 
 /// Callers at once in the floods below.
@@ -84,4 +89,54 @@ async fn readiness_tells_an_outage_once_its_last_checks_are_a_period_old() {
         res.text()
     );
     assert_eq!(res.json()["checks"]["mysql"], "down", "{}", res.text());
+}
+
+/// `board serve` with METRICS_ADDR: `/metrics` there and nowhere else, the API on its
+/// own port, and both stopped by one SIGTERM.
+#[tokio::test]
+async fn metrics_are_served_only_on_their_own_address() {
+    let stack = Stack::for_tests()
+        .fresh_read_models()
+        .build()
+        .await
+        .unwrap();
+    let work = Workdir::new("board-metrics-addr");
+    let (api, metrics) = (loopback(free_port()), loopback(free_port()));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_board"));
+    command
+        .args(["--database-url", &stack.database_url])
+        .args(["--read-database-url", &stack.read_url])
+        .args(["--listen", &api.to_string()])
+        .args(["--metrics-addr", &metrics.to_string()])
+        .args(["serve", "--components", "api"])
+        .env("RUST_LOG", "warn");
+    let mut server = Daemon::new(
+        "server",
+        &command,
+        work.path().join("server.log"),
+        Some(api.port()),
+    );
+    server.start().await;
+
+    let scraped = get(metrics, "/metrics").await;
+    assert_eq!(scraped.status, 200, "{scraped:?}");
+    let text = String::from_utf8_lossy(&scraped.body);
+    assert!(text.contains("board_status_up "), "{text}");
+    assert_eq!(get(api, "/metrics").await.status, 404);
+    assert_eq!(get(api, "/health/live").await.status, 200);
+    // The scraper's address serves nothing else.
+    assert_eq!(get(metrics, "/health/live").await.status, 404);
+
+    let status = server.stop().await;
+    assert_eq!(status.code(), Some(0), "{}", server.log_tail());
+}
+
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+async fn get(address: SocketAddr, path: &str) -> http_client::Reply {
+    http_client::send(address, "GET", path, None, None)
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} on {address}: {e}"))
 }
