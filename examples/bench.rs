@@ -100,18 +100,18 @@ async fn main() -> anyhow::Result<()> {
             while sampling.load(Ordering::SeqCst) {
                 // Stamped when the sample starts: under load, collecting takes a while.
                 let at = started.elapsed();
-                if let Ok(status) = board::status::collect(
+                let status = board::status::collect(
                     &stack.state.pool,
                     &stack.read_pool,
                     &stack.state.broker,
                     &stack.state.config.projector_group,
-                )
-                .await
-                {
+                );
+                let stored = board::status::count_events(&stack.state.pool);
+                if let (Ok(status), Ok(stored)) = tokio::join!(status, stored) {
                     let relay: i64 = status.relays.iter().map(|r| r.lag_events).sum();
                     let projector: i64 =
                         status.projectors.iter().filter_map(|p| p.lag_events).sum();
-                    samples.push((at, status.head.events, relay, projector));
+                    samples.push((at, stored, relay, projector));
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }

@@ -16,6 +16,7 @@ use sqlx::{MySqlPool, PgPool};
 use crate::accounts::AccountService;
 use crate::auth::tokens::TokenIssuer;
 use crate::board::BoardService;
+use crate::cached::Cached;
 use crate::config::Config;
 use crate::jobs::purge::Purge;
 use crate::kafka::BrokerProbe;
@@ -24,6 +25,7 @@ use crate::mail::Mailer;
 use crate::projector::Projector;
 use crate::read_waits::ReadWaits;
 use crate::relay::Relay;
+use crate::status::readiness::Readiness;
 use crate::store::{self, CommandBuses};
 
 /// How long a request waits for a pooled MySQL connection before it is answered 503.
@@ -51,6 +53,12 @@ pub struct App {
     pub command_slots: Arc<ConcurrencyLimiter>,
     /// The one client that asks the broker for readiness, status and `/metrics`.
     pub broker: Arc<BrokerProbe>,
+    /// `/health/ready`'s checks, made at most once per `STATUS_CACHE_TTL` whatever the
+    /// number of probes.
+    pub readiness: Cached<Readiness>,
+    /// `/metrics`' figures from the stores and the broker, written out; read at most once
+    /// per `STATUS_CACHE_TTL` whatever the number of scrapes.
+    pub scrape_figures: Cached<Arc<str>>,
 }
 
 impl App {
@@ -79,6 +87,8 @@ impl App {
             auth_limiter: Arc::new(RateLimiter::new(config.auth_rate_per_minute)),
             command_slots: Arc::new(ConcurrencyLimiter::new(config.commands_per_account)),
             broker: Arc::new(BrokerProbe::new(&config.kafka())),
+            readiness: Cached::new(config.status_cache_ttl),
+            scrape_figures: Cached::new(config.status_cache_ttl),
             read_waits: ReadWaits::new(read_pool.clone(), config.max_read_waiters),
             config,
             pool,

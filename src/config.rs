@@ -19,6 +19,19 @@ pub struct Config {
     #[arg(long, env = "BOARD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Address `/metrics` is served on, alone, for the scraper; the API's port then answers
+    /// 404 for it. Unset: `/metrics` is on the API's port in development, and on
+    /// [`PRODUCTION_METRICS_ADDR`] in production (see [`Config::metrics_address`]).
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// How long `/metrics` and `/health/ready` reuse what they read from the stores and
+    /// the broker: whatever the number of scrapes and probes, each reads at most once per
+    /// period. Readiness turns 503 within this (plus its checks' own time limits) after
+    /// a dependency goes down. `0s` reads at each call.
+    #[arg(long, env = "STATUS_CACHE_TTL", default_value = "1s", value_parser = parse_duration)]
+    pub status_cache_ttl: Duration,
+
     /// Base URL clients reach the API at; verification links point here.
     #[arg(long, env = "PUBLIC_BASE_URL", default_value = "http://127.0.0.1:8080")]
     pub public_base_url: String,
@@ -188,7 +201,24 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// Where `/metrics` goes in production unless METRICS_ADDR says otherwise: loopback, so
+/// that it is never public by default, on the port of OpenTelemetry's Prometheus
+/// exporter (9464), which scrapers and their examples expect.
+pub const PRODUCTION_METRICS_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+
 impl Config {
+    /// The address `/metrics` is served on apart from the API, if any: METRICS_ADDR, or in
+    /// production [`PRODUCTION_METRICS_ADDR`]. `None`: on the API's own port (development,
+    /// so that `make run` serves everything on one port).
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        match (self.metrics_addr, self.environment) {
+            (Some(address), _) => Some(address),
+            (None, Environment::Production) => Some(PRODUCTION_METRICS_ADDR),
+            (None, Environment::Development) => None,
+        }
+    }
+
     /// Refuses settings that would be unsafe or cannot work.
     pub fn validate(&self) -> Result<(), String> {
         match &self.jwt_secret {
@@ -212,6 +242,10 @@ impl Config {
         }
         if self.kafka_partitions < 1 || self.kafka_replication < 1 {
             return Err("KAFKA_PARTITIONS and KAFKA_REPLICATION must be at least 1".into());
+        }
+        // Port 0 picks a free port, for each listener its own.
+        if self.metrics_address() == Some(self.listen) && self.listen.port() != 0 {
+            return Err("METRICS_ADDR must differ from BOARD_LISTEN".into());
         }
         if self.max_connections < 1 || self.max_read_waiters < 1 {
             return Err("MAX_CONNECTIONS and MAX_READ_WAITERS must be at least 1".into());
@@ -352,6 +386,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
     #[test]
@@ -362,6 +398,42 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("15 minutes").is_err());
         assert!(parse_duration("m").is_err());
+    }
+
+    fn parse(args: &[&str]) -> Config {
+        let args = ["board"].iter().chain(args).chain(&["serve"]);
+        crate::cli::Cli::try_parse_from(args).unwrap().config
+    }
+
+    #[test]
+    fn metrics_leave_the_public_port_in_production_only() {
+        assert_eq!(parse(&[]).metrics_address(), None);
+        assert_eq!(
+            parse(&["--environment", "production"]).metrics_address(),
+            Some(PRODUCTION_METRICS_ADDR)
+        );
+        let chosen: SocketAddr = "10.0.0.5:9100".parse().unwrap();
+        for environment in ["development", "production"] {
+            let config = parse(&[
+                "--environment",
+                environment,
+                "--metrics-addr",
+                "10.0.0.5:9100",
+            ]);
+            assert_eq!(config.metrics_address(), Some(chosen));
+        }
+    }
+
+    #[test]
+    fn metrics_cannot_share_the_api_address() {
+        let config = parse(&[
+            "--listen",
+            "127.0.0.1:9100",
+            "--metrics-addr",
+            "127.0.0.1:9100",
+        ]);
+        let problem = config.validate().unwrap_err();
+        assert!(problem.contains("METRICS_ADDR"), "{problem}");
     }
 
     #[test]

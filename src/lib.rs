@@ -18,8 +18,9 @@
 //! - [`app`] assembles the parts from [`config`] once, for `board serve`, the other
 //!   commands, the tests and the benchmarks alike; [`cli`] is the `board` binary.
 //! - [`metrics`] records what each process sees; [`status`] reads where the pipeline
-//!   stands; [`quarantine`] retries the events the read models could not apply;
-//!   [`limits`] holds per-client limits.
+//!   stands and whether each dependency answers, which [`cached`] keeps for a moment so
+//!   that scrapes and probes cannot flood the stores; [`quarantine`] retries the events
+//!   the read models could not apply; [`limits`] holds per-client limits.
 //! - [`jobs`] runs what must happen once across all replicas, under a lease in PostgreSQL:
 //!   the purge of idempotency keys and expired links.
 //!
@@ -29,6 +30,7 @@ pub mod accounts;
 pub mod app;
 pub mod auth;
 pub mod board;
+pub mod cached;
 pub mod cli;
 pub mod config;
 pub mod databases;

@@ -1,5 +1,6 @@
 //! `board serve`: the API, the relay and the projector, in one process or several.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,11 +38,7 @@ pub async fn serve(config: Arc<Config>, components: &[Component]) -> anyhow::Res
     if components.contains(&Component::Api) {
         // Every API replica runs the purge; the one holding its lease does the rounds.
         tasks.spawn(state.purge().run(stopped.clone()));
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
-        tracing::info!(address = %config.listen, "listening");
-        http::server::serve(listener, state, shutdown).await?;
+        serve_http(&config, state, shutdown).await?;
     } else {
         shutdown.await;
     }
@@ -49,6 +46,54 @@ pub async fn serve(config: Arc<Config>, components: &[Component]) -> anyhow::Res
     while tasks.join_next().await.is_some() {}
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The API on BOARD_LISTEN and, when it has an address of its own, `/metrics` on that one
+/// (`Config::metrics_address`), until `shutdown`; both stop together. Both addresses are
+/// bound before either serves, so a taken port stops the start.
+async fn serve_http(
+    config: &Config,
+    state: App,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let api = bind(config.listen).await?;
+    // The addresses bound, which say which port `:0` was given.
+    tracing::info!(address = %api.local_addr()?, "listening");
+    let metrics = match config.metrics_address() {
+        Some(address) => {
+            let listener = bind(address).await?;
+            tracing::info!(address = %listener.local_addr()?, "serving /metrics apart");
+            Some(listener)
+        }
+        None => None,
+    };
+    let (stop_metrics, metrics_stopped) = watch::channel(false);
+    let metrics = metrics.map(|listener| {
+        let mut stopped = metrics_stopped;
+        tokio::spawn(http::server::serve_metrics(
+            listener,
+            state.clone(),
+            async move {
+                // Told to stop, or the API's server is gone (its sender dropped).
+                let _ = stopped.wait_for(|stop| *stop).await;
+            },
+        ))
+    });
+    let served = http::server::serve(api, state, async move {
+        shutdown.await;
+        let _ = stop_metrics.send(true);
+    })
+    .await;
+    if let Some(metrics) = metrics {
+        metrics.await.context("the /metrics server")??;
+    }
+    Ok(served?)
+}
+
+async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("binding {address}"))
 }
 
 /// Applies both databases' migrations. A database that is down at start does not keep

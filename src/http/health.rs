@@ -1,8 +1,13 @@
-//! Health and metrics: `/health/live` (the process answers), `/health/ready` (each
-//! dependency, reported on its own; 503 when any is down, so a load balancer can route
-//! around it; a slow broker or stalled read models are reported as `degraded`).
-
-use std::time::Duration;
+//! Health: `/health/live` (the process answers) and `/health/ready` (each dependency,
+//! reported on its own; 503 when any is down, so a load balancer can route around it; a
+//! slow broker or stalled read models are reported as `degraded`). The checks themselves
+//! are [`crate::status::readiness`].
+//!
+//! Readiness is read at most once per `STATUS_CACHE_TTL` whatever the number of probes
+//! (see [`crate::cached`]), so a probe may answer from a round of checks up to that old:
+//! a dependency that stops answering turns readiness 503 within `STATUS_CACHE_TTL` plus
+//! two rounds of checks (at most [`readiness::LONGEST_ROUND`] each: the round under way
+//! may have asked before the outage).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,15 +17,7 @@ use axum::{Json, Router};
 
 use super::schema::{Liveness, Readiness};
 use crate::app::App;
-use crate::status::PartitionState;
-
-const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long the broker may take to say where the events topic ends before it counts as
-/// down. A healthy local broker answers in milliseconds; this is far above that, and
-/// under a load balancer's usual probe limit.
-const BROKER_TIMEOUT: Duration = Duration::from_secs(3);
-/// Answers slower than this are reported as `slow`.
-const BROKER_SLOW: Duration = Duration::from_millis(500);
+use crate::status::readiness;
 
 pub fn router() -> Router<App> {
     Router::new()
@@ -42,7 +39,7 @@ pub(super) async fn live() -> Json<Liveness> {
 }
 
 /// Whether PostgreSQL, MySQL and the broker each answer, and whether the read models
-/// keep up.
+/// keep up, as checked at most `STATUS_CACHE_TTL` ago.
 #[utoipa::path(
     get,
     path = "/health/ready",
@@ -53,102 +50,30 @@ pub(super) async fn live() -> Json<Liveness> {
     )
 )]
 pub(super) async fn ready(State(state): State<App>) -> Response {
-    let postgres = async {
-        sqlx::query("SELECT 1")
-            .execute(&state.pool)
-            .await
-            .map(|_| ())
-    };
-    let mysql = async {
-        sqlx::query("SELECT 1")
-            .execute(&state.read_pool)
-            .await
-            .map(|_| ())
-    };
-    let (postgres, mysql, broker) = tokio::join!(
-        tokio::time::timeout(CHECK_TIMEOUT, postgres),
-        tokio::time::timeout(CHECK_TIMEOUT, mysql),
-        state.broker.topic_ends(BROKER_TIMEOUT),
-    );
-    let answered = |result: &Result<Result<(), sqlx::Error>, _>| {
-        if matches!(result, Ok(Ok(()))) {
-            Check::Up
-        } else {
-            Check::Down
-        }
-    };
-    let (mysql_check, broker_check) = (
-        answered(&mysql),
-        match &broker {
-            Ok(answer) if answer.took <= BROKER_SLOW => Check::Up,
-            Ok(_) => Check::Slow,
-            Err(_) => Check::Down,
-        },
-    );
-    let read_models = match (&broker, mysql_check) {
-        (Ok(answer), Check::Up) => {
-            let partitions = crate::status::partitions(
+    let checks = state.readiness.clone();
+    let readiness = checks
+        .get(move || async move {
+            readiness::check(
+                &state.pool,
                 &state.read_pool,
-                Some(answer.ends.clone()),
-                &state.config.kafka_topic,
+                &state.broker,
                 &state.config.projector_group,
-            );
-            match tokio::time::timeout(CHECK_TIMEOUT, partitions).await {
-                Ok(Ok(list)) if list.iter().any(|p| p.state == PartitionState::Stalled) => {
-                    Check::Stalled
-                }
-                Ok(Ok(_)) => Check::Up,
-                _ => Check::Unknown,
-            }
-        }
-        _ => Check::Unknown,
-    };
-    let checks = [
-        ("postgres", answered(&postgres)),
-        ("mysql", mysql_check),
-        ("broker", broker_check),
-        ("readModels", read_models),
-    ];
-    let down = checks.iter().any(|(_, check)| *check == Check::Down);
-    let all_up = checks.iter().all(|(_, check)| *check == Check::Up);
+            )
+            .await
+        })
+        .await;
     let body = Readiness {
-        status: if all_up { "ok" } else { "degraded" }.to_string(),
-        checks: checks
+        status: if readiness.all_up() { "ok" } else { "degraded" }.to_string(),
+        checks: readiness
+            .checks
             .iter()
             .map(|(name, check)| (name.to_string(), check.as_str().to_string()))
             .collect(),
     };
-    let status = if down {
+    let status = if readiness.any_down() {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
     };
     (status, Json(body)).into_response()
-}
-
-/// One line of readiness. Only `down` takes the server out of rotation: a slow broker or
-/// a stalled projector does not keep this server from answering, and every replica would
-/// see the same, so they are reported (status `degraded`) but the answer stays 200.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Check {
-    Up,
-    /// Answered, but slower than [`BROKER_SLOW`].
-    Slow,
-    Down,
-    /// A partition of the read models is behind and nobody keeps up with it.
-    Stalled,
-    /// Could not be judged (what it rests on is down).
-    Unknown,
-}
-
-impl Check {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Up => "up",
-            Self::Slow => "slow",
-            Self::Down => "down",
-            Self::Stalled => "stalled",
-            Self::Unknown => "unknown",
-        }
-    }
 }

@@ -1,16 +1,24 @@
 //! `/metrics`: what this process recorded ([`crate::metrics`]), then the figures read
-//! fresh at each scrape: where the relay and the projectors are against
-//! the event store (the same figures `board projections status` prints), and the progress
+//! from the stores and the broker: where the relay and the projectors are against the
+//! event store (the same figures `board projections status` prints), and the progress
 //! rebuilds publish to the read database.
 //!
-//! They are written straight into the scrape's text, never kept in the process-wide
+//! Those figures are read at most once per `STATUS_CACHE_TTL` (1 s), whatever the number
+//! of scrapes: a scrape within that time of the last reading gets its text again (see
+//! [`crate::cached`]), so a flood of scrapes costs the stores one round of queries per
+//! period. They are written straight into the text, never kept in the process-wide
 //! recorder. A recorder would keep the last value it was given: a gauge for a relay that
 //! is gone, or a lag from before the broker went away, would go on being reported as if
 //! measured now; and two servers in one process (the tests) would overwrite each other's.
 //!
+//! - `board_status_refreshes_total{figures}`: rounds of reading the stores and the broker
+//!   this server made, for `metrics` and for `readiness` (`/health/ready`);
 //! - `board_status_up`: 1 when the event store and the read database answered for the lag
-//!   at this scrape (projector lag is left out on its own while the broker cannot be asked);
-//! - `board_events_total`: events in the store;
+//!   at the last reading (projector lag is left out on its own while the broker cannot be
+//!   asked);
+//! - `board_events_head_position`: the global position of the newest event (read off an
+//!   index; an exact count of the events would read the whole table at every scrape:
+//!   `board projections status` gives one);
 //! - `board_relay_lag_events{relay}`, `board_relay_lag_seconds{relay}`;
 //! - `board_projector_lag_events{projector,partition}`,
 //!   `board_projector_lag_seconds{projector,partition}`;
@@ -27,14 +35,17 @@
 //!   `board_purge_last_run_rows{kind}`: the rows that round removed of each kind (a gauge
 //!   of one round, not a counter).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 
+use super::problem::PROBLEM_JSON;
+use super::schema::Problem;
 use crate::app::App;
 use crate::jobs::runs::Run;
-use crate::metrics::exposition::Gauge;
+use crate::metrics::exposition::Family;
 use crate::rebuild::RebuildRow;
 use crate::status::{PartitionState, PartitionStatus, RelayStatus, Status};
 
@@ -48,20 +59,28 @@ const JOBS_TIMEOUT: Duration = Duration::from_secs(2);
 /// died without recording its end (kill -9, a lost host).
 const STALE_REBUILD: f64 = 30.0;
 
-/// Prometheus metrics, in the text exposition format.
+/// Prometheus metrics, in the text exposition format. Served on this port only while
+/// `METRICS_ADDR` is unset in development; otherwise on that address alone (in
+/// production `127.0.0.1:9464` by default), and this port answers 404. The figures read
+/// from the databases and the broker are at most `STATUS_CACHE_TTL` (1 s) old.
 #[utoipa::path(
     get,
     path = "/metrics",
     tag = "operations",
-    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"))
+    responses(
+        (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+        (status = 404, description = "`/metrics` is served on `METRICS_ADDR`, not on this port", body = Problem, content_type = PROBLEM_JSON),
+    )
 )]
 pub(super) async fn metrics(State(state): State<App>) -> Response {
-    let (status, rebuilds, purge) =
-        tokio::join!(status(&state), rebuilds(&state), last_purge(&state));
+    let read = {
+        let state = state.clone();
+        move || async move { read_figures(&state).await }
+    };
+    let figures = state.scrape_figures.get(read).await;
     let mut body = crate::metrics::handle().render();
-    write_lag(&mut body, status.as_ref());
-    write_rebuilds(&mut body, &rebuilds);
-    write_purge(&mut body, purge.as_ref());
+    body.push_str(&figures);
+    write_refreshes(&mut body, &state);
     (
         [(
             axum::http::header::CONTENT_TYPE,
@@ -70,6 +89,32 @@ pub(super) async fn metrics(State(state): State<App>) -> Response {
         body,
     )
         .into_response()
+}
+
+/// The figures from the stores and the broker, written out: what is kept between scrapes.
+async fn read_figures(state: &App) -> Arc<str> {
+    let (status, rebuilds, purge) = tokio::join!(status(state), rebuilds(state), last_purge(state));
+    let mut out = String::new();
+    write_lag(&mut out, status.as_ref());
+    write_rebuilds(&mut out, &rebuilds);
+    write_purge(&mut out, purge.as_ref());
+    out.into()
+}
+
+fn write_refreshes(out: &mut String, state: &App) {
+    Family::counter(
+        out,
+        "board_status_refreshes_total",
+        "Rounds of reading the stores and the broker, at most one per STATUS_CACHE_TTL each",
+    )
+    .sample(
+        &[("figures", "metrics")],
+        state.scrape_figures.refreshes() as f64,
+    )
+    .sample(
+        &[("figures", "readiness")],
+        state.readiness.refreshes() as f64,
+    );
 }
 
 async fn status(state: &App) -> Option<Status> {
@@ -124,10 +169,16 @@ async fn last_purge(state: &App) -> Option<Run> {
 
 fn write_lag(out: &mut String, status: Option<&Status>) {
     let up = if status.is_some() { 1.0 } else { 0.0 };
-    Gauge::new(out, "board_status_up", "1 when the stores answered").sample(&[], up);
+    Family::gauge(out, "board_status_up", "1 when the stores answered").sample(&[], up);
     let Some(status) = status else { return };
-    Gauge::new(out, "board_events_total", "Events in the store")
-        .sample(&[], status.head.events as f64);
+    if let Some(position) = status.head.global_position {
+        Family::gauge(
+            out,
+            "board_events_head_position",
+            "Global position of the newest event in the store",
+        )
+        .sample(&[], position as f64);
+    }
 
     type RelayValue = fn(&RelayStatus) -> f64;
     let relays: [(&'static str, &str, RelayValue); 2] = [
@@ -141,7 +192,7 @@ fn write_lag(out: &mut String, status: Option<&Status>) {
         ),
     ];
     for (name, help, value) in relays {
-        let mut gauge = Gauge::new(out, name, help);
+        let mut gauge = Family::gauge(out, name, help);
         for relay in &status.relays {
             gauge.sample(&[("relay", &relay.name)], value(relay));
         }
@@ -171,7 +222,7 @@ fn write_lag(out: &mut String, status: Option<&Status>) {
         ),
     ];
     for (name, help, value) in partitions {
-        let mut gauge = Gauge::new(out, name, help);
+        let mut gauge = Family::gauge(out, name, help);
         for p in &status.projectors {
             if let Some(lag) = value(p) {
                 let partition = p.partition.to_string();
@@ -183,7 +234,7 @@ fn write_lag(out: &mut String, status: Option<&Status>) {
         }
     }
 
-    Gauge::new(
+    Family::gauge(
         out,
         "board_projector_quarantined_events",
         "Events not applied: those that could not be, and those waiting behind them",
@@ -222,7 +273,7 @@ fn write_rebuilds(out: &mut String, rows: &[RebuildRow]) {
         ),
     ];
     for (name, help, value) in families {
-        let mut gauge = Gauge::new(out, name, help);
+        let mut gauge = Family::gauge(out, name, help);
         for row in rows {
             gauge.sample(&[("projection", &row.projection)], value(row));
         }
@@ -233,13 +284,13 @@ fn write_rebuilds(out: &mut String, rows: &[RebuildRow]) {
 /// up for a round that never ran would read as a healthy one.
 fn write_purge(out: &mut String, run: Option<&Run>) {
     let Some(run) = run else { return };
-    Gauge::new(
+    Family::gauge(
         out,
         "board_purge_last_run_age_seconds",
         "Seconds since the purge of stored helpers last finished a round",
     )
     .sample(&[], run.age_seconds);
-    let mut rows = Gauge::new(
+    let mut rows = Family::gauge(
         out,
         "board_purge_last_run_rows",
         "Rows the purge's last finished round removed, by kind",

@@ -32,27 +32,54 @@ pub use problem::ApiError;
 
 use crate::app::App;
 
-/// The whole API. Tests call this directly, without a socket.
+/// The whole API. Tests call this directly, without a socket. `/metrics` is among its
+/// routes unless it has an address of its own (`Config::metrics_address`), where
+/// [`metrics_app`] serves it.
 pub fn app(state: App) -> Router {
-    routes()
+    let public_metrics = state.config.metrics_address().is_none();
+    layers(routes(public_metrics)).with_state(state)
+}
+
+/// `/metrics` alone, for the address of its own that keeps it from the public.
+pub fn metrics_app(state: App) -> Router {
+    layers(with_fallbacks(metrics_routes())).with_state(state)
+}
+
+/// What every request passes through, on either address.
+fn layers(routes: Router<App>) -> Router<App> {
+    routes
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
         .layer(from_fn(context::require_json_acceptable))
         .layer(from_fn(context::security_headers))
         .layer(from_fn(context::request_context))
-        .with_state(state)
 }
 
-/// Every route, before the layers and the state.
-fn routes() -> Router<App> {
-    Router::new()
+/// Every route of the API's address, before the layers and the state; `/metrics` too
+/// when `with_metrics`.
+fn routes(with_metrics: bool) -> Router<App> {
+    let routes = Router::new()
         .route("/", get(hello))
         .merge(accounts::router())
         .merge(sessions::router())
         .merge(board::router())
         .merge(queries::router())
         .merge(health::router())
-        .route("/metrics", get(metrics::metrics))
-        .merge(openapi::router())
+        .merge(openapi::router());
+    let routes = if with_metrics {
+        routes.merge(metrics_routes())
+    } else {
+        routes
+    };
+    with_fallbacks(routes)
+}
+
+fn metrics_routes() -> Router<App> {
+    Router::new().route("/metrics", get(metrics::metrics))
+}
+
+/// Problem documents for what no route matches.
+fn with_fallbacks(routes: Router<App>) -> Router<App> {
+    routes
         .fallback(no_such_route)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -1,17 +1,27 @@
-//! Writing gauges in the Prometheus text exposition format, for the figures that are
-//! read fresh at each scrape rather than kept in the recorder.
+//! Writing gauges and counters in the Prometheus text exposition format, for the figures
+//! each server writes into its scrape itself rather than keeping them in the recorder.
 
 use std::fmt::Write;
 
-/// A gauge family: its header once, then one sample per label set.
-pub struct Gauge<'a> {
+/// A family of samples: its header once, then one sample per label set.
+pub struct Family<'a> {
     out: &'a mut String,
     name: &'static str,
 }
 
-impl<'a> Gauge<'a> {
-    pub fn new(out: &'a mut String, name: &'static str, help: &str) -> Self {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+impl<'a> Family<'a> {
+    /// Values that go up and down.
+    pub fn gauge(out: &'a mut String, name: &'static str, help: &str) -> Self {
+        Self::new(out, name, help, "gauge")
+    }
+
+    /// Values that only grow while the process lives (`name` ends in `_total`).
+    pub fn counter(out: &'a mut String, name: &'static str, help: &str) -> Self {
+        Self::new(out, name, help, "counter")
+    }
+
+    fn new(out: &'a mut String, name: &'static str, help: &str, kind: &str) -> Self {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
         Self { out, name }
     }
 
@@ -47,7 +57,7 @@ mod tests {
     #[test]
     fn a_family_has_one_header_and_escaped_labels() {
         let mut out = String::new();
-        Gauge::new(&mut out, "lag", "how far behind")
+        Family::gauge(&mut out, "lag", "how far behind")
             .sample(&[("relay", "a\"b\\c\nd")], 2.0)
             .sample(&[("relay", "x"), ("partition", "1")], 0.5)
             .sample(&[], 7.0);

@@ -422,8 +422,10 @@ async fn fix_post_event(pipeline: &Pipeline, post: &str, sequence: i64, payload:
     .unwrap();
 }
 
-/// `board_projector_quarantined_events` as `/metrics` reports it now.
+/// `board_projector_quarantined_events` as `/metrics` reports it now (once the figures it
+/// kept from before have expired).
 async fn quarantined_metric(app: &TestApp) -> f64 {
+    app.outwait_kept_figures().await;
     let metrics = app
         .get("/metrics")
         .header("accept", "text/plain")

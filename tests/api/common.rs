@@ -74,6 +74,12 @@ impl TestApp {
         }
     }
 
+    /// Waits until what `/metrics` and `/health/ready` keep of the stores (for
+    /// `STATUS_CACHE_TTL`) has expired: their next answer is read after this call.
+    pub async fn outwait_kept_figures(&self) {
+        tokio::time::sleep(self.state.config.status_cache_ttl).await;
+    }
+
     pub fn get(&self, path: &str) -> Req {
         self.request(Method::GET, path)
     }

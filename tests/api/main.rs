@@ -21,4 +21,5 @@ mod pipeline;
 mod private_services;
 mod proxy;
 mod read_side;
+mod scrapes;
 mod sessions;

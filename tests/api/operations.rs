@@ -110,6 +110,7 @@ async fn an_interrupted_rebuild_leaves_the_live_read_model_untouched_and_a_rerun
         "the shadow database is dropped"
     );
     assert_eq!(snapshot::take(&pipeline.read_pool).await.unwrap(), before);
+    pipeline.app.outwait_kept_figures().await;
     assert_eq!(rebuild_metrics(&pipeline).await.running, 0.0);
     let res = pipeline.app.get("/board/categories").send().await;
     assert_eq!(res.status, StatusCode::OK);
@@ -124,6 +125,7 @@ async fn an_interrupted_rebuild_leaves_the_live_read_model_untouched_and_a_rerun
         .await
         .unwrap();
     assert_eq!(posts, 30_000);
+    pipeline.app.outwait_kept_figures().await;
     let after = rebuild_metrics(&pipeline).await;
     assert_eq!(
         (after.running, after.applied, after.total),

@@ -13,6 +13,9 @@
 //! - on shutdown, requests in flight get `SHUTDOWN_TIMEOUT` to finish; then whatever is
 //!   still open is closed, so the process exits.
 //!
+//! `/metrics` on an address of its own (`METRICS_ADDR`) is served by the same loop, with
+//! the same bounds but room for a few scrapers only ([`serve_metrics`]).
+//!
 //! HTTP/1.1 only, as `axum::serve` served it with axum's default features.
 
 mod busy;
@@ -23,18 +26,25 @@ use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Router;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::app::App;
+use crate::config::Config;
 use crate::limits::ConcurrencyLimiter;
 use busy::TurnAway;
 use connection::Timeouts;
 
 /// How often, at most, the log says that connections are being turned away.
 const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Connections the address of `/metrics` serves at once: room for a few scrapers, and no
+/// more sockets than that for anyone who reaches it.
+const METRICS_CONNECTIONS: usize = 16;
 
 /// Serves the API (`http::app`) on `listener` until `shutdown` resolves, then drains the
 /// connections as `SHUTDOWN_TIMEOUT` allows. The limits come from the application's
@@ -44,17 +54,65 @@ pub async fn serve(
     state: App,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
-    let config = state.config.clone();
-    let router = super::app(state);
-    let timeouts = Timeouts {
-        header_read: config.header_read_timeout,
-        idle: config.idle_timeout,
-    };
-    let places = Arc::new(Semaphore::new(config.max_connections));
-    let per_address = (config.max_connections_per_address > 0)
-        .then(|| Arc::new(ConcurrencyLimiter::new(config.max_connections_per_address)));
-    let busy = TurnAway::new(busy::server_full(), config.max_connections).await;
-    let address_busy = TurnAway::new(busy::address_full(), config.max_connections).await;
+    let limits = Limits::of(&state.config, state.config.max_connections);
+    serve_router(listener, super::app(state), limits, shutdown).await
+}
+
+/// Serves `/metrics` alone (`http::metrics_app`) on `listener`, as [`serve`] serves the
+/// API, for at most [`METRICS_CONNECTIONS`] at once.
+pub async fn serve_metrics(
+    listener: TcpListener,
+    state: App,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let limits = Limits::of(&state.config, METRICS_CONNECTIONS);
+    // Its log lines say which listener they are about.
+    serve_router(listener, super::metrics_app(state), limits, shutdown)
+        .instrument(tracing::info_span!("metrics_listener"))
+        .await
+}
+
+/// The bounds of one listener.
+struct Limits {
+    timeouts: Timeouts,
+    max_connections: usize,
+    /// 0: no limit per client address.
+    max_connections_per_address: usize,
+    shutdown: Duration,
+}
+
+impl Limits {
+    fn of(config: &Config, max_connections: usize) -> Self {
+        Self {
+            timeouts: Timeouts {
+                header_read: config.header_read_timeout,
+                idle: config.idle_timeout,
+            },
+            max_connections,
+            max_connections_per_address: config.max_connections_per_address,
+            shutdown: config.shutdown_timeout,
+        }
+    }
+}
+
+/// The accept loop behind [`serve`] and [`serve_metrics`].
+async fn serve_router(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let Limits {
+        timeouts,
+        max_connections,
+        max_connections_per_address,
+        shutdown: shutdown_timeout,
+    } = limits;
+    let places = Arc::new(Semaphore::new(max_connections));
+    let per_address = (max_connections_per_address > 0)
+        .then(|| Arc::new(ConcurrencyLimiter::new(max_connections_per_address)));
+    let busy = TurnAway::new(busy::server_full(), max_connections).await;
+    let address_busy = TurnAway::new(busy::address_full(), max_connections).await;
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
     // The log says the limit was reached once in a while, not once per connection.
@@ -79,7 +137,7 @@ pub async fn serve(
             turned_away += 1;
             if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
                 tracing::warn!(
-                    limit = config.max_connections,
+                    limit = max_connections,
                     turned_away,
                     "connection limit reached: new connections get 503 until some close"
                 );
@@ -113,13 +171,13 @@ pub async fn serve(
         open = connections.len(),
         "no longer accepting; letting requests in flight finish"
     );
-    if tokio::time::timeout(config.shutdown_timeout, graceful.shutdown())
+    if tokio::time::timeout(shutdown_timeout, graceful.shutdown())
         .await
         .is_err()
     {
         tracing::warn!(
             open = connections.len(),
-            after = ?config.shutdown_timeout,
+            after = ?shutdown_timeout,
             "shutdown deadline passed: closing the connections still open"
         );
     }
