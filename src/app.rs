@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::jobs::purge::Purge;
 use crate::kafka::BrokerProbe;
 use crate::limits::{ConcurrencyLimiter, RateLimiter};
+use crate::live::Live;
 use crate::mail::Mailer;
 use crate::projector::Projector;
 use crate::read_waits::ReadWaits;
@@ -49,6 +50,9 @@ pub struct App {
     pub auth_limiter: Arc<RateLimiter>,
     /// Per-account limit on commands in flight.
     pub command_slots: Arc<ConcurrencyLimiter>,
+    /// Live updates: the process's one reader of the event store, fanned out to every
+    /// `GET /board/live` stream.
+    pub live: Live,
     /// The one client that asks the broker for readiness, status and `/metrics`.
     pub broker: Arc<BrokerProbe>,
 }
@@ -80,6 +84,7 @@ impl App {
             command_slots: Arc::new(ConcurrencyLimiter::new(config.commands_per_account)),
             broker: Arc::new(BrokerProbe::new(&config.kafka())),
             read_waits: ReadWaits::new(read_pool.clone(), config.max_read_waiters),
+            live: Live::new(pool.clone(), config.live()),
             config,
             pool,
             read_pool,

@@ -10,6 +10,7 @@ pub mod consistency;
 pub mod context;
 mod health;
 pub mod idempotency;
+mod live;
 mod metrics;
 pub mod openapi;
 mod paths;
@@ -48,6 +49,7 @@ fn routes() -> Router<App> {
         .merge(accounts::router())
         .merge(board::router())
         .merge(queries::router())
+        .merge(live::router())
         .merge(health::router())
         .route("/metrics", get(metrics::metrics))
         .merge(openapi::router())

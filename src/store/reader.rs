@@ -121,6 +121,25 @@ pub async fn read_filtered(
     rows.iter().map(decode).collect()
 }
 
+/// The last `limit` events of the global order that are readable now (all from finished
+/// transactions), oldest first: where a reader that starts at the end primes itself.
+pub async fn read_last(pool: &PgPool, limit: i64) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT transaction_id::text AS txid, global_position, aggregate_type,
+                aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at
+           FROM events
+          WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+          ORDER BY transaction_id DESC, global_position DESC
+          LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    events.reverse();
+    Ok(events)
+}
+
 /// How many events `filter` admits, for progress reports.
 pub async fn count(pool: &PgPool, filter: &Filter) -> Result<i64, sqlx::Error> {
     // Numbered from $4 like the reader's; $1..$3 are bound to nothing-filters.

@@ -7,8 +7,8 @@
 //!   [`super::body::JsonBody`], where bodies are read);
 //! - at most `MAX_CONNECTIONS` are served at once; past it, a new connection gets a 503
 //!   with `Retry-After` at once rather than waiting in the kernel's backlog ([`busy`]);
-//! - on shutdown, requests in flight get `SHUTDOWN_TIMEOUT` to finish; then whatever is
-//!   still open is closed, so the process exits.
+//! - on shutdown, live streams end, requests in flight get `SHUTDOWN_TIMEOUT` to finish;
+//!   then whatever is still open is closed, so the process exits.
 //!
 //! HTTP/1.1 only, as `axum::serve` served it with axum's default features.
 
@@ -27,6 +27,7 @@ use tokio::task::JoinSet;
 
 use crate::app::App;
 use busy::TurnAway;
+pub use connection::Hangup;
 use connection::Timeouts;
 
 /// How often, at most, the log says that connections are being turned away.
@@ -41,6 +42,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let config = state.config.clone();
+    let live = state.live.clone();
     let router = super::app(state);
     let timeouts = Timeouts {
         header_read: config.header_read_timeout,
@@ -92,6 +94,9 @@ pub async fn serve(
     }
     // New connections are refused from here on.
     drop(listener);
+    // Live streams never end by themselves: end them, so that their clients reconnect
+    // to another replica (with `Last-Event-ID`) instead of waiting for the deadline.
+    live.close();
     tracing::info!(
         open = connections.len(),
         "no longer accepting; letting requests in flight finish"
