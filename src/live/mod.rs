@@ -31,7 +31,7 @@ use sqlx::PgPool;
 use tokio::sync::{broadcast, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::limits::{ConcurrencyLimiter, Slot};
-use crate::store::reader::Checkpoint;
+use crate::store::reader::{self, Checkpoint};
 use message::Message;
 pub use stream::Stream;
 
@@ -194,16 +194,26 @@ impl Live {
         })
     }
 
-    /// A stream of the messages after `after` (from now on when `None`) that `filter`
-    /// admits. The feed starts with the first subscriber.
-    pub fn subscribe(
+    /// A stream of the messages after `after` (from the store's end when `None`) that
+    /// `filter` admits. The feed starts with the first subscriber.
+    pub async fn subscribe(
         &self,
         admission: Admission,
         after: Option<Checkpoint>,
         filter: Filter,
-    ) -> Stream {
+    ) -> Result<Stream, sqlx::Error> {
+        let now = reader::read_last(&self.shared.pool, 1)
+            .await?
+            .last()
+            .map_or_else(Checkpoint::default, |event| event.checkpoint);
         self.start_feed();
-        Stream::new(self.shared.clone(), admission, after, filter)
+        Ok(Stream::new(
+            self.shared.clone(),
+            admission,
+            after,
+            now,
+            filter,
+        ))
     }
 
     /// Ends every stream and the feed (graceful shutdown): clients reconnect elsewhere

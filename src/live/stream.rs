@@ -26,8 +26,9 @@ use crate::store::reader::Checkpoint;
 pub struct Stream {
     shared: Arc<Shared>,
     filter: Filter,
-    /// Where the subscriber asked to start; taken when the feed is ready.
-    start: Option<Option<Checkpoint>>,
+    /// Where the subscriber asked to start, and the store's end when it asked; taken
+    /// when the feed is ready.
+    start: Option<(Option<Checkpoint>, Checkpoint)>,
     /// Frames to send before any message.
     pending: VecDeque<Bytes>,
     /// Messages it missed, from the history.
@@ -59,6 +60,7 @@ impl Stream {
         shared: Arc<Shared>,
         admission: Admission,
         after: Option<Checkpoint>,
+        now: Checkpoint,
         filter: Filter,
     ) -> Self {
         let settings = shared.settings;
@@ -73,7 +75,7 @@ impl Stream {
             closing: shared.closing.subscribe(),
             hung_up: progress.hang_up.subscribe(),
             filter,
-            start: Some(after),
+            start: Some((after, now)),
             pending: VecDeque::from([Bytes::from(retry)]),
             backlog: VecDeque::new(),
             seen: Checkpoint::default(),
@@ -107,11 +109,11 @@ impl Stream {
             if let Some(frame) = self.pending.pop_front() {
                 return Some(self.sent(frame));
             }
-            if let Some(after) = self.start {
+            if let Some((after, now)) = self.start {
                 if !self.wait_until_ready().await {
                     return None;
                 }
-                self.join(after);
+                self.join(after, now);
                 self.start = None;
                 continue;
             }
@@ -152,20 +154,14 @@ impl Stream {
 
     /// Takes its place among the subscribers: the messages after `after` still in the
     /// history become its backlog, and the broadcast brings the rest. Both are read under
-    /// the lock the feed publishes under, so each message comes exactly once.
-    fn join(&mut self, after: Option<Checkpoint>) {
+    /// the lock the feed publishes under, so each message comes exactly once. Without
+    /// `after`, or after a reset, it starts at `now`, the store's end when it asked: the
+    /// feed may be a little behind or ahead of that, and this way neither matters.
+    fn join(&mut self, after: Option<Checkpoint>, now: Checkpoint) {
         let mut history = self.shared.lock();
         self.receiver = self.shared.sender.subscribe();
         let from = match after {
-            Some(after) if after >= history.floor => {
-                self.backlog = history
-                    .messages
-                    .iter()
-                    .filter(|message| message.checkpoint > after)
-                    .cloned()
-                    .collect();
-                after
-            }
+            Some(after) if after >= history.floor => after,
             Some(_) => {
                 let reset = LiveReset {
                     detail: format!(
@@ -174,12 +170,17 @@ impl Stream {
                         self.shared.settings.replay
                     ),
                 };
-                self.pending
-                    .push_back(frame(Some(history.head), "reset", &reset));
-                history.head
+                self.pending.push_back(frame(Some(now), "reset", &reset));
+                now
             }
-            None => history.head,
+            None => now,
         };
+        self.backlog = history
+            .messages
+            .iter()
+            .filter(|message| message.checkpoint > from)
+            .cloned()
+            .collect();
         self.seen = from;
         self.announced = from;
         self.progress.taken.store(history.count, Ordering::Relaxed);

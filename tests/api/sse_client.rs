@@ -147,12 +147,18 @@ impl EventStream {
 
     /// The next message with an `event:` name, skipping keep-alives and `retry:`.
     pub async fn next_message(&mut self) -> Option<Frame> {
-        loop {
-            let frame = self.next_frame().await?;
-            if frame.event.is_some() {
-                return Some(frame);
+        let message = async {
+            loop {
+                let frame = self.next_frame().await?;
+                if frame.event.is_some() {
+                    return Some(frame);
+                }
             }
-        }
+        };
+        // Keep-alives would otherwise hide a message that never comes.
+        tokio::time::timeout(HANG, message)
+            .await
+            .unwrap_or_else(|_| panic!("no message in {HANG:?}, only keep-alives"))
     }
 
     /// Moves whole chunks of the chunked body into `text`.

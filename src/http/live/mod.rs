@@ -72,7 +72,11 @@ pub(super) async fn live(
     let address = client.map_or_else(|| "unknown".to_string(), |c| c.0 .0.ip().to_string());
     let admission = state.live.admit(&address).map_err(refused)?;
     check_subject(&state, &filter, after.is_some()).await?;
-    let stream = state.live.subscribe(admission, after, filter);
+    let stream = state
+        .live
+        .subscribe(admission, after, filter)
+        .await
+        .map_err(ApiError::event_store)?;
     let hang_up = stream.hang_up();
     let mut response = stream.into_body().into_response();
     let headers = response.headers_mut();
