@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::jobs::purge::Purge;
 use crate::kafka::BrokerProbe;
 use crate::limits::{ConcurrencyLimiter, RateLimiter};
+use crate::live::Live;
 use crate::mail::Mailer;
 use crate::projector::Projector;
 use crate::read_waits::ReadWaits;
@@ -51,6 +52,9 @@ pub struct App {
     pub auth_limiter: Arc<RateLimiter>,
     /// Per-account limit on commands in flight.
     pub command_slots: Arc<ConcurrencyLimiter>,
+    /// Live updates: the process's one reader of the event store, fanned out to every
+    /// `GET /board/live` stream.
+    pub live: Live,
     /// The one client that asks the broker for readiness, status and `/metrics`.
     pub broker: Arc<BrokerProbe>,
     /// `/health/ready`'s checks, made at most once per `STATUS_CACHE_TTL` whatever the
@@ -90,6 +94,7 @@ impl App {
             readiness: Cached::new(config.status_cache_ttl),
             scrape_figures: Cached::new(config.status_cache_ttl),
             read_waits: ReadWaits::new(read_pool.clone(), config.max_read_waiters),
+            live: Live::new(pool.clone(), config.live()),
             config,
             pool,
             read_pool,

@@ -126,6 +126,34 @@ pub struct Config {
     #[arg(long, env = "MAX_READ_WAITERS", default_value_t = 1024)]
     pub max_read_waiters: usize,
 
+    /// Live updates (`GET /board/live`): how many of the latest messages each process
+    /// keeps for clients that resume with `Last-Event-ID`; an older one gets
+    /// `event: reset` (reload through the query API).
+    #[arg(long, env = "LIVE_REPLAY_EVENTS", default_value_t = 10_000)]
+    pub live_replay_events: usize,
+
+    /// Messages a live subscriber may fall behind before it is disconnected (it resumes
+    /// with `Last-Event-ID`).
+    #[arg(long, env = "LIVE_SUBSCRIBER_BUFFER", default_value_t = 256)]
+    pub live_subscriber_buffer: usize,
+
+    /// The longest silence on a live stream before a keep-alive comment (at most 15s, so
+    /// proxies keep the connection open).
+    #[arg(long, env = "LIVE_KEEPALIVE", default_value = "15s", value_parser = parse_duration)]
+    pub live_keepalive: Duration,
+
+    /// How long a browser waits before reconnecting a live stream (`retry:`).
+    #[arg(long, env = "LIVE_RETRY", default_value = "3s", value_parser = parse_duration)]
+    pub live_retry: Duration,
+
+    /// Live streams open at once in this process; past it, 503 with `Retry-After`.
+    #[arg(long, env = "MAX_LIVE_STREAMS", default_value_t = 512)]
+    pub max_live_streams: usize,
+
+    /// Live streams open at once from one client address; past it, 429 with `Retry-After`.
+    #[arg(long, env = "LIVE_STREAMS_PER_ADDRESS", default_value_t = 8)]
+    pub live_streams_per_address: usize,
+
     /// Requests a minute (and burst) each client address may make to /auth and /signup.
     #[arg(long, env = "AUTH_RATE_PER_MINUTE", default_value_t = 20)]
     pub auth_rate_per_minute: u32,
@@ -250,6 +278,20 @@ impl Config {
         if self.max_connections < 1 || self.max_read_waiters < 1 {
             return Err("MAX_CONNECTIONS and MAX_READ_WAITERS must be at least 1".into());
         }
+        if self.live_replay_events < 1
+            || self.live_subscriber_buffer < 1
+            || self.max_live_streams < 1
+            || self.live_streams_per_address < 1
+        {
+            return Err(
+                "LIVE_REPLAY_EVENTS, LIVE_SUBSCRIBER_BUFFER, MAX_LIVE_STREAMS and \
+                 LIVE_STREAMS_PER_ADDRESS must be at least 1"
+                    .into(),
+            );
+        }
+        if self.live_keepalive.is_zero() || self.live_keepalive > Duration::from_secs(15) {
+            return Err("LIVE_KEEPALIVE must be longer than 0 and at most 15s".into());
+        }
         if [
             self.header_read_timeout,
             self.body_read_timeout,
@@ -307,6 +349,17 @@ impl Config {
             interval: self.purge_interval,
             lease_ttl: self.job_lease_ttl,
             idempotency_key_ttl: self.idempotency_key_ttl,
+        }
+    }
+
+    pub fn live(&self) -> crate::live::LiveSettings {
+        crate::live::LiveSettings {
+            replay: self.live_replay_events,
+            subscriber_buffer: self.live_subscriber_buffer,
+            keep_alive: self.live_keepalive,
+            retry: self.live_retry,
+            max_streams: self.max_live_streams,
+            streams_per_address: self.live_streams_per_address,
         }
     }
 

@@ -22,7 +22,7 @@ use aggregates::post::Post;
 use aggregates::AggregateKind;
 
 use crate::kafka::{self, envelope, publish, KafkaSettings};
-use crate::personal_data::{self, Reveal, Vault};
+use crate::personal_data::Vault;
 use crate::store::reader::{self, Checkpoint, Filter, RecordedEvent};
 
 const PAGE: i64 = 1_000;
@@ -37,7 +37,7 @@ pub enum Format {
 
 /// Calls `each` with every page of events `filter` admits, in global order, until done or
 /// cancelled: everything committed before the call, and what commits meanwhile. With a
-/// `vault`, the personal fields are opened as far as [`Reveal::Public`] allows first.
+/// `vault`, the personal fields are opened as far as `Reveal::Public` allows first.
 /// Returns the number of events, and whether it was cancelled.
 async fn pages<F, Fut>(
     pool: &PgPool,
@@ -64,7 +64,7 @@ where
         after = last.checkpoint;
         count += page.len() as u64;
         if let Some(vault) = vault {
-            open_public(vault, &mut page).await?;
+            reader::open_public(vault, &mut page).await?;
         }
         each(page).await?;
     }
@@ -197,7 +197,7 @@ pub async fn show(
         !events.is_empty(),
         "no {aggregate_type} {id} (at that point)"
     );
-    open_public(&Vault::new(pool.clone()), &mut events).await?;
+    reader::open_public(&Vault::new(pool.clone()), &mut events).await?;
     let state = match aggregate_type.parse::<AggregateKind>()? {
         AggregateKind::Account => fold::<Account>(&events)?,
         AggregateKind::Category => fold::<Category>(&events)?,
@@ -213,20 +213,6 @@ pub async fn show(
         "state": state,
         "events": envelopes,
     }))
-}
-
-/// Opens what [`Reveal::Public`] allows of the events' personal fields.
-async fn open_public(vault: &Vault, events: &mut [RecordedEvent]) -> Result<(), sqlx::Error> {
-    let personal = events
-        .iter()
-        .filter(|e| !personal_data::personal_fields(&e.event_type).is_empty())
-        .map(|e| e.aggregate_id.as_str());
-    let keys = vault.keys(personal).await?;
-    for event in events {
-        let key = keys.get(&event.aggregate_id);
-        personal_data::open_payload(&event.event_type, &mut event.payload, key, Reveal::Public);
-    }
-    Ok(())
 }
 
 fn fold<A: Aggregate>(events: &[RecordedEvent]) -> anyhow::Result<Value> {

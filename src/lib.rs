@@ -11,7 +11,8 @@
 //!   `Idempotency-Key`.
 //! - [`relay`] publishes every event to Kafka in global order; [`projector`] consumes them
 //!   into the MySQL read models (the `projections` crate) that [`http`] queries;
-//!   [`read_waits`] is the one poll behind every query waiting to read its writes.
+//!   [`read_waits`] is the one poll behind every query waiting to read its writes;
+//!   [`live`] is the one reader of the store behind every live-update stream.
 //! - [`accounts`] holds the sign-up, verification and log-in flows shared by HTTP and the
 //!   command line; [`board`] runs the category, post and comment commands for HTTP;
 //!   [`auth`] hashes passwords and signs tokens; [`mail`] sends mail.
@@ -39,6 +40,7 @@ pub mod http;
 pub mod jobs;
 pub mod kafka;
 pub mod limits;
+pub mod live;
 pub mod mail;
 pub mod metrics;
 pub mod personal_data;

@@ -98,10 +98,15 @@ const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 const DOCS_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
     img-src 'self' data:; font-src 'self' data:; connect-src 'self'; frame-ancestors 'none'";
 
-/// The HTML docs page and its assets, which browsers load (see [`DOCS_CSP`]).
+/// The HTML pages and their assets, which browsers load (see [`DOCS_CSP`]): the docs
+/// and the live page.
 fn is_docs_page(path: &str) -> bool {
-    path.strip_prefix(super::paths::DOCS_PATH)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    [super::paths::DOCS_PATH, super::paths::LIVE_PAGE_PATH]
+        .iter()
+        .any(|page| {
+            path.strip_prefix(page)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        })
 }
 
 /// Headers that keep browsers from misreading or framing what this API returns.
@@ -129,7 +134,8 @@ pub fn add_security_headers(headers: &mut HeaderMap, docs_page: bool) {
 }
 
 /// Answers 406 when the `Accept` header rules out JSON. `GET /` and `/metrics` answer
-/// plain text, and the docs page HTML, CSS and scripts: they are exempt.
+/// plain text, and the pages HTML, CSS and scripts: they are exempt. The live updates
+/// answer an event stream (or a problem document): either will do.
 pub async fn require_json_acceptable(req: Request, next: Next) -> Response {
     let accept = req
         .headers()
@@ -137,7 +143,10 @@ pub async fn require_json_acceptable(req: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok());
     let path = req.uri().path();
     let not_json = matches!(path, "/" | "/metrics") || is_docs_page(path);
-    if !not_json && !accept.is_none_or(accepts_json) {
+    let acceptable = |accept: &str| {
+        accepts_json(accept) || (path == super::paths::LIVE_PATH && accepts_event_stream(accept))
+    };
+    if !not_json && !accept.is_none_or(acceptable) {
         return ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
             "not-acceptable",
@@ -151,6 +160,24 @@ pub async fn require_json_acceptable(req: Request, next: Next) -> Response {
 /// True when some media range in `accept` (with q > 0) admits application/json or
 /// application/problem+json.
 fn accepts_json(accept: &str) -> bool {
+    accepts_any(
+        accept,
+        &[
+            "*/*",
+            "application/*",
+            "application/json",
+            "application/problem+json",
+        ],
+    )
+}
+
+/// True when some media range in `accept` (with q > 0) admits text/event-stream.
+fn accepts_event_stream(accept: &str) -> bool {
+    accepts_any(accept, &["*/*", "text/*", "text/event-stream"])
+}
+
+/// True when some media range in `accept` with q > 0 is one of `ranges`.
+fn accepts_any(accept: &str, ranges: &[&str]) -> bool {
     accept.split(',').any(|range| {
         let mut parts = range.split(';');
         let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
@@ -158,17 +185,13 @@ fn accepts_json(accept: &str) -> bool {
             let p = p.trim().replace(' ', "");
             p == "q=0" || p == "q=0.0" || p == "q=0.00" || p == "q=0.000"
         });
-        !refused
-            && matches!(
-                media.as_str(),
-                "*/*" | "application/*" | "application/json" | "application/problem+json"
-            )
+        !refused && ranges.contains(&media.as_str())
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::accepts_json;
+    use super::{accepts_event_stream, accepts_json};
 
     #[test]
     fn accept_headers_are_read_by_media_range() {
@@ -178,5 +201,8 @@ mod tests {
         assert!(!accepts_json("text/html"));
         assert!(!accepts_json("application/json;q=0, text/plain"));
         assert!(!accepts_json("application/xml"));
+        assert!(accepts_event_stream("text/event-stream"));
+        assert!(!accepts_json("text/event-stream"));
+        assert!(!accepts_event_stream("text/event-stream;q=0"));
     }
 }

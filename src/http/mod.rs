@@ -10,6 +10,7 @@ pub mod consistency;
 pub mod context;
 mod health;
 pub mod idempotency;
+mod live;
 mod metrics;
 pub mod openapi;
 mod paths;
@@ -63,6 +64,7 @@ fn routes(with_metrics: bool) -> Router<App> {
         .merge(sessions::router())
         .merge(board::router())
         .merge(queries::router())
+        .merge(live::router())
         .merge(health::router())
         .merge(openapi::router());
     let routes = if with_metrics {

@@ -54,11 +54,21 @@ use crate::app::App;
         super::queries::list_posts,
         super::queries::post_content,
         super::queries::list_comments,
+        super::live::live,
         super::health::live,
         super::health::ready,
         super::metrics::metrics,
     ),
-    components(schemas(schema::Problem)),
+    components(schemas(
+        schema::Problem,
+        schema::LiveCategoryCreated,
+        schema::LivePostCreated,
+        schema::LivePostEdited,
+        schema::LivePostDeleted,
+        schema::LiveCommentAdded,
+        schema::LiveCommentDeleted,
+        schema::LiveReset,
+    )),
     modifiers(&Conventions),
     tags(
         (name = "accounts", description = "Sign-up, verification, sessions and password reset"),
@@ -325,8 +335,15 @@ mod tests {
 
     use super::*;
 
-    /// Routes that serve the documentation itself.
-    const UNDOCUMENTED: [&str; 4] = ["/docs", "/docs/", "/docs/{*rest}", DOCUMENT_PATH];
+    /// Routes that serve pages for people: the documentation itself, and the live page.
+    const UNDOCUMENTED: [&str; 6] = [
+        "/docs",
+        "/docs/",
+        "/docs/{*rest}",
+        DOCUMENT_PATH,
+        "/live",
+        "/live/page.js",
+    ];
 
     /// `(METHOD, path)` of every route the router serves. axum has no API to list
     /// routes, so this reads the router's `Debug` output: each route id maps to a path,

@@ -5,7 +5,10 @@
 //!   `http_request_duration_seconds{method,route,status}` (a histogram per route
 //!   template) and `board_commands_total{aggregate,outcome}` (accepted, rejected by a
 //!   rule, conflict, precondition_failed, unavailable, error) and
-//!   `board_read_wait_polls_total` (rounds of the poll behind `Event-Position` waits);
+//!   `board_read_wait_polls_total` (rounds of the poll behind `Event-Position` waits),
+//!   and the live updates' `board_live_streams` (open now),
+//!   `board_live_messages_sent_total`, `board_live_subscribers_dropped_total` (too slow)
+//!   and `board_live_delivery_lag_seconds` (event recorded to message sent, a histogram);
 //! - facts about the databases and the broker, read fresh at each scrape by the
 //!   `/metrics` handler (`http::metrics`): the pipeline's lag and the progress of
 //!   rebuilds, written with [`exposition`].
@@ -32,6 +35,11 @@ pub fn handle() -> &'static PrometheusHandle {
         PrometheusBuilder::new()
             .set_buckets_for_metric(
                 Matcher::Full("http_request_duration_seconds".into()),
+                &LATENCY_BUCKETS,
+            )
+            .expect("the buckets are not empty")
+            .set_buckets_for_metric(
+                Matcher::Full("board_live_delivery_lag_seconds".into()),
                 &LATENCY_BUCKETS,
             )
             .expect("the buckets are not empty")
@@ -64,6 +72,26 @@ pub fn record_command(aggregate: &'static str, outcome: &'static str) {
 /// `Event-Position` (`read_waits`): it grows with time spent waiting, not with waiters.
 pub fn record_read_wait_poll() {
     metrics::counter!("board_read_wait_polls_total").increment(1);
+}
+
+/// A live-update stream opened (`1`) or ended (`-1`): `board_live_streams` is the number
+/// open now.
+pub fn record_live_streams(change: i8) {
+    metrics::gauge!("board_live_streams").increment(f64::from(change));
+}
+
+/// One live message sent to one subscriber; `lag` (from the event's recording to its
+/// sending) for a live message, `None` for one replayed after `Last-Event-ID`.
+pub fn record_live_message_sent(lag: Option<Duration>) {
+    metrics::counter!("board_live_messages_sent_total").increment(1);
+    if let Some(lag) = lag {
+        metrics::histogram!("board_live_delivery_lag_seconds").record(lag.as_secs_f64());
+    }
+}
+
+/// One live subscriber disconnected for falling too far behind.
+pub fn record_live_subscriber_dropped() {
+    metrics::counter!("board_live_subscribers_dropped_total").increment(1);
 }
 
 /// The method as a label: one of the standard methods, or `other`.

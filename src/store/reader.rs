@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgPool, Row};
 
+use crate::personal_data::{self, Reveal, Vault};
+
 /// A place in the global order: the last event a reader has handled.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -121,6 +123,25 @@ pub async fn read_filtered(
     rows.iter().map(decode).collect()
 }
 
+/// The last `limit` events of the global order that are readable now (all from finished
+/// transactions), oldest first: where a reader that starts at the end primes itself.
+pub async fn read_last(pool: &PgPool, limit: i64) -> Result<Vec<RecordedEvent>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT transaction_id::text AS txid, global_position, aggregate_type,
+                aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at
+           FROM events
+          WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+          ORDER BY transaction_id DESC, global_position DESC
+          LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await?;
+    let mut events = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+    events.reverse();
+    Ok(events)
+}
+
 /// How many events `filter` admits, for progress reports.
 pub async fn count(pool: &PgPool, filter: &Filter) -> Result<i64, sqlx::Error> {
     // Numbered from $4 like the reader's; $1..$3 are bound to nothing-filters.
@@ -203,4 +224,19 @@ fn decode(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, sqlx::Error> {
         metadata: row.try_get("metadata")?,
         recorded_at: row.try_get("recorded_at")?,
     })
+}
+
+/// Opens what `Reveal::Public` allows of the events' personal fields (the nickname, while
+/// its account's key exists; never the email), with one key lookup for all of them.
+pub async fn open_public(vault: &Vault, events: &mut [RecordedEvent]) -> Result<(), sqlx::Error> {
+    let personal = events
+        .iter()
+        .filter(|e| !personal_data::personal_fields(&e.event_type).is_empty())
+        .map(|e| e.aggregate_id.as_str());
+    let keys = vault.keys(personal).await?;
+    for event in events {
+        let key = keys.get(&event.aggregate_id);
+        personal_data::open_payload(&event.event_type, &mut event.payload, key, Reveal::Public);
+    }
+    Ok(())
 }

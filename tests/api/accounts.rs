@@ -47,7 +47,10 @@ async fn sign_up_records_an_unverified_account_and_mails_a_link() {
     let registered = &events[0].2["AccountRegistered"];
     for field in ["email", "nickname"] {
         let stored = registered[field].as_str().unwrap();
-        assert!(stored.starts_with("pd1:") && !stored.contains("ann"), "{stored}");
+        assert!(
+            stored.starts_with("pd1:") && !stored.contains("ann"),
+            "{stored}"
+        );
     }
 }
 

@@ -6,10 +6,12 @@
 //! name every bad key at once; the length limits the document shows for them are filled
 //! in from `aggregates::rules` by [`super::openapi`].
 
+mod live;
 mod parameters;
 mod requests;
 mod responses;
 
+pub use live::*;
 pub use parameters::*;
 pub use requests::*;
 pub use responses::*;

@@ -49,3 +49,29 @@ pub struct Paging {
     /// The `nextCursor` of the previous page.
     pub cursor: Option<String>,
 }
+
+/// The filter of the live updates: at most one of the two.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct LiveFilter {
+    /// Only this category's posts and the comments on them.
+    #[param(format = Uuid)]
+    pub category_id: Option<String>,
+    /// Only this post and its comments.
+    #[param(format = Uuid)]
+    pub post_id: Option<String>,
+}
+
+/// Where a live stream resumes.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct LastEventIdHeader {
+    /// The `id:` of the last message received (browsers send it by themselves when they
+    /// reconnect): the stream starts with every message after it, or with `event: reset`
+    /// when it is older than the server replays.
+    #[serde(rename = "Last-Event-ID")]
+    pub last_event_id: Option<String>,
+}

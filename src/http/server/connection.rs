@@ -7,6 +7,11 @@
 //! exist. Here the two are apart: the header deadline counts from the connection's
 //! opening or from the first byte of a next request; the idle deadline from the end of
 //! the last handler.
+//!
+//! A handler counts as running until its response body is done, not only until it
+//! returns: a stream (the live updates) is the server's own time, however long. Such a
+//! response may carry a [`Hangup`]: when it turns true, the connection is closed at once,
+//! since a client that stopped reading would never let the body end.
 
 use std::io;
 use std::net::SocketAddr;
@@ -15,8 +20,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use axum::Router;
+use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -29,6 +36,10 @@ use tokio::time::{sleep_until, Instant};
 use tower::ServiceExt;
 
 use crate::limits::Slot;
+
+/// In a response's extensions: close its connection when this turns true.
+#[derive(Debug, Clone)]
+pub struct Hangup(pub watch::Receiver<bool>);
 
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
@@ -50,15 +61,22 @@ pub async fn serve(
 ) {
     let activity = Activity::new();
     let handlers = activity.clone();
+    let hangups = Arc::new(watch::Sender::new(None::<Hangup>));
+    let hangup = hangups.subscribe();
     let service = service_fn(move |mut request: hyper::Request<Incoming>| {
         // What `into_make_service_with_connect_info` did: per-client rate limits read it.
         request.extensions_mut().insert(ConnectInfo(peer));
         let busy = handlers.busy();
         let router = router.clone();
+        let hangups = hangups.clone();
         async move {
-            let response = router.oneshot(request).await;
-            drop(busy);
-            response
+            let response = router.oneshot(request).await?;
+            if let Some(asked) = response.extensions().get::<Hangup>() {
+                hangups.send_replace(Some(asked.clone()));
+            }
+            Ok::<_, std::convert::Infallible>(
+                response.map(|body| Body::new(WhileBusy { body, _busy: busy })),
+            )
         }
     });
     let io = TokioIo::new(Watched {
@@ -79,6 +97,63 @@ pub async fn serve(
             // Dropping the connection closes the socket.
             tracing::debug!(%peer, "closing the connection: {expired}");
         }
+        () = hung_up(hangup) => {
+            tracing::debug!(%peer, "closing the connection: its response asked to");
+        }
+    }
+}
+
+/// Resolves when the [`Hangup`] of the response being sent turns true.
+async fn hung_up(mut current: watch::Receiver<Option<Hangup>>) {
+    loop {
+        let asked = current.borrow_and_update().clone();
+        let hung_up = async {
+            match asked {
+                // Its sender gone, the response ended by itself: nothing to close.
+                Some(Hangup(mut signal)) => {
+                    let asked = signal.wait_for(|hung_up| *hung_up).await.is_ok();
+                    if !asked {
+                        std::future::pending::<()>().await;
+                    }
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = hung_up => return,
+            changed = current.changed() => {
+                if changed.is_err() {
+                    // The service is gone, and the connection with it.
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
+}
+
+/// A response body that keeps its connection [`Busy`] until it is done.
+struct WhileBusy {
+    body: Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for WhileBusy {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -10,8 +10,8 @@
 //! - at most `MAX_CONNECTIONS_PER_ADDRESS` of them come from one client address, so one
 //!   client cannot take every place; past it, 429 (0 turns this off, for a server that
 //!   only a proxy connects to, where every connection has the proxy's address);
-//! - on shutdown, requests in flight get `SHUTDOWN_TIMEOUT` to finish; then whatever is
-//!   still open is closed, so the process exits.
+//! - on shutdown, live streams end, requests in flight get `SHUTDOWN_TIMEOUT` to finish;
+//!   then whatever is still open is closed, so the process exits.
 //!
 //! `/metrics` on an address of its own (`METRICS_ADDR`) is served by the same loop, with
 //! the same bounds but room for a few scrapers only ([`serve_metrics`]).
@@ -37,6 +37,7 @@ use crate::app::App;
 use crate::config::Config;
 use crate::limits::ConcurrencyLimiter;
 use busy::TurnAway;
+pub use connection::Hangup;
 use connection::Timeouts;
 
 /// How often, at most, the log says that connections are being turned away.
@@ -55,7 +56,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let limits = Limits::of(&state.config, state.config.max_connections);
-    serve_router(listener, super::app(state), limits, shutdown).await
+    let live = state.live.clone();
+    // Live streams never end by themselves: end them once accepting stops, so that their
+    // clients reconnect to another replica (with `Last-Event-ID`) instead of waiting for
+    // the deadline.
+    let end_streams = move || live.close();
+    serve_router(listener, super::app(state), limits, shutdown, end_streams).await
 }
 
 /// Serves `/metrics` alone (`http::metrics_app`) on `listener`, as [`serve`] serves the
@@ -67,7 +73,7 @@ pub async fn serve_metrics(
 ) -> io::Result<()> {
     let limits = Limits::of(&state.config, METRICS_CONNECTIONS);
     // Its log lines say which listener they are about.
-    serve_router(listener, super::metrics_app(state), limits, shutdown)
+    serve_router(listener, super::metrics_app(state), limits, shutdown, || {})
         .instrument(tracing::info_span!("metrics_listener"))
         .await
 }
@@ -95,12 +101,14 @@ impl Limits {
     }
 }
 
-/// The accept loop behind [`serve`] and [`serve_metrics`].
+/// The accept loop behind [`serve`] and [`serve_metrics`]; `before_drain` runs once no
+/// new connection is accepted, before the ones open are given time to finish.
 async fn serve_router(
     listener: TcpListener,
     router: Router,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
+    before_drain: impl FnOnce(),
 ) -> io::Result<()> {
     let Limits {
         timeouts,
@@ -167,6 +175,7 @@ async fn serve_router(
     }
     // New connections are refused from here on.
     drop(listener);
+    before_drain();
     tracing::info!(
         open = connections.len(),
         "no longer accepting; letting requests in flight finish"
