@@ -139,12 +139,17 @@ fn connect_read_models(config: &Config, max_connections: u32) -> anyhow::Result<
         .context("the read models' address (READ_DATABASE_URL)")
 }
 
-/// Applies the event store's pending migrations (PostgreSQL).
+/// Applies the event store's pending migrations (PostgreSQL), then the rewrite of history
+/// that seals the personal data of events written before sealing (once per store).
 pub async fn migrate_event_store(pool: &PgPool) -> anyhow::Result<()> {
     store::MIGRATOR
         .run(pool)
         .await
-        .context("migrating the event store (PostgreSQL)")
+        .context("migrating the event store (PostgreSQL)")?;
+    store::history_sealing::seal_history(pool)
+        .await
+        .context("sealing the personal data of earlier events")?;
+    Ok(())
 }
 
 /// Applies the read models' pending migrations (MySQL).

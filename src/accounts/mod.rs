@@ -161,8 +161,9 @@ impl AccountService {
     }
 }
 
-/// Deletes what an account that is over (released or closed) kept beside its events: its
-/// password hash and its links, in the caller's transaction.
+/// Deletes what an account that is over (released or closed) kept beside its events, in
+/// the caller's transaction: its password hash, its links, and the key of its personal
+/// data, which erases its email and nickname from the whole history.
 async fn delete_secrets(
     conn: &mut sqlx::PgConnection,
     account_id: Uuid,
@@ -177,7 +178,7 @@ async fn delete_secrets(
             .execute(&mut *conn)
             .await?;
     }
-    Ok(())
+    crate::personal_data::destroy_key_in(conn, account_id).await
 }
 
 /// A random link token (256 bits, URL-safe) and the hash that is stored in its place.

@@ -4,6 +4,7 @@
 mod claims;
 mod command_bus;
 mod error;
+pub mod history_sealing;
 mod lookup;
 pub mod positions;
 pub mod reader;

@@ -39,6 +39,19 @@ impl Reply {
     }
 }
 
+/// Waits until a server on `addr` answers `GET /` with 200 (a process just started).
+pub async fn wait_until_serving(addr: SocketAddr) {
+    for _ in 0..1_200 {
+        if let Ok(reply) = send(addr, "GET", "/", None, None).await {
+            if reply.status == 200 {
+                return;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the board process never answered on {addr}");
+}
+
 /// Sends one request to `addr` and reads the whole answer.
 pub async fn send(
     addr: SocketAddr,

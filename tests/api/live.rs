@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
@@ -60,18 +59,11 @@ async fn api_process(app: &TestApp, read_url: &str) -> ApiProcess {
         .spawn()
         .expect("start the board binary");
     let process = Process(child);
-    for _ in 0..1_200 {
-        if let Ok(reply) = http_client::send(address, "GET", "/", None, None).await {
-            if reply.status == 200 {
-                return ApiProcess {
-                    address,
-                    _process: process,
-                };
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    http_client::wait_until_serving(address).await;
+    ApiProcess {
+        address,
+        _process: process,
     }
-    panic!("the board process never answered on {address}");
 }
 
 /// `app` served on a loopback socket by `board serve`'s server; stopped (as SIGTERM
@@ -389,11 +381,14 @@ async fn a_token_older_than_the_replayed_messages_gets_one_reset() {
     let mut stream = subscribe(address, &path, None).await;
     comment(&app, &board.ann, &board.post, "seen").await;
     let seen = next(&mut stream).await;
-    drop(stream);
     let mut missed = Vec::new();
     for i in 0..5 {
         missed.push(comment(&app, &board.ann, &board.post, &format!("missed {i}")).await);
     }
+    // Once the first stream has the last of them, the process's feed has passed them all
+    // (under load it may trail the commands), so `seen` is out of its last 3 for sure.
+    comments_until(&mut stream, missed.last().unwrap()).await;
+    drop(stream);
 
     let mut resumed = subscribe(address, &path, seen.id.as_deref()).await;
     let reset = next(&mut resumed).await;

@@ -19,6 +19,7 @@ mod live;
 mod operations;
 mod ownership;
 mod pipeline;
+mod privacy;
 mod private_services;
 mod proxy;
 mod read_side;

@@ -283,6 +283,11 @@ impl Pipeline {
     /// assigned, so no group is joined or left behind), until it has seen `distinct`
     /// different events (re-published duplicates come along and are kept).
     pub async fn read_topic(&self, distinct: usize) -> Vec<Envelope> {
+        self.read_topic_named(&self.topic, distinct).await
+    }
+
+    /// As [`Self::read_topic`], for another topic on the same broker.
+    pub async fn read_topic_named(&self, topic: &str, distinct: usize) -> Vec<Envelope> {
         let consumer: StreamConsumer = ClientConfig::new()
             .set("bootstrap.servers", &self.brokers)
             .set("group.id", format!("reader-{}", Uuid::new_v4()))
@@ -292,13 +297,13 @@ impl Pipeline {
             .unwrap();
         // As many partitions as the topic has: a relay process may have made it with its
         // own default rather than this pipeline's count.
-        let count = board::kafka::partition_count(&self.app.state.config.kafka())
-            .await
-            .unwrap();
+        let mut settings = self.app.state.config.kafka();
+        settings.topic = topic.to_string();
+        let count = board::kafka::partition_count(&settings).await.unwrap();
         let mut partitions = rdkafka::TopicPartitionList::new();
         for partition in 0..count {
             partitions
-                .add_partition_offset(&self.topic, partition, rdkafka::Offset::Beginning)
+                .add_partition_offset(topic, partition, rdkafka::Offset::Beginning)
                 .unwrap();
         }
         consumer.assign(&partitions).unwrap();
