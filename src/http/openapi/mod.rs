@@ -1,0 +1,167 @@
+//! The OpenAPI 3.1 document (`/openapi.json`) and the page that renders it (`/docs`).
+//!
+//! Each handler carries its own `#[utoipa::path]` (its path, parameters, body and the
+//! answers particular to it). What every endpoint shares is added here, once, by
+//! [`Conventions`]: the problem-document answers of the conventions ([`answers`]), the
+//! rules of fields ([`FIELD_LENGTHS`]) and parameters ([`parameters`]) from the code that
+//! checks them, and the links from one operation to the next ([`links`]).
+
+mod answers;
+mod links;
+mod parameters;
+
+use axum::Router;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{Object, Schema};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, RefOr};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::SwaggerUi;
+
+use aggregates::rules::{self, Length};
+
+use super::paths::{DOCS_PATH, DOCUMENT_PATH};
+use super::schema;
+use crate::app::App;
+use answers::add_shared_answers;
+use links::add_links;
+use parameters::publish_parameter_rules;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Board API",
+        description = "A community board: accounts, categories, posts and comments. \
+            Commands are checked by aggregates and stored as events; queries are served \
+            from read models that trail the events by a little (see `Event-Position`).\n\n\
+            Errors are RFC 9457 problem documents (`application/problem+json`)."
+    ),
+    paths(
+        super::hello,
+        super::accounts::check_duplicate_email,
+        super::accounts::sign_up,
+        super::accounts::verify,
+        super::accounts::request_password_reset,
+        super::accounts::confirm_password_reset,
+        super::sessions::log_in_basic,
+        super::sessions::log_in_json,
+        super::sessions::refresh,
+        super::sessions::log_out,
+        super::board::create_category,
+        super::board::create_post,
+        super::board::edit_post,
+        super::board::delete_post,
+        super::board::add_comment,
+        super::board::delete_comment,
+        super::queries::list_categories,
+        super::queries::list_posts,
+        super::queries::post_content,
+        super::queries::list_comments,
+        super::health::live,
+        super::health::ready,
+        super::metrics::metrics,
+    ),
+    components(schemas(schema::Problem)),
+    modifiers(&Conventions),
+    tags(
+        (name = "accounts", description = "Sign-up, verification, sessions and password reset"),
+        (name = "commands", description = "Changes to the board; each becomes events"),
+        (name = "queries", description = "Reads from the read models"),
+        (name = "operations", description = "Health and metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// `/openapi.json` (serving the document built once, here) and the Swagger UI at `/docs`.
+pub fn router() -> Router<App> {
+    SwaggerUi::new(DOCS_PATH)
+        .url(DOCUMENT_PATH, ApiDoc::openapi())
+        .into()
+}
+
+/// What every operation shares; see the module comment.
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+        for (schema_name, field, length) in FIELD_LENGTHS {
+            if let Some(property) = property_mut(components, schema_name, field) {
+                property.min_length = Some(length.min);
+                property.max_length = Some(length.max);
+            }
+        }
+        for schema_name in ["SignUp", "PasswordResetRequest"] {
+            if let Some(email) = property_mut(components, schema_name, "email") {
+                email.max_length = Some(rules::EMAIL_MAX);
+            }
+        }
+
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                add_shared_answers(path, operation);
+                publish_parameter_rules(operation);
+            }
+        }
+        add_links(doc);
+    }
+}
+
+/// Request fields and the rule they are checked by.
+const FIELD_LENGTHS: [(&str, &str, Length); 10] = [
+    ("SignUp", "password", rules::PASSWORD),
+    ("PasswordResetConfirm", "password", rules::PASSWORD),
+    ("SignUp", "nickname", rules::NICKNAME),
+    ("NewCategory", "name", rules::CATEGORY_NAME),
+    ("NewCategory", "description", rules::CATEGORY_DESCRIPTION),
+    ("NewPost", "title", rules::POST_TITLE),
+    ("NewPost", "content", rules::POST_CONTENT),
+    ("PostEdit", "title", rules::POST_TITLE),
+    ("PostEdit", "content", rules::POST_CONTENT),
+    ("NewComment", "content", rules::COMMENT_CONTENT),
+];
+
+fn property_mut<'a>(
+    components: &'a mut utoipa::openapi::Components,
+    schema_name: &str,
+    field: &str,
+) -> Option<&'a mut Object> {
+    let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(schema_name) else {
+        return None;
+    };
+    match object.properties.get_mut(field) {
+        Some(RefOr::T(Schema::Object(property))) => Some(property),
+        _ => None,
+    }
+}
+
+fn has_parameter(operation: &Operation, name: &str) -> bool {
+    operation
+        .parameters
+        .iter()
+        .flatten()
+        .any(|parameter| matches!(parameter, RefOr::T(p) if p.name == name))
+}
+
+#[cfg(test)]
+mod tests;
