@@ -104,6 +104,11 @@ impl Modify for Conventions {
                 property.max_length = Some(length.max);
             }
         }
+        for (schema_name, field, pattern) in text_patterns() {
+            if let Some(property) = property_mut(components, schema_name, field) {
+                property.pattern = Some(pattern);
+            }
+        }
         for schema_name in ["SignUp", "PasswordResetRequest"] {
             if let Some(email) = property_mut(components, schema_name, "email") {
                 email.max_length = Some(rules::EMAIL_MAX);
@@ -128,10 +133,9 @@ impl Modify for Conventions {
 }
 
 /// Request fields and the rule they are checked by.
-const FIELD_LENGTHS: [(&str, &str, Length); 10] = [
+const FIELD_LENGTHS: [(&str, &str, Length); 9] = [
     ("SignUp", "password", rules::PASSWORD),
     ("PasswordResetConfirm", "password", rules::PASSWORD),
-    ("SignUp", "nickname", rules::NICKNAME),
     ("NewCategory", "name", rules::CATEGORY_NAME),
     ("NewCategory", "description", rules::CATEGORY_DESCRIPTION),
     ("NewPost", "title", rules::POST_TITLE),
@@ -153,6 +157,45 @@ fn property_mut<'a>(
         Some(RefOr::T(Schema::Object(property))) => Some(property),
         _ => None,
     }
+}
+
+/// Characters `rules` refuses in any text: controls other than tab and line breaks.
+const REFUSED: &str = r"\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F-\u009F";
+/// Characters `rules` refuses in names besides: the invisible and bidirectional-control
+/// ones of the Basic Multilingual Plane (the emoji sequences that may hold some are
+/// accepted as well, but not promised here).
+const HIDDEN: &str = r"\u00AD\u034F\u061C\u115F\u1160\u17B4\u17B5\u180B-\u180F\u200B-\u200F\u202A-\u202E\u2060-\u2064\u2066-\u206F\u3164\uFE00-\uFE0F\uFEFF\uFFA0";
+/// What `str::trim` removes (Unicode White_Space), which a text may not consist of.
+const WHITE_SPACE: &str =
+    r"\u0009-\u000D\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000";
+const CONTROLS: &str = r"\u0000-\u001F\u007F-\u009F";
+
+/// The character rules of text fields, as patterns: no control characters, not blank,
+/// and for names no hidden characters. The nickname is checked trimmed, so its pattern
+/// carries its length too (around it, any white space).
+fn text_patterns() -> Vec<(&'static str, &'static str, String)> {
+    let text_char = format!("[^{REFUSED}]");
+    let visible = format!("[^{CONTROLS}{WHITE_SPACE}]");
+    let text = format!("^{text_char}*{visible}{text_char}*$");
+    let name_char = format!("[^{REFUSED}{HIDDEN}]");
+    let visible_name = format!("[^{CONTROLS}{WHITE_SPACE}{HIDDEN}]");
+    let name = format!("^{name_char}*{visible_name}{name_char}*$");
+    let inner = rules::NICKNAME.max - 2;
+    let nickname = format!(
+        "^[{WHITE_SPACE}]*{visible_name}{name_char}{{0,{inner}}}{visible_name}[{WHITE_SPACE}]*$"
+    );
+    vec![
+        ("SignUp", "nickname", nickname),
+        ("NewCategory", "name", name.clone()),
+        ("NewCategory", "description", format!("^{text_char}*$")),
+        ("NewPost", "title", name.clone()),
+        ("PostEdit", "title", name),
+        ("NewPost", "content", text.clone()),
+        ("PostEdit", "content", text.clone()),
+        ("NewComment", "content", text),
+        ("SignUp", "password", r"^[^\u0000]*$".into()),
+        ("PasswordResetConfirm", "password", r"^[^\u0000]*$".into()),
+    ]
 }
 
 fn has_parameter(operation: &Operation, name: &str) -> bool {
