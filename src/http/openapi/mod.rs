@@ -12,7 +12,7 @@ mod parameters;
 
 use axum::Router;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::schema::{Object, Schema};
+use utoipa::openapi::schema::{AllOfBuilder, AnyOfBuilder, Object, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi};
@@ -109,6 +109,7 @@ impl Modify for Conventions {
                 property.pattern = Some(pattern);
             }
         }
+        require_an_edit(components);
         for schema_name in ["SignUp", "PasswordResetRequest"] {
             if let Some(email) = property_mut(components, schema_name, "email") {
                 email.max_length = Some(rules::EMAIL_MAX);
@@ -144,6 +145,25 @@ const FIELD_LENGTHS: [(&str, &str, Length); 9] = [
     ("PostEdit", "content", rules::POST_CONTENT),
     ("NewComment", "content", rules::COMMENT_CONTENT),
 ];
+
+/// An edit gives at least one of its fields a value: `null` leaves a field as it is, so
+/// `minProperties` alone would promise that `{"title": null}` is an edit (the server
+/// answers it 400, as [`rules::post_edit`] says).
+fn require_an_edit(components: &mut utoipa::openapi::Components) {
+    let Some(edit) = components.schemas.remove("PostEdit") else {
+        return;
+    };
+    let given = |field: &str| {
+        ObjectBuilder::new()
+            .property(field, ObjectBuilder::new().schema_type(Type::String))
+            .required(field)
+    };
+    let one_given = AnyOfBuilder::new()
+        .item(given("title"))
+        .item(given("content"));
+    let edit = AllOfBuilder::new().item(edit).item(one_given);
+    components.schemas.insert("PostEdit".into(), edit.into());
+}
 
 fn property_mut<'a>(
     components: &'a mut utoipa::openapi::Components,

@@ -7,6 +7,7 @@ use utoipa::openapi::RefOr;
 
 use aggregates::rules;
 
+use crate::http::concurrency::IF_MATCH_PATTERN;
 use crate::http::consistency::positions_pattern;
 use crate::http::idempotency::{KEY_MAX, KEY_PATTERN};
 use crate::http::queries::{DEFAULT_PAGE, MAX_PAGE};
@@ -37,6 +38,7 @@ fn rule_of(parameter: &Parameter) -> Option<ObjectBuilder> {
             .max_length(Some(rules::EMAIL_MAX)),
         "verify_id" => string.min_length(Some(1)),
         "Event-Position" => string.pattern(Some(positions_pattern())),
+        "If-Match" => string.pattern(Some(IF_MATCH_PATTERN)),
         "Idempotency-Key" => string
             .min_length(Some(1))
             .max_length(Some(KEY_MAX))

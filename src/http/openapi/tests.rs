@@ -115,7 +115,7 @@ fn the_document_publishes_the_enforced_field_lengths() {
     let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
     let schemas = &doc["components"]["schemas"];
     for (schema, field, length) in FIELD_LENGTHS {
-        let property = &schemas[schema]["properties"][field];
+        let property = &body_object(&schemas[schema])["properties"][field];
         assert_eq!(property["maxLength"], length.max, "{schema}.{field}");
         assert_eq!(property["minLength"], length.min, "{schema}.{field}");
     }
@@ -160,7 +160,8 @@ fn request_bodies_reject_unknown_keys_and_errors_are_problem_documents() {
         "NewComment",
     ] {
         assert_eq!(
-            doc["components"]["schemas"][name]["additionalProperties"], false,
+            body_object(&doc["components"]["schemas"][name])["additionalProperties"],
+            false,
             "{name}"
         );
     }
@@ -263,7 +264,23 @@ fn every_operation_documents_the_answers_of_the_connection_limits() {
 #[test]
 fn an_edit_must_name_a_field() {
     let doc = document();
-    assert_eq!(doc["components"]["schemas"]["PostEdit"]["minProperties"], 1);
+    let edit = &doc["components"]["schemas"]["PostEdit"];
+    assert_eq!(body_object(edit)["minProperties"], 1);
+    // Given a value, not `null`.
+    let given = &edit["allOf"][1]["anyOf"];
+    assert_eq!(given[0]["required"], serde_json::json!(["title"]), "{edit}");
+    assert_eq!(
+        given[1]["required"],
+        serde_json::json!(["content"]),
+        "{edit}"
+    );
+    assert_eq!(given[0]["properties"]["title"]["type"], "string", "{edit}");
+}
+
+/// The object a body schema describes: itself, or the first of its `allOf` (where more
+/// rules are added beside it).
+fn body_object(schema: &Value) -> &Value {
+    schema.get("allOf").map_or(schema, |all| &all[0])
 }
 
 #[test]

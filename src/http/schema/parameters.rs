@@ -23,7 +23,8 @@ pub struct EventPositionHeader {
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)]
 pub struct IfMatchHeader {
-    /// The `ETag` of the version this command is meant for; anything else gets 412.
+    /// The `ETag` of the version this command is meant for (or `*`, whichever is current);
+    /// another entity tag gets 412, a value that is no list of entity tags 400.
     #[serde(rename = "If-Match")]
     pub if_match: Option<String>,
 }
