@@ -16,11 +16,11 @@ use super::body::Body;
 use super::concurrency::etag;
 use super::consistency::{event_position, EVENT_POSITION};
 use super::context::RequestContext;
-use super::idempotency::IdempotentRequest;
+use super::idempotency::{IdempotentRequest, Scope};
 use super::problem::PROBLEM_JSON;
 use super::rate_limit::AuthRateLimit;
 use super::schema::{
-    AccountCreated, AccountVerified, CloseAccount, EmailAvailable, IdempotencyKeyHeader,
+    AccountCreated, AccountVerified, AnonymousIdempotencyKeyHeader, CloseAccount, EmailAvailable,
     PasswordResetConfirm, PasswordResetRequest, Problem, SignUp,
 };
 use super::ApiError;
@@ -72,7 +72,7 @@ pub(super) async fn check_duplicate_email(
     post,
     path = "/signup",
     tag = "accounts",
-    params(IdempotencyKeyHeader),
+    params(AnonymousIdempotencyKeyHeader),
     request_body(content = SignUp, content_type = "application/json"),
     responses(
         (status = 201, description = "Created; the verification mail is on its way", body = AccountCreated),
@@ -90,7 +90,7 @@ pub(super) async fn sign_up(
 ) -> Result<Response, ApiError> {
     let idempotent = IdempotentRequest::new(
         &headers,
-        "anonymous".into(),
+        Scope::Anonymous,
         "/signup",
         body.raw(),
         state.config.signing_secret(),

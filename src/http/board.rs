@@ -15,7 +15,7 @@ use super::body::Body;
 use super::concurrency::{etag, IfMatch};
 use super::consistency::{event_position, EVENT_POSITION};
 use super::context::RequestContext;
-use super::idempotency::IdempotentRequest;
+use super::idempotency::{IdempotentRequest, Scope};
 use super::problem::PROBLEM_JSON;
 use super::schema::{
     Author, CategoryCreated, CommentCreated, IdempotencyKeyHeader, IfMatchHeader, NewCategory,
@@ -90,10 +90,9 @@ pub(super) async fn create_category(
     headers: HeaderMap,
     body: Body<NewCategory>,
 ) -> Result<Response, ApiError> {
-    let scope = actor.account_id.to_string();
     let idempotent = IdempotentRequest::new(
         &headers,
-        scope,
+        Scope::Account(actor.account_id),
         "/board/categories",
         body.raw(),
         state.config.signing_secret(),
@@ -152,10 +151,9 @@ pub(super) async fn create_post(
 ) -> Result<Response, ApiError> {
     let path = format!("/board/categories/{category_id}/posts");
     let category_id = parse_id("categoryId", &category_id)?;
-    let scope = actor.account_id.to_string();
     let idempotent = IdempotentRequest::new(
         &headers,
-        scope,
+        Scope::Account(actor.account_id),
         &path,
         body.raw(),
         state.config.signing_secret(),
@@ -296,10 +294,9 @@ pub(super) async fn add_comment(
 ) -> Result<Response, ApiError> {
     let path = format!("/board/posts/{post_id}/comments");
     let post_id = parse_id("postId", &post_id)?;
-    let scope = actor.account_id.to_string();
     let idempotent = IdempotentRequest::new(
         &headers,
-        scope,
+        Scope::Account(actor.account_id),
         &path,
         body.raw(),
         state.config.signing_secret(),

@@ -30,7 +30,22 @@ use crate::store::positions::last_sequences;
 
 pub const EVENT_POSITION: HeaderName = HeaderName::from_static("event-position");
 /// A request's positions are looked up together; it may not ask for many.
-const MAX_POSITIONS: usize = 10;
+pub const MAX_POSITIONS: usize = 10;
+/// The longest version accepted: any 18 digits fit in the `i64` the event store keeps.
+const VERSION_DIGITS: usize = 18;
+/// HTTP's optional whitespace, allowed around each position.
+const OWS: [char; 2] = [' ', '\t'];
+
+/// What one `Event-Position` header value may hold, as a pattern for the OpenAPI document:
+/// 1 to [`MAX_POSITIONS`] `<aggregate>:<id>:<version>`, comma-separated. The parser below
+/// accepts exactly this (a unit test holds them together).
+pub fn positions_pattern() -> String {
+    let kinds = AggregateKind::ALL.map(AggregateKind::as_str).join("|");
+    let hex = |n: usize| format!("[0-9a-fA-F]{{{n}}}");
+    let id = [hex(8), hex(4), hex(4), hex(4), hex(12)].join("-");
+    let position = format!("[ \\t]*(?:{kinds}):{id}:[0-9]{{1,{VERSION_DIGITS}}}[ \\t]*");
+    format!("^{position}(?:,{position}){{0,{}}}$", MAX_POSITIONS - 1)
+}
 
 /// The header value that names `version` of aggregate `id`.
 pub fn event_position(
@@ -43,7 +58,7 @@ pub fn event_position(
 }
 
 fn parse(token: &str) -> Result<Position, ApiError> {
-    let token = token.trim();
+    let token = token.trim_matches(OWS);
     let malformed = || {
         ApiError::bad_request(format!(
             "Event-Position `{token}` is not of the form type:id:version"
@@ -51,11 +66,18 @@ fn parse(token: &str) -> Result<Position, ApiError> {
     };
     let mut parts = token.splitn(3, ':');
     let kind = parts.next().ok_or_else(malformed)?;
-    let id = uuid::Uuid::parse_str(parts.next().ok_or_else(malformed)?)
-        .map_err(|_| malformed())?
+    // The hyphenated form only, the one handed out (`Uuid` also reads others).
+    let id = parts
+        .next()
+        .filter(|id| id.len() == 36)
+        .and_then(|id| uuid::Uuid::parse_str(id).ok())
+        .ok_or_else(malformed)?
         .to_string();
     let version = parts
         .next()
+        .filter(|v| {
+            (1..=VERSION_DIGITS).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_digit())
+        })
         .and_then(|v| v.parse().ok())
         .ok_or_else(malformed)?;
     let kind = kind.parse().map_err(|_| {
@@ -73,7 +95,9 @@ fn positions(headers: &HeaderMap) -> Result<Vec<Position>, ApiError> {
         let text = value
             .to_str()
             .map_err(|_| ApiError::bad_request("Event-Position must be ASCII"))?;
-        for token in text.split(',').filter(|t| !t.trim().is_empty()) {
+        // An empty value or item is refused too: it names nothing to wait for, and a
+        // client sending one has most likely lost the position it meant to send.
+        for token in text.split(',') {
             positions.push(parse(token)?);
         }
     }
@@ -195,5 +219,47 @@ mod tests {
         assert!(parse("post").is_err());
         let unknown = parse(&format!("thread:{id}:1")).unwrap_err();
         assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn the_published_pattern_accepts_exactly_what_the_parser_does() {
+        let pattern = regex::Regex::new(&positions_pattern()).unwrap();
+        let one = format!("post:{}:3", uuid::Uuid::now_v7());
+        let upper = one.to_uppercase().replace("POST", "post");
+        let ten = [one.as_str(); MAX_POSITIONS].join(",");
+        let eleven = [one.as_str(); MAX_POSITIONS + 1].join(",");
+        let simple_id = format!("post:{}:3", uuid::Uuid::now_v7().simple());
+        let cases = [
+            one.clone(),
+            upper,
+            format!(" {one}\t, {one} "),
+            ten,
+            format!(
+                "account:{}:{}",
+                uuid::Uuid::nil(),
+                "9".repeat(VERSION_DIGITS)
+            ),
+            String::new(),
+            "null".into(),
+            format!("{one},"),
+            eleven,
+            simple_id,
+            format!("post:{}:+3", uuid::Uuid::nil()),
+            format!(
+                "post:{}:{}",
+                uuid::Uuid::nil(),
+                "9".repeat(VERSION_DIGITS + 1)
+            ),
+            format!("Post:{}:3", uuid::Uuid::nil()),
+        ];
+        for value in cases {
+            let mut headers = HeaderMap::new();
+            headers.insert(EVENT_POSITION, HeaderValue::from_str(&value).unwrap());
+            assert_eq!(
+                pattern.is_match(&value),
+                positions(&headers).is_ok(),
+                "{value:?}"
+            );
+        }
     }
 }

@@ -7,7 +7,13 @@
 //! events and saving the response records nothing twice. Once a 2xx response is saved it
 //! is replayed as it was, marked `Idempotent-Replayed: true`. Errors are not saved: a
 //! retry after one runs again (for the same id), which is what a client retrying wants.
-//! A key reused for a different request (other path or body) gets 422.
+//! A key reused by an account for a different request (other path or body) gets 422.
+//!
+//! Keys are scoped by who sends them: an account's keys are its own. Anonymous clients
+//! (`/signup`) have no identity to scope by, and any two of them may pick the same key,
+//! so their keys are scoped by the request itself ([`Scope::Anonymous`]): a key is then
+//! shared only by identical requests, and a different request under the same key is just
+//! another request, never a 422 that one stranger's key would cause another.
 //!
 //! A request claims its key for [`CLAIM_FOR`] while its command runs, holding no database
 //! connection meanwhile (the command needs its own; holding one while waiting for another
@@ -46,6 +52,19 @@ const KEPT_HEADERS: [HeaderName; 4] = [
     super::consistency::EVENT_POSITION,
 ];
 
+/// The longest key accepted; keys are printable ASCII without spaces.
+pub const KEY_MAX: usize = 255;
+/// [`KEY_MAX`] and the character rule, as a pattern for the OpenAPI document.
+pub const KEY_PATTERN: &str = "^[!-~]{1,255}$";
+
+/// Whose keys a key is compared with.
+pub enum Scope {
+    /// The acting account's: each account has keys of its own.
+    Account(Uuid),
+    /// A request without an account: keys are compared only with identical requests.
+    Anonymous,
+}
+
 /// A request's claim on idempotent execution: who sent it, under which key, and what
 /// exactly it asked for.
 pub struct IdempotentRequest<'a> {
@@ -55,38 +74,40 @@ pub struct IdempotentRequest<'a> {
 }
 
 impl<'a> IdempotentRequest<'a> {
-    /// `scope` is the acting account's id, or `anonymous` before log-in; `secret` keys the
-    /// fingerprint.
+    /// `secret` keys the fingerprint.
     pub fn new(
         headers: &'a HeaderMap,
-        scope: String,
+        scope: Scope,
         path: &str,
         body: &[u8],
         secret: &[u8],
     ) -> Result<Self, ApiError> {
-        let key = match headers.get(IDEMPOTENCY_KEY) {
-            None => None,
-            Some(value) => {
-                let key = value.to_str().ok().filter(|k| {
-                    (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic())
-                });
-                Some(key.ok_or_else(|| {
-                    ApiError::bad_request(
-                        "Idempotency-Key must be 1 to 255 printable ASCII characters",
-                    )
-                })?)
-            }
-        };
+        let key =
+            match headers.get(IDEMPOTENCY_KEY) {
+                None => None,
+                Some(value) => Some(value.to_str().ok().filter(|k| valid_key(k)).ok_or_else(
+                    || {
+                        ApiError::bad_request(format!(
+                            "Idempotency-Key must be 1 to {KEY_MAX} printable ASCII characters"
+                        ))
+                    },
+                )?),
+            };
         let mut mac =
             Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
         mac.update(b"POST ");
         mac.update(path.as_bytes());
         mac.update(b"\n");
         mac.update(body);
+        let fingerprint = mac.finalize().into_bytes().to_vec();
+        let scope = match scope {
+            Scope::Account(account_id) => account_id.to_string(),
+            Scope::Anonymous => format!("anonymous:{}", hex(&fingerprint)),
+        };
         Ok(Self {
             scope,
             key,
-            fingerprint: mac.finalize().into_bytes().to_vec(),
+            fingerprint,
         })
     }
 
@@ -269,6 +290,15 @@ impl<'a> IdempotentRequest<'a> {
     }
 }
 
+/// What [`KEY_PATTERN`] says: 1 to [`KEY_MAX`] printable ASCII characters.
+fn valid_key(key: &str) -> bool {
+    (1..=KEY_MAX).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 enum Claim {
     /// Answered before: the saved answer, marked replayed.
     Answered(Response),
@@ -276,4 +306,52 @@ enum Claim {
     Claimed { resource_id: Uuid, claim: Uuid },
     /// Another request holds it and has not answered yet.
     Running,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(scope: Scope, key: &str, body: &[u8]) -> String {
+        let mut headers = HeaderMap::new();
+        headers.insert(IDEMPOTENCY_KEY, HeaderValue::from_str(key).unwrap());
+        IdempotentRequest::new(&headers, scope, "/signup", body, b"secret")
+            .unwrap()
+            .scope
+    }
+
+    #[test]
+    fn anonymous_keys_are_shared_only_by_identical_requests() {
+        let ann = request(Scope::Anonymous, "1", b"{\"email\":\"ann@example.com\"}");
+        let bob = request(Scope::Anonymous, "1", b"{\"email\":\"bob@example.com\"}");
+        assert_ne!(ann, bob);
+        assert_eq!(
+            ann,
+            request(Scope::Anonymous, "1", b"{\"email\":\"ann@example.com\"}")
+        );
+        let account = Uuid::now_v7();
+        assert_eq!(
+            request(Scope::Account(account), "1", b"{}"),
+            request(Scope::Account(account), "1", b"{\"other\":1}"),
+        );
+    }
+
+    #[test]
+    fn the_published_key_pattern_is_the_rule() {
+        let pattern = regex::Regex::new(KEY_PATTERN).unwrap();
+        let long = "k".repeat(KEY_MAX);
+        let too_long = "k".repeat(KEY_MAX + 1);
+        for key in [
+            "a",
+            "~!",
+            long.as_str(),
+            "",
+            "a b",
+            "é",
+            too_long.as_str(),
+            "\t",
+        ] {
+            assert_eq!(pattern.is_match(key), valid_key(key), "{key:?}");
+        }
+    }
 }

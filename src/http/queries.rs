@@ -33,6 +33,15 @@ pub(super) const MAX_PAGE: u32 = 100;
 
 /// `size` (1..=MAX_PAGE, default DEFAULT_PAGE) and `cursor` from the query string.
 fn paging(params: &HashMap<String, String>) -> Result<(u32, Option<String>), ApiError> {
+    // As with a body's keys, a misspelt parameter is refused rather than ignored.
+    if let Some(unknown) = params
+        .keys()
+        .find(|k| !matches!(k.as_str(), "size" | "cursor"))
+    {
+        return Err(ApiError::bad_request(format!(
+            "`{unknown}` is not a query parameter of this list (size, cursor)"
+        )));
+    }
     let size = match params.get("size") {
         None => DEFAULT_PAGE,
         Some(raw) => raw

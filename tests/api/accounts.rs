@@ -324,6 +324,27 @@ async fn a_retried_sign_up_with_an_idempotency_key_returns_the_first_answer() {
 }
 
 #[tokio::test]
+async fn anonymous_clients_that_pick_the_same_idempotency_key_do_not_block_each_other() {
+    // Keys are chosen by clients: two strangers signing up may well both send `1`.
+    let app = TestApp::spawn().await;
+    let sign_up = |email: &'static str, nickname: &'static str| {
+        app.post("/signup")
+            .header("idempotency-key", "1")
+            .json(json!({ "email": email, "password": PASSWORD, "nickname": nickname }))
+            .send()
+    };
+    let ann = sign_up("ann@example.com", "ann").await;
+    let bob = sign_up("bob@example.com", "bob").await;
+    assert_eq!(ann.status, StatusCode::CREATED, "{}", ann.text());
+    assert_eq!(bob.status, StatusCode::CREATED, "{}", bob.text());
+    assert_ne!(ann.json()["accountId"], bob.json()["accountId"]);
+    // Each one's retry still gets its own first answer.
+    let ann_again = sign_up("ann@example.com", "ann").await;
+    assert_eq!(ann_again.body, ann.body);
+    assert_eq!(ann_again.header("idempotent-replayed"), Some("true"));
+}
+
+#[tokio::test]
 async fn verifying_several_times_at_once_is_harmless() {
     // A mail scanner prefetching the link while its owner clicks it.
     let app = TestApp::spawn().await;

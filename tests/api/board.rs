@@ -262,6 +262,14 @@ async fn edits_are_refused_to_others_to_stale_versions_and_to_bad_bodies() {
         .await;
     stale.problem(StatusCode::PRECONDITION_FAILED);
     assert_eq!(stale.header("etag"), Some("\"1\""));
+    // No list of entity tags at all: malformed input, not a version that did not match.
+    app.patch(&path)
+        .bearer(&ann.token)
+        .header("if-match", "null")
+        .json(json!({ "title": "x" }))
+        .send()
+        .await
+        .problem(StatusCode::BAD_REQUEST);
     app.patch(&path)
         .bearer(&ann.token)
         .json(json!({}))

@@ -166,8 +166,10 @@ async fn lists_page_by_cursor_without_gaps_or_repeats() {
             .send()
             .await;
         created.push(res.json()["postId"].as_str().unwrap().to_string());
+        if !position.is_empty() {
+            position.push(',');
+        }
         position.push_str(res.header("event-position").unwrap());
-        position.push(',');
     }
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;

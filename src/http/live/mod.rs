@@ -52,8 +52,10 @@ pub fn router() -> Router<App> {
             `LiveReset`", content_type = "text/event-stream", body = String),
         (status = 400, description = "Both filters, a malformed id, or a `Last-Event-ID` this API did not hand out", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such category or post (a deleted post without `Last-Event-ID`: nothing more can come)", body = Problem, content_type = PROBLEM_JSON),
-        (status = 429, description = "This client address has as many live streams open as it may; retry after `Retry-After`", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, description = "The server has as many live streams open as it may, or the event store is down; retry after `Retry-After`", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "This client address has as many live streams (or connections) open as it may; retry after `Retry-After`", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
+        (status = 503, description = "The server has as many live streams (or connections) open as it may, or the event store is down; retry after `Retry-After`", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]
 pub(super) async fn live(

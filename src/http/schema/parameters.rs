@@ -23,18 +23,33 @@ pub struct EventPositionHeader {
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)]
 pub struct IfMatchHeader {
-    /// The `ETag` of the version this command is meant for; anything else gets 412.
+    /// The `ETag` of the version this command is meant for (or `*`, whichever is current);
+    /// another entity tag gets 412, a value that is no list of entity tags 400.
     #[serde(rename = "If-Match")]
     pub if_match: Option<String>,
 }
 
-/// The `Idempotency-Key` request header of creating commands.
+/// The `Idempotency-Key` request header of an account's creating commands.
 #[derive(serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Header)]
 #[allow(dead_code)]
 pub struct IdempotencyKeyHeader {
     /// Executes the request at most once per account and key; a retry gets the first
     /// answer. Reusing a key for a different request is a 422.
+    #[serde(rename = "Idempotency-Key")]
+    pub idempotency_key: Option<String>,
+}
+
+/// The `Idempotency-Key` request header of `/signup`, sent before there is an account.
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct AnonymousIdempotencyKeyHeader {
+    /// Executes the request at most once per key and request; a retry of the identical
+    /// request (same body) gets the first answer. Without an account to scope keys by,
+    /// a key is scoped by the request itself: another client sending the same key with a
+    /// different body makes a request of its own, so keys of different clients never
+    /// collide.
     #[serde(rename = "Idempotency-Key")]
     pub idempotency_key: Option<String>,
 }
