@@ -105,8 +105,13 @@ async fn the_docs_page_renders_every_endpoint_in_a_headless_browser() {
 /// and status, content type, headers and body all as documented.
 #[tokio::test]
 async fn generated_requests_get_documented_answers_and_never_a_server_error() {
-    // The query side reads its own (empty) read database; every write is real.
+    // A whole pipeline, relay and projector included: the links between operations carry
+    // `Event-Position` from a command to its reads, which wait (up to READ_WAIT_TIMEOUT)
+    // for the read models to show the command; without a projector every such read
+    // would wait its whole bound, and some outlasted the tool's 10-second timeout.
     let pipeline = Pipeline::new(1).await;
+    let _relay = pipeline.start_relay();
+    let _projector = pipeline.start_projector();
     let app = &pipeline.app;
     let base = serve(app).await;
     // Authenticated as an admin, so generated commands get past 401 to the rules, and

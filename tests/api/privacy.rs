@@ -239,6 +239,20 @@ async fn a_closed_account_leaves_no_email_or_nickname_anywhere_and_its_posts_sta
         .await;
     assert_eq!(content.json()["author"]["closed"], closed["closed"]);
     assert_eq!(content.json()["author"]["nickname"], closed["nickname"]);
+    // Time travel reads the closed account and its post, fields erased, never an error.
+    let account_id = content.json()["author"]["accountId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for args in [
+        vec!["events", "show", "account", &account_id],
+        vec!["events", "show", "account", &account_id, "--version", "1"],
+        vec!["events", "show", "post", &post],
+    ] {
+        let (code, out) = pipeline.run_board(&args).await;
+        assert_eq!(code, 0, "{args:?}: {out}");
+        assert_eq!(hits(&out, &needles), Vec::<String>::new(), "{args:?}");
+    }
     let (code, out) = pipeline.run_board(&["projections", "verify"]).await;
     assert_eq!(code, 0, "{out}");
     let _ = std::fs::remove_dir_all(&work);
