@@ -22,7 +22,7 @@ use aggregates::post::Post;
 use aggregates::AggregateKind;
 
 use crate::kafka::{self, envelope, publish, KafkaSettings};
-use crate::personal_data::Vault;
+use crate::personal_data::{Reveal, Vault};
 use crate::store::reader::{self, Checkpoint, Filter, RecordedEvent};
 
 const PAGE: i64 = 1_000;
@@ -64,7 +64,7 @@ where
         after = last.checkpoint;
         count += page.len() as u64;
         if let Some(vault) = vault {
-            reader::open_public(vault, &mut page).await?;
+            vault.open_all(&mut page, Reveal::Public).await?;
         }
         each(page).await?;
     }
@@ -197,7 +197,9 @@ pub async fn show(
         !events.is_empty(),
         "no {aggregate_type} {id} (at that point)"
     );
-    reader::open_public(&Vault::new(pool.clone()), &mut events).await?;
+    Vault::new(pool.clone())
+        .open_all(&mut events, Reveal::Public)
+        .await?;
     let state = match aggregate_type.parse::<AggregateKind>()? {
         AggregateKind::Account => fold::<Account>(&events)?,
         AggregateKind::Category => fold::<Category>(&events)?,

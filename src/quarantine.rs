@@ -18,7 +18,7 @@ use sqlx::{MySqlPool, PgPool};
 
 use projections::fold::{self, BatchError};
 
-use crate::personal_data::{self, Vault};
+use crate::personal_data::{Reveal, Vault};
 use projections::quarantine::{self, Entry};
 use projections::Envelope;
 
@@ -107,7 +107,9 @@ async fn retry_one(
                 .iter()
                 .map(envelope)
                 .collect();
-        personal_data::open_envelopes(&Vault::new(store.clone()), &mut events).await?;
+        Vault::new(store.clone())
+            .open_all(&mut events, Reveal::Public)
+            .await?;
         match fold::retry_quarantined(&mut tx, aggregate.kind, &aggregate.id, &events).await {
             Ok(applied) => {
                 let left =

@@ -27,7 +27,7 @@ use aggregates::post::PostEvent;
 use aggregates::AggregateKind;
 use projections::Envelope;
 
-use crate::personal_data::{self, Vault};
+use crate::personal_data::{self, Reveal, Vault};
 use crate::store::reader::{self, Checkpoint, RecordedEvent};
 
 /// Facts kept of each kind before the map is emptied and refilled on demand: memory stays
@@ -230,7 +230,7 @@ impl Facts {
     ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
         let mut events = reader::aggregate_events(&self.pool, kind.as_str(), id).await?;
         events.retain(|event| event.checkpoint < at);
-        reader::open_public(&self.vault, &mut events).await?;
+        self.vault.open_all(&mut events, Reveal::Public).await?;
         Ok(events)
     }
 

@@ -64,7 +64,7 @@ fn fields_mut<'a>(
 }
 
 /// The body of a stored payload.
-fn stored_body<'a>(event_type: &str, payload: &'a mut Value) -> &'a mut Value {
+pub fn stored_body<'a>(event_type: &str, payload: &'a mut Value) -> &'a mut Value {
     if payload.get(event_type).is_some() {
         &mut payload[event_type]
     } else {
@@ -88,15 +88,10 @@ pub fn has_plain_fields(event_type: &str, payload: &mut Value) -> bool {
         .any(|(_, value)| !cipher::is_sealed(value.as_str().unwrap_or_default()))
 }
 
-/// Opens the personal fields of a stored payload; see [`open_body`].
-pub fn open_payload(event_type: &str, payload: &mut Value, key: Option<&DataKey>, reveal: Reveal) {
-    open_body(event_type, stored_body(event_type, payload), key, reveal);
-}
-
 /// Opens the personal fields of an event's body that `reveal` allows, with `key` (`None`
 /// once destroyed: they read as [`ERASED`]). The others stay sealed; a plain one (written
 /// before sealing) that `reveal` does not allow reads as erased too.
-pub fn open_body(event_type: &str, body: &mut Value, key: Option<&DataKey>, reveal: Reveal) {
+fn open_body(event_type: &str, body: &mut Value, key: Option<&DataKey>, reveal: Reveal) {
     for (field, value) in fields_mut(event_type, body) {
         let text = value.as_str().unwrap_or_default();
         let allowed = reveal == Reveal::Everything || PUBLIC_FIELDS.contains(&field);
@@ -113,23 +108,60 @@ pub fn open_body(event_type: &str, body: &mut Value, key: Option<&DataKey>, reve
     }
 }
 
-/// Opens the personal fields of envelopes (the read side's events, from the topic or the
-/// store) that [`Reveal::Public`] allows, with one key lookup for all of them.
-pub async fn open_envelopes(vault: &Vault, events: &mut [Envelope]) -> Result<(), sqlx::Error> {
-    let personal: Vec<&str> = events
-        .iter()
-        .filter(|e| !personal_fields(&e.event_type).is_empty())
-        .map(|e| e.aggregate_id.as_str())
-        .collect();
-    if personal.is_empty() {
-        return Ok(());
+/// An event as one reader or another holds it: what opening its personal fields needs.
+pub trait PersonalEvent {
+    fn aggregate_id(&self) -> &str;
+    fn event_type(&self) -> &str;
+    /// Its fields (`{field: value}`), inside whatever wrapping the reader's shape has.
+    fn body_mut(&mut self) -> &mut Value;
+}
+
+/// The read side's events (from the topic or the store) carry their fields unwrapped.
+impl PersonalEvent for Envelope {
+    fn aggregate_id(&self) -> &str {
+        &self.aggregate_id
     }
-    let keys = vault.keys(personal).await?;
-    for event in events {
-        let key = keys.get(&event.aggregate_id);
-        open_body(&event.event_type, &mut event.payload, key, Reveal::Public);
+    fn event_type(&self) -> &str {
+        &self.event_type
     }
-    Ok(())
+    fn body_mut(&mut self) -> &mut Value {
+        &mut self.payload
+    }
+}
+
+/// cqrs-es's events carry the stored payload, `{"<EventType>": {fields}}`.
+impl PersonalEvent for cqrs_es::persist::SerializedEvent {
+    fn aggregate_id(&self) -> &str {
+        &self.aggregate_id
+    }
+    fn event_type(&self) -> &str {
+        &self.event_type
+    }
+    fn body_mut(&mut self) -> &mut Value {
+        stored_body(&self.event_type, &mut self.payload)
+    }
+}
+
+impl Vault {
+    /// Opens what `reveal` allows of the events' personal fields, with one key lookup for
+    /// all of them (none when no event has personal fields).
+    pub async fn open_all<E: PersonalEvent>(
+        &self,
+        events: &mut [E],
+        reveal: Reveal,
+    ) -> Result<(), sqlx::Error> {
+        let personal = events
+            .iter()
+            .filter(|e| !personal_fields(e.event_type()).is_empty())
+            .map(|e| e.aggregate_id());
+        let keys = self.keys(personal).await?;
+        for event in events {
+            let key = keys.get(event.aggregate_id()).cloned();
+            let event_type = event.event_type().to_string();
+            open_body(&event_type, event.body_mut(), key.as_ref(), reveal);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +169,10 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    fn open_payload(event_type: &str, payload: &mut Value, key: Option<&DataKey>, reveal: Reveal) {
+        open_body(event_type, stored_body(event_type, payload), key, reveal);
+    }
 
     fn registered(email: &str, nickname: &str) -> Value {
         json!({ "AccountRegistered": { "email": email, "nickname": nickname } })

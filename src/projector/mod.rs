@@ -35,7 +35,7 @@ use projections::fold::{self, BatchError, Gap, READ_MODELS};
 use projections::Envelope;
 
 use crate::kafka::{self, envelope, BrokerProbe, KafkaSettings};
-use crate::personal_data::{self, Vault};
+use crate::personal_data::{Reveal, Vault};
 use crate::relay::RELAYED_CHANNEL;
 use crate::store::reader;
 use crate::supervise::{until_shutdown, Supervised};
@@ -334,7 +334,7 @@ impl Projector {
         loop {
             // The topic carries personal fields sealed; the read models show the nickname.
             // (Again after a gap was filled: those already open are left as they are.)
-            personal_data::open_envelopes(&self.vault, &mut events).await?;
+            self.vault.open_all(&mut events, Reveal::Public).await?;
             match fold::apply_batch(&mut tx, &events).await {
                 Ok(applied) => {
                     if applied.quarantined > 0 {

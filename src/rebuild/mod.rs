@@ -31,7 +31,7 @@ use tokio::sync::watch;
 
 use projections::fold::{self, BatchError};
 
-use crate::personal_data::{self, Vault};
+use crate::personal_data::{Reveal, Vault};
 use projections::views;
 use projections::{quarantine, snapshot};
 
@@ -68,7 +68,7 @@ pub async fn replay(
             return Ok(Some((count, checkpoint)));
         };
         let mut envelopes: Vec<_> = events.iter().map(envelope).collect();
-        personal_data::open_envelopes(&vault, &mut envelopes).await?;
+        vault.open_all(&mut envelopes, Reveal::Public).await?;
         apply_with_retry(target, &envelopes).await?;
         checkpoint = last.checkpoint;
         count += events.len() as u64;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::{PgPool, Row};
 
-use crate::personal_data::{self, Reveal, Vault};
+use crate::personal_data::PersonalEvent;
 
 /// A place in the global order: the last event a reader has handled.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -226,17 +226,14 @@ fn decode(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, sqlx::Error> {
     })
 }
 
-/// Opens what `Reveal::Public` allows of the events' personal fields (the nickname, while
-/// its account's key exists; never the email), with one key lookup for all of them.
-pub async fn open_public(vault: &Vault, events: &mut [RecordedEvent]) -> Result<(), sqlx::Error> {
-    let personal = events
-        .iter()
-        .filter(|e| !personal_data::personal_fields(&e.event_type).is_empty())
-        .map(|e| e.aggregate_id.as_str());
-    let keys = vault.keys(personal).await?;
-    for event in events {
-        let key = keys.get(&event.aggregate_id);
-        personal_data::open_payload(&event.event_type, &mut event.payload, key, Reveal::Public);
+impl PersonalEvent for RecordedEvent {
+    fn aggregate_id(&self) -> &str {
+        &self.aggregate_id
     }
-    Ok(())
+    fn event_type(&self) -> &str {
+        &self.event_type
+    }
+    fn body_mut(&mut self) -> &mut Value {
+        crate::personal_data::stored_body(&self.event_type, &mut self.payload)
+    }
 }

@@ -30,24 +30,10 @@ impl SealingRepository {
         &self,
         mut events: Vec<SerializedEvent>,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        let personal: Vec<&str> = events
-            .iter()
-            .filter(|e| !personal_data::personal_fields(&e.event_type).is_empty())
-            .map(|e| e.aggregate_id.as_str())
-            .collect();
-        if personal.is_empty() {
-            return Ok(events);
-        }
-        let keys = self.vault.keys(personal).await.map_err(unknown)?;
-        for event in &mut events {
-            let key = keys.get(&event.aggregate_id);
-            personal_data::open_payload(
-                &event.event_type,
-                &mut event.payload,
-                key,
-                Reveal::Everything,
-            );
-        }
+        self.vault
+            .open_all(&mut events, Reveal::Everything)
+            .await
+            .map_err(unknown)?;
         Ok(events)
     }
 }
