@@ -4,7 +4,7 @@
 //! sign-up for the same address replaces it (`SignUpReleased { reason: replaced }`), and
 //! one whose link expired is released by the purge (`expired`), so that nobody can squat
 //! an address by signing up with it. The release frees the address in the event store's
-//! claim table in the same transaction (see the `SignUpReleased` migration).
+//! claim table in the same transaction (see migration 20261201000004).
 
 use std::time::Duration;
 

@@ -259,7 +259,35 @@ async fn the_purge_releases_a_sign_up_whose_link_expired() {
         "an expired sign-up holds nothing"
     );
 
+    // Two addresses claimed by sign-ups that died before recording anything: one two
+    // minutes ago (past the grace), one just now (its sign-up may still be under way).
+    for (address, age) in [
+        ("dead@example.com", "2 minutes"),
+        ("busy@example.com", "0 seconds"),
+    ] {
+        sqlx::query(&format!(
+            "INSERT INTO unique_claims (claim_kind, claim_value, aggregate_id, claimed_at)
+             VALUES ('account.email', $1, gen_random_uuid()::text, now() - interval '{age}')"
+        ))
+        .bind(address)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
+
     crate::jobs::one_round(&app).await;
+
+    let claimed: Vec<String> = sqlx::query_scalar(
+        "SELECT claim_value FROM unique_claims WHERE claim_value IN ('dead@example.com', 'busy@example.com')",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        claimed,
+        ["busy@example.com"],
+        "only the abandoned claim is purged"
+    );
 
     let events = account_events(&app, ann).await;
     assert_eq!(
@@ -281,6 +309,7 @@ async fn the_purge_releases_a_sign_up_whose_link_expired() {
         .await
         .unwrap();
     assert_eq!(runs["expired_sign_ups"], 1);
+    assert_eq!(runs["abandoned_email_claims"], 1);
     // The address is free for anyone again, and nobody can log in with the old password.
     app.log_in_with("ann@example.com", PASSWORD)
         .await

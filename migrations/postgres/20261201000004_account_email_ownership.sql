@@ -1,19 +1,25 @@
--- A sign-up owns its email only once verified (see aggregates/src/account.rs). A sign-up
--- that was never verified is released, by a new sign-up for the same address or by the
--- purge once its link expired, with a `SignUpReleased` event; the trigger that claims
--- values now also frees the released account's email in the same transaction, so the
--- address is free exactly when the event is recorded.
+-- Who holds an account's email (see src/accounts/sign_up.rs and aggregates/src/account.rs).
+--
+-- The account service claims the address itself, in `unique_claims`, just before it
+-- records `AccountRegistered`: the event carries the address sealed with the account's
+-- key (src/personal_data/), so a trigger could not read it. The primary key lets one
+-- sign-up win; `claimed_at` keeps a fresh claim out of reach for a while (sign-ups racing
+-- for one address: exactly one wins) and tells a claim whose sign-up died before
+-- recording anything, which a later sign-up may take over.
+--
+-- An address is freed in the transaction of the event that gives it up: `SignUpReleased`
+-- (a sign-up never verified, replaced or expired) or `AccountClosed`. Category names are
+-- still claimed by the trigger, from `CategoryCreated`, as before.
+ALTER TABLE unique_claims ADD COLUMN claimed_at timestamptz NOT NULL DEFAULT now();
+
 CREATE OR REPLACE FUNCTION claim_unique_values() RETURNS trigger
     LANGUAGE plpgsql AS
 $$
 BEGIN
-    IF NEW.event_type = 'AccountRegistered' THEN
-        INSERT INTO unique_claims (claim_kind, claim_value, aggregate_id)
-        VALUES ('account.email', lower(NEW.payload -> 'AccountRegistered' ->> 'email'), NEW.aggregate_id);
-    ELSIF NEW.event_type = 'CategoryCreated' THEN
+    IF NEW.event_type = 'CategoryCreated' THEN
         INSERT INTO unique_claims (claim_kind, claim_value, aggregate_id)
         VALUES ('category.name', lower(NEW.payload -> 'CategoryCreated' ->> 'name'), NEW.aggregate_id);
-    ELSIF NEW.event_type = 'SignUpReleased' THEN
+    ELSIF NEW.event_type IN ('SignUpReleased', 'AccountClosed') THEN
         DELETE FROM unique_claims
         WHERE claim_kind = 'account.email' AND aggregate_id = NEW.aggregate_id;
     END IF;
@@ -26,7 +32,7 @@ DROP TRIGGER events_claim_unique_values ON events;
 CREATE TRIGGER events_claim_unique_values
     BEFORE INSERT ON events
     FOR EACH ROW
-    WHEN (NEW.event_type IN ('AccountRegistered', 'CategoryCreated', 'SignUpReleased'))
+    WHEN (NEW.event_type IN ('CategoryCreated', 'SignUpReleased', 'AccountClosed'))
 EXECUTE FUNCTION claim_unique_values();
 
 -- The sign-ups that were never verified nor released, kept by a trigger in the
@@ -57,7 +63,7 @@ $$;
 CREATE TRIGGER events_track_pending_sign_ups
     BEFORE INSERT ON events
     FOR EACH ROW
-    WHEN (NEW.event_type IN ('AccountRegistered', 'AccountVerified', 'SignUpReleased'))
+    WHEN (NEW.event_type IN ('AccountRegistered', 'AccountVerified', 'SignUpReleased', 'AccountClosed'))
 EXECUTE FUNCTION track_pending_sign_ups();
 
 -- The accounts that were pending when this migration ran.
