@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 
 use crate::common::TestApp;
+use crate::devtools::{chromium, HEADLESS};
 use crate::pipeline::Pipeline;
 
 /// Serves `app` on a loopback socket, as `board serve` does; returns its base URL.
@@ -31,10 +32,6 @@ async fn run(mut command: Command) -> Output {
         .unwrap_or_else(|e| {
             panic!("{program} did not start ({e}); run `scripts/services.sh tools`")
         })
-}
-
-fn chromium() -> String {
-    std::env::var("CHROMIUM").unwrap_or_else(|_| "chromium".into())
 }
 
 fn schemathesis() -> PathBuf {
@@ -59,16 +56,7 @@ async fn the_docs_page_renders_every_endpoint_in_a_headless_browser() {
     let profile = tempdir("board-chromium");
 
     let mut command = Command::new(chromium());
-    command.args([
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        // This machine's network is closed; without these Chromium keeps trying.
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
+    command.args(HEADLESS).args([
         // Lets Swagger UI fetch /openapi.json and render before the DOM is dumped.
         "--virtual-time-budget=30000",
         "--dump-dom",

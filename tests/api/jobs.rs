@@ -2,7 +2,6 @@
 //! and among several API processes one at a time runs it, under a lease that outlives a
 //! killed holder only until it expires.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use axum::http::StatusCode;
@@ -12,7 +11,7 @@ use sqlx::PgPool;
 use testkit::{Running, Stack};
 
 use crate::common::TestApp;
-use crate::pipeline::Process;
+use crate::pipeline::{board_on, Process};
 
 /// Runs the purge as `board serve` does, until it recorded a finished round.
 pub async fn one_round(app: &TestApp) {
@@ -97,19 +96,21 @@ async fn a_purge_round_removes_old_idempotency_keys_and_expired_links_and_keeps_
 /// `board serve --components api` on the stack's databases, purging every second under a
 /// lease of three.
 fn api_process(stack: &Stack) -> Process {
-    let child = Command::new(env!("CARGO_BIN_EXE_board"))
-        .args(["--database-url", &stack.database_url])
-        .args(["--read-database-url", &stack.read_url])
-        .args(["--listen", "127.0.0.1:0"])
-        .args(["--purge-interval", "1s", "--job-lease-ttl", "3s"])
-        .args(["serve", "--components", "api"])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start the board binary");
-    Process(child)
+    Process::spawn(board_on(
+        &stack.database_url,
+        &stack.read_url,
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--purge-interval",
+            "1s",
+            "--job-lease-ttl",
+            "3s",
+            "serve",
+            "--components",
+            "api",
+        ],
+    ))
 }
 
 /// The pid in a holder's name (`host:pid:nonce`).
@@ -199,11 +200,7 @@ fn after<'a>(runs: &'a [Run], holder: &str) -> Option<&'a Run> {
 }
 
 async fn board_jobs_status(stack: &Stack) -> (i32, String) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_board"));
-    command
-        .args(["--database-url", &stack.database_url])
-        .args(["--read-database-url", &stack.read_url])
-        .args(["jobs", "status"]);
+    let mut command = board_on(&stack.database_url, &stack.read_url, &["jobs", "status"]);
     let output = tokio::task::spawn_blocking(move || command.output().unwrap())
         .await
         .unwrap();

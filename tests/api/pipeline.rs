@@ -44,9 +44,32 @@ pub struct Pipeline {
 }
 
 /// A `board` process; killed (SIGKILL) when dropped.
+/// `board` on the event store at `database_url` and the read models at `read_url`, then
+/// `args`; it logs warnings only.
+pub fn board_on(database_url: &str, read_url: &str, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_board"));
+    command
+        .args(["--database-url", database_url])
+        .args(["--read-database-url", read_url])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null());
+    command
+}
+
 pub struct Process(pub Child);
 
 impl Process {
+    /// Starts `command` in the background, its warnings on the test's output.
+    pub fn spawn(mut command: Command) -> Self {
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the board binary");
+        Self(child)
+    }
+
     pub fn kill(mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -163,13 +186,9 @@ impl Pipeline {
 
     /// `board` with this pipeline's stores, topic and group, then `args`.
     pub fn board(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_board"));
+        let mut command = board_on(&self.database_url, &self.read_url, &[]);
         command
             .args([
-                "--database-url",
-                &self.database_url,
-                "--read-database-url",
-                &self.read_url,
                 "--kafka-brokers",
                 &self.brokers,
                 "--kafka-topic",
@@ -179,9 +198,7 @@ impl Pipeline {
                 "--admin-emails",
                 crate::common::ADMIN_EMAIL,
             ])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null());
+            .args(args);
         command
     }
 
@@ -253,7 +270,15 @@ impl Pipeline {
     /// Waits until the live read model equals one rebuilt from the event store, and
     /// returns its snapshot. The reference keeps replaying too: events become readable
     /// only once every older transaction on the server has ended.
+    ///
+    /// It first waits for everything committed before the call to be readable: another
+    /// test's transaction on the same server holds the readable horizon back for every
+    /// database, and while it does, a live model and a reference that both lack the
+    /// test's last command would match.
     pub async fn converged(&self) -> snapshot::Snapshot {
+        board::store::reader::settle(&self.app.pool, Duration::from_secs(60))
+            .await
+            .unwrap();
         let reference_url = fresh_read_database().await;
         let reference = MySqlPool::connect(&reference_url).await.unwrap();
         let mut checkpoint = board::store::reader::Checkpoint::default();
