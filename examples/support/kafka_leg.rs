@@ -174,7 +174,30 @@ pub async fn burst(
 /// does not wait for the previous answer, as many users would not), and follows every
 /// one to the read model.
 pub async fn steady_load(stack: &Arc<Stack>, rate: u32, seconds: u32) -> Vec<Duration> {
+    steady_load_recorded(stack, rate, seconds).await.0
+}
+
+/// As [`steady_load`], also returning each post created and when its command was sent,
+/// for figures that follow the same commands elsewhere (the live streams).
+pub async fn steady_load_recorded(
+    stack: &Arc<Stack>,
+    rate: u32,
+    seconds: u32,
+) -> (Vec<Duration>, Vec<(String, Instant)>) {
     let (pending, more_coming, watcher) = follow(stack);
+    let sent = send_steadily(stack, rate, seconds, Some(pending)).await;
+    more_coming.store(false, Ordering::SeqCst);
+    (watcher.await.unwrap(), sent)
+}
+
+/// Sends `rate` posts a second for `seconds`, each on its own task; returns each post and
+/// when its command was sent. Each answered one joins `pending` at once, when given.
+pub async fn send_steadily(
+    stack: &Arc<Stack>,
+    rate: u32,
+    seconds: u32,
+    pending: Option<Pending>,
+) -> Vec<(String, Instant)> {
     let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate);
     let mut sent = Vec::new();
     for i in 0..(rate * seconds) as usize {
@@ -185,12 +208,17 @@ pub async fn steady_load(stack: &Arc<Stack>, rate: u32, seconds: u32) -> Vec<Dur
             let (status, body) = stack.create_post(1_000_000 + i).await;
             assert_eq!(status, 201, "{body}");
             let id = body["postId"].as_str().unwrap().to_string();
-            pending.lock().await.push((id, at));
+            if let Some(pending) = pending {
+                pending.lock().await.push((id.clone(), at));
+            }
+            (id, at)
         }));
     }
-    join_all(sent).await.into_iter().for_each(Result::unwrap);
-    more_coming.store(false, Ordering::SeqCst);
-    watcher.await.unwrap()
+    join_all(sent)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
 }
 
 /// How a new reader went through a backlog: the rate over the whole of it, starting up

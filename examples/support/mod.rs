@@ -5,6 +5,7 @@
 
 pub mod flood;
 pub mod kafka_leg;
+pub mod live;
 
 use std::time::{Duration, Instant};
 
@@ -23,13 +24,14 @@ pub const MEMBER_PASSWORD: &str = "benchmark password";
 pub struct Stack {
     pub app: axum::Router,
     pub state: App,
+    pub database_url: String,
     pub read_url: String,
     pub read_pool: MySqlPool,
     pub topic: String,
     pub token: String,
     pub category: String,
     /// The relay and the projector, as started.
-    parts: Vec<testkit::Running>,
+    parts: std::sync::Mutex<Vec<testkit::Running>>,
 }
 
 impl Stack {
@@ -68,8 +70,9 @@ impl Stack {
         if projector {
             parts.push(built.start_projector()?);
         }
-        let (state, read_url, topic, mail_dir) = (
+        let (state, database_url, read_url, topic, mail_dir) = (
             built.app.clone(),
+            built.database_url.clone(),
             built.read_url.clone(),
             built.topic.clone(),
             built.mail_dir.clone(),
@@ -127,12 +130,13 @@ impl Stack {
         Ok(Self {
             app,
             state,
+            database_url,
             read_url,
             read_pool,
             topic,
             token,
             category,
-            parts,
+            parts: std::sync::Mutex::new(parts),
         })
     }
 
@@ -165,10 +169,16 @@ impl Stack {
         }
     }
 
-    pub async fn stop(self) {
-        for part in self.parts {
+    /// Stops the relay and the projector (the API goes on): the Kafka leg at rest.
+    pub async fn stop_background(&self) {
+        let parts = std::mem::take(&mut *self.parts.lock().unwrap());
+        for part in parts {
             part.stop().await;
         }
+    }
+
+    pub async fn stop(self) {
+        self.stop_background().await;
     }
 }
 
