@@ -24,7 +24,7 @@ TEST_THREADS ?= 4
 TEST_CMD     ?= $(CARGO) test --workspace --all-targets -- --test-threads=$(TEST_THREADS)
 
 .DEFAULT_GOAL := help
-.PHONY: help services services-down services-status run migrate test check-compose bench bench-steady bench-long latency bench-history fmt lint
+.PHONY: help services services-down services-status run migrate cluster cluster-down cluster-status cluster-roll test check-compose bench bench-live bench-steady bench-long latency bench-history fmt lint
 
 help: ## List the targets
 	@echo "Board - make targets:"
@@ -45,6 +45,22 @@ run: services ## Run the server on 127.0.0.1:8080 (migrates at start)
 migrate: services ## Apply database migrations
 	$(CARGO) run --release --bin board -- migrate
 
+# The same system as a cluster: nginx on 127.0.0.1:8080 in front of two API replicas,
+# two relays and two projectors (scripts/cluster.sh; .local/cluster holds pids and logs).
+cluster: services ## Run Board as a cluster behind nginx on 127.0.0.1:8080 (scripts/cluster.sh)
+	$(CARGO) build --release --bin board
+	scripts/cluster.sh up
+
+cluster-down: ## Stop what `make cluster` started
+	scripts/cluster.sh down
+
+cluster-status: ## One line per part of the cluster
+	scripts/cluster.sh status
+
+cluster-roll: ## Rolling restart of every part, one at a time, with no request failed (after a rebuild: a deploy)
+	$(CARGO) build --release --bin board
+	scripts/cluster.sh roll
+
 # Tests and benchmarks make scratch topics (board-test-…, board-bench-…); they are deleted
 # once the processes that read them have ended, pass or fail.
 test: services ## Run all tests (TEST_THREADS, default 4; TEST_CMD) and check docker-compose.yml
@@ -64,9 +80,14 @@ chaos: services ## The fault suite, longer: kill -9/stop every part under load (
 check-compose: ## Validate docker-compose.yml against the Compose Specification schema
 	scripts/check-compose.sh
 
-bench: services ## The benchmark: commands, queries, read-model latency, relay, rebuild and memory beside same-run baselines (target/bench*.json)
+bench: services ## The benchmark: commands, queries, read-model latency, relay, rebuild, live updates and memory beside same-run baselines (target/bench*.json)
 	$(CARGO) run --release --example bench; status=$$?; $(SERVICES) prune board-bench-; exit $$status
 	$(CARGO) run --release --example history_rates
+	$(MAKE) -f $(THIS_MAKEFILE) bench-live
+
+bench-live: services ## Live updates: delivery to 1,000 subscribers at 100 commands/s beside the read model, memory per stream, subscribers held (target/bench-live.json)
+	$(CARGO) build --release --bin board --example live_fanout
+	ulimit -n $$(ulimit -Hn); $(CARGO) run --release --example live_fanout; status=$$?; $(SERVICES) prune board-bench-; exit $$status
 
 bench-steady: services ## The Kafka leg with use: 5 rounds on one broker, `make test` on it, 1 more; first vs last (target/steadiness.json)
 	$(CARGO) run --release --example steadiness -- reset

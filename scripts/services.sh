@@ -9,9 +9,10 @@
 #   scripts/services.sh prune PREFIX...
 #                               delete the broker's topics named PREFIX… (the scratch
 #                               topics tests and benchmarks leave once they have ended)
-#   scripts/services.sh tools   the tools the tests drive: Chromium (Debian's package, for
-#                               the /docs test) and schemathesis (PyPI, pinned, kept in
-#                               .local/schemathesis); reused when already there
+#   scripts/services.sh tools   the tools the tests drive: Chromium and nginx (Debian's
+#                               packages, for the browser and cluster tests) and
+#                               schemathesis (PyPI, pinned, kept in .local/schemathesis);
+#                               reused when already there
 #
 # Addresses (environment, or .env at the repo root; defaults in brackets):
 #   PGHOST [127.0.0.1]  PGPORT [5432]  MYSQL_HOST [127.0.0.1]  MYSQL_PORT [3306]
@@ -32,24 +33,9 @@ cd "$REPO_ROOT"
 # Configuration
 # ---------------------------------------------------------------------------
 
-# .env holds plain KEY=value lines (the Makefile includes the same file, so no
-# shell syntax is relied on). Values in it win over the environment, as in make.
-load_dotenv() {
-    local file="$REPO_ROOT/.env" line key value
-    [[ -f "$file" ]] || return 0
-    while IFS= read -r line || [[ -n "$line" ]]; do
-        line="${line%$'\r'}"
-        [[ "$line" =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)[[:space:]]*=(.*)$ ]] || continue
-        key="${BASH_REMATCH[2]}"
-        value="${BASH_REMATCH[3]}"
-        value="${value#"${value%%[![:space:]]*}"}"   # trim leading blanks
-        value="${value%"${value##*[![:space:]]}"}"   # trim trailing blanks
-        if [[ "$value" =~ ^\"(.*)\"$ || "$value" =~ ^\'(.*)\'$ ]]; then
-            value="${BASH_REMATCH[1]}"               # tolerate one pair of quotes
-        fi
-        export "$key=$value"
-    done <"$file"
-}
+SCRIPT=services.sh
+# shellcheck source=scripts/lib.sh
+source "$REPO_ROOT/scripts/lib.sh"
 load_dotenv
 
 PGHOST="${PGHOST:-127.0.0.1}"
@@ -84,70 +70,6 @@ CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
 # Bounds for waiting.
 START_TIMEOUT="${SERVICES_START_TIMEOUT:-30}"      # seconds for a server to answer
 BUILD_WAIT_TIMEOUT="${TANSU_BUILD_WAIT_TIMEOUT:-2400}"   # another cargo install tansu
-
-# ---------------------------------------------------------------------------
-# Helpers
-# ---------------------------------------------------------------------------
-
-say() { printf '%s\n' "$*"; }
-die() { printf 'services.sh: %s\n' "$*" >&2; exit 1; }
-have() { command -v "$1" >/dev/null 2>&1; }
-
-is_local() {
-    case "$1" in
-        127.0.0.1 | localhost | ::1 | '[::1]' | 0.0.0.0 | "$(hostname 2>/dev/null || echo localhost)") return 0 ;;
-        *) return 1 ;;
-    esac
-}
-
-# tcp_open HOST PORT: does something accept TCP connections there?
-tcp_open() {
-    local host="${1#[}"
-    host="${host%]}"
-    # shellcheck disable=SC2016 # $0/$1 expand in the inner bash
-    timeout 2 bash -c 'exec 3<>"/dev/tcp/$0/$1"' "$host" "$2" 2>/dev/null
-}
-
-# wait_for NAME SECONDS COMMAND...: retry COMMAND once a second, bounded.
-wait_for() {
-    local name="$1" seconds="$2" i
-    shift 2
-    for ((i = 0; i < seconds; i++)); do
-        "$@" && return 0
-        sleep 1
-    done
-    say "$name: did not answer within ${seconds}s" >&2
-    return 1
-}
-
-# Close every inherited descriptor above stderr (our lock, a caller's pipes).
-# Call it in a subshell before starting a daemon: a daemon holding a pipe open
-# keeps `$(make services)` or a CI log reader waiting for EOF forever.
-close_extra_fds() {
-    local fd
-    [[ -d /proc/$BASHPID/fd ]] || return 0
-    for fd in /proc/"$BASHPID"/fd/*; do
-        fd="${fd##*/}"
-        if ((fd > 2)); then
-            eval "exec $fd>&-" 2>/dev/null || true
-        fi
-    done
-}
-
-APT_UPDATED=0
-apt_install() {
-    have apt-get || die "apt-get not found; install $* yourself"
-    [[ $EUID -eq 0 ]] || die "installing $* needs root (run with sudo)"
-    export DEBIAN_FRONTEND=noninteractive
-    if [[ $APT_UPDATED -eq 0 ]]; then
-        say "apt: apt-get update"
-        apt-get update -qq
-        APT_UPDATED=1
-    fi
-    say "apt: installing $*"
-    # In a subshell without our descriptors: package scripts may start daemons.
-    (close_extra_fds && apt-get install -y -qq --no-install-recommends "$@" >/dev/null)
-}
 
 # ---------------------------------------------------------------------------
 # PostgreSQL
@@ -574,6 +496,11 @@ tools_up() {
         say "chromium: $(command -v chromium) already installed"
     else
         apt_install chromium
+    fi
+    if have nginx; then
+        say "nginx: $(command -v nginx) already installed"
+    else
+        apt_install nginx
     fi
     local st="$SCHEMATHESIS_DIR/bin/st"
     if [[ -x "$st" ]] && "$st" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then

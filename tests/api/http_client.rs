@@ -60,10 +60,25 @@ pub async fn send(
     bearer: Option<&str>,
     body: Option<&Value>,
 ) -> io::Result<Reply> {
+    send_with(addr, method, path, bearer, &[], body).await
+}
+
+/// As [`send`], with more header lines (`Idempotency-Key`, ...).
+pub async fn send_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> io::Result<Reply> {
     let body = body.map(Value::to_string).unwrap_or_default();
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(token) = bearer {
         request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
     }
     if !body.is_empty() {
         request.push_str("Content-Type: application/json\r\n");

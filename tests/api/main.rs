@@ -8,6 +8,7 @@ mod accounts;
 mod board;
 mod chaos;
 mod closing;
+mod cluster;
 mod common;
 mod conventions;
 mod devtools;

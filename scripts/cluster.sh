@@ -1,0 +1,309 @@
+#!/usr/bin/env bash
+# Board as a cluster on this machine: nginx on one address in front of API replicas, two
+# relays (one publishes, one waits for the lease) and two projectors in one group, every
+# part the same `board` binary with one shared configuration.
+#
+#   scripts/cluster.sh up       start what is not running (nginx installed with apt-get
+#                               when missing); reuses what is
+#   scripts/cluster.sh down     stop everything `up` started
+#   scripts/cluster.sh status   one line per part
+#   scripts/cluster.sh roll     restart every part one at a time, as a deploy does: an API
+#                               replica leaves nginx's rotation, finishes what it is
+#                               serving, exits, comes back ready, rejoins; then the next;
+#                               then the relays and the projectors
+#   scripts/cluster.sh kill NAME
+#                               kill -9 one part (api-1, relay-2, ...): what a crash does
+#
+# The databases and the broker are those of `scripts/services.sh` (`make cluster` brings
+# them up first). Settings (environment, or .env; defaults in brackets):
+#   CLUSTER_DIR [.local/cluster]   pids, logs, nginx's configuration and the shared secret
+#   CLUSTER_LISTEN [127.0.0.1:8080] where nginx serves Board
+#   CLUSTER_API_PORTS ["8081 8082"] one API replica per port, on 127.0.0.1
+#   BOARD_BIN [target/release/board]
+#   CLUSTER_READY_TIMEOUT [60]      seconds for a part to become ready
+# Board's own settings (DATABASE_URL, KAFKA_BROKERS, ...) are read by every part from the
+# same environment. JWT_SECRET, when unset, is generated once into CLUSTER_DIR/jwt-secret
+# so that a token one replica issued is accepted by every other.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO_ROOT"
+SCRIPT=cluster.sh
+# shellcheck source=scripts/lib.sh
+source "$REPO_ROOT/scripts/lib.sh"
+load_dotenv
+
+CLUSTER_DIR="${CLUSTER_DIR:-$REPO_ROOT/.local/cluster}"
+CLUSTER_LISTEN="${CLUSTER_LISTEN:-127.0.0.1:8080}"
+read -r -a API_PORTS <<<"${CLUSTER_API_PORTS:-8081 8082}"
+BOARD_BIN="${BOARD_BIN:-$REPO_ROOT/target/release/board}"
+READY_TIMEOUT="${CLUSTER_READY_TIMEOUT:-60}"
+NGINX_DIR="$CLUSTER_DIR/nginx"
+NGINX_CONF="$NGINX_DIR/nginx.conf"
+NGINX_PID="$NGINX_DIR/nginx.pid"
+
+# Every part: its name and the arguments after `board`.
+parts() {
+    local i
+    for i in "${!API_PORTS[@]}"; do
+        printf 'api-%d\t--listen 127.0.0.1:%s serve --components api\n' "$((i + 1))" "${API_PORTS[$i]}"
+    done
+    printf 'relay-1\tserve --components relay\nrelay-2\tserve --components relay\n'
+    printf 'projector-1\tserve --components projector\nprojector-2\tserve --components projector\n'
+}
+
+part_args() { parts | awk -F'\t' -v n="$1" '$1 == n { print $2 }'; }
+part_names() { parts | cut -f1; }
+api_port() { local i="${1#api-}"; printf '%s' "${API_PORTS[$((i - 1))]}"; }
+
+pid_of() {
+    local file="$CLUSTER_DIR/$1.pid" pid
+    [[ -f "$file" ]] || return 1
+    pid="$(<"$file")"
+    kill -0 "$pid" 2>/dev/null || return 1
+    printf '%s' "$pid"
+}
+
+# ---------------------------------------------------------------------------
+# The shared configuration
+# ---------------------------------------------------------------------------
+
+shared_secret() {
+    if [[ -n "${JWT_SECRET:-}" ]]; then
+        return
+    fi
+    local file="$CLUSTER_DIR/jwt-secret"
+    if [[ ! -s "$file" ]]; then
+        (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$file")
+        say "cluster: generated the cluster's JWT secret into $file"
+    fi
+    JWT_SECRET="$(<"$file")"
+    export JWT_SECRET
+}
+
+# ---------------------------------------------------------------------------
+# Board's parts
+# ---------------------------------------------------------------------------
+
+start_part() {
+    local name="$1" args
+    if pid_of "$name" >/dev/null; then
+        say "$name: already running (pid $(pid_of "$name"))"
+        return
+    fi
+    args="$(part_args "$name")"
+    [[ -n "$args" ]] || die "no part named $name"
+    # shellcheck disable=SC2086 # the arguments are words
+    (close_extra_fds && exec setsid "$BOARD_BIN" $args </dev/null >>"$CLUSTER_DIR/$name.log" 2>&1) &
+    printf '%s' "$!" >"$CLUSTER_DIR/$name.pid"
+    say "$name: started (pid $!, log $CLUSTER_DIR/$name.log)"
+}
+
+# An API replica is ready when its readiness answers 200; a relay or projector when its
+# process is still there after starting (it waits for its lease or its partitions).
+api_ready() {
+    curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$(api_port "$1")/health/ready"
+}
+
+wait_ready() {
+    local name="$1"
+    case "$name" in
+        api-*) wait_for "$name" "$READY_TIMEOUT" api_ready "$name" || die "$name: not ready; see $CLUSTER_DIR/$name.log" ;;
+        *) sleep 1; pid_of "$name" >/dev/null || die "$name: exited; see $CLUSTER_DIR/$name.log" ;;
+    esac
+}
+
+# SIGTERM, then wait for the exit: the part finishes what it serves (SHUTDOWN_TIMEOUT).
+stop_part() {
+    local name="$1" pid i
+    pid="$(pid_of "$name")" || { rm -f "$CLUSTER_DIR/$name.pid"; return 0; }
+    kill -TERM "$pid"
+    for ((i = 0; i < 600; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        say "$name: still running 60 s after SIGTERM; killing it" >&2
+        kill -KILL "$pid"
+    fi
+    rm -f "$CLUSTER_DIR/$name.pid"
+    say "$name: stopped"
+}
+
+# ---------------------------------------------------------------------------
+# nginx
+# ---------------------------------------------------------------------------
+
+# The configuration, with the API replicas named in $1 (space-separated) out of the
+# rotation.
+write_nginx_conf() {
+    local out=" $1 " i upstreams=""
+    for i in "${!API_PORTS[@]}"; do
+        local name="api-$((i + 1))" mark=""
+        [[ "$out" == *" $name "* ]] && mark=" down"
+        upstreams+="        server 127.0.0.1:${API_PORTS[$i]} max_fails=1 fail_timeout=2s${mark};  # $name"$'\n'
+    done
+    mkdir -p "$NGINX_DIR/temp"
+    cat >"$NGINX_CONF.new" <<EOF
+# Written by scripts/cluster.sh; rewritten at every change of the rotation.
+worker_processes 2;
+pid $NGINX_PID;
+error_log $NGINX_DIR/error.log warn;
+# A reload lets old workers finish their requests; live streams on them end after this,
+# and their browsers reconnect (with Last-Event-ID) to the new workers.
+worker_shutdown_timeout 10s;
+
+events { worker_connections 4096; }
+
+http {
+    access_log $NGINX_DIR/access.log;
+    client_body_temp_path $NGINX_DIR/temp/body;
+    proxy_temp_path $NGINX_DIR/temp/proxy;
+    fastcgi_temp_path $NGINX_DIR/temp/fastcgi;
+    uwsgi_temp_path $NGINX_DIR/temp/uwsgi;
+    scgi_temp_path $NGINX_DIR/temp/scgi;
+    # Board refuses bodies over 64 KiB itself, with its own problem document.
+    client_max_body_size 1m;
+
+    upstream board {
+$upstreams    }
+
+    server {
+        listen $CLUSTER_LISTEN;
+
+        proxy_http_version 1.1;
+        proxy_set_header Host \$host;
+        proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto \$scheme;
+        # A replica that refuses the connection (stopping, crashed) never saw the request:
+        # nginx sends it to the next one, a POST too. One that fails after receiving a
+        # request is not retried for a POST: the client retries with its Idempotency-Key.
+        proxy_next_upstream error timeout;
+        proxy_next_upstream_tries 2;
+        proxy_connect_timeout 2s;
+
+        location / {
+            proxy_pass http://board;
+        }
+
+        # Live updates: passed on as they come, held open between keep-alives.
+        location = /board/live {
+            proxy_pass http://board;
+            proxy_buffering off;
+            proxy_cache off;
+            proxy_read_timeout 1h;
+        }
+    }
+}
+EOF
+    mv "$NGINX_CONF.new" "$NGINX_CONF"
+}
+
+nginx_running() {
+    [[ -f "$NGINX_PID" ]] && kill -0 "$(<"$NGINX_PID")" 2>/dev/null
+}
+
+nginx_up() {
+    have nginx || apt_install nginx
+    write_nginx_conf ""
+    nginx -t -q -p "$NGINX_DIR" -c "$NGINX_CONF" || die "nginx: the configuration does not load"
+    if nginx_running; then
+        nginx -p "$NGINX_DIR" -c "$NGINX_CONF" -s reload
+        say "nginx: reloaded on $CLUSTER_LISTEN"
+    else
+        (close_extra_fds && nginx -p "$NGINX_DIR" -c "$NGINX_CONF")
+        say "nginx: serving Board on $CLUSTER_LISTEN"
+    fi
+}
+
+# Rewrites the rotation and reloads. A reload is graceful: new workers take new requests
+# under the new rotation at once, old ones finish theirs first.
+rotation_without() {
+    write_nginx_conf "$1"
+    nginx -p "$NGINX_DIR" -c "$NGINX_CONF" -s reload
+    # New workers are up once the old master's children changed; a short wait covers it.
+    sleep 1
+}
+
+nginx_down() {
+    if nginx_running; then
+        nginx -p "$NGINX_DIR" -c "$NGINX_CONF" -s quit
+        say "nginx: stopped"
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------
+
+cluster_up() {
+    [[ -x "$BOARD_BIN" ]] || die "$BOARD_BIN not found: cargo build --release --bin board"
+    mkdir -p "$CLUSTER_DIR"
+    shared_secret
+    # Migrate once, before the replicas start (each would otherwise race to).
+    "$BOARD_BIN" migrate >>"$CLUSTER_DIR/migrate.log" 2>&1 || die "migration failed; see $CLUSTER_DIR/migrate.log"
+    local name
+    for name in $(part_names); do
+        start_part "$name"
+    done
+    for name in $(part_names); do
+        wait_ready "$name"
+    done
+    nginx_up
+}
+
+cluster_down() {
+    nginx_down
+    local name
+    for name in $(part_names); do
+        stop_part "$name"
+    done
+}
+
+cluster_status() {
+    local name
+    for name in $(part_names); do
+        if pid_of "$name" >/dev/null; then
+            say "$name: running (pid $(pid_of "$name"))"
+        else
+            say "$name: not running"
+        fi
+    done
+    if nginx_running; then say "nginx: serving on $CLUSTER_LISTEN"; else say "nginx: not running"; fi
+}
+
+# One part at a time; an API replica leaves the rotation first and rejoins once ready.
+cluster_roll() {
+    shared_secret
+    nginx_running || die "nginx is not running: scripts/cluster.sh up"
+    local name
+    for name in $(part_names); do
+        if [[ "$name" == api-* ]]; then
+            rotation_without "$name"
+        fi
+        stop_part "$name"
+        start_part "$name"
+        wait_ready "$name"
+        if [[ "$name" == api-* ]]; then
+            rotation_without ""
+        fi
+        say "$name: restarted"
+    done
+}
+
+cluster_kill() {
+    local pid
+    pid="$(pid_of "$1")" || die "$1 is not running"
+    kill -KILL "$pid"
+    say "$1: killed (pid $pid)"
+}
+
+cmd="${1:-up}"
+case "$cmd" in
+    up) cluster_up ;;
+    down) cluster_down ;;
+    status) cluster_status ;;
+    roll) cluster_roll ;;
+    kill) cluster_kill "${2:?kill which part?}" ;;
+    *) die "unknown command '$cmd' (use up, down, status, roll or kill NAME)" ;;
+esac
