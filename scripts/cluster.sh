@@ -23,7 +23,9 @@
 #   CLUSTER_READY_TIMEOUT [60]      seconds for a part to become ready
 # Board's own settings (DATABASE_URL, KAFKA_BROKERS, ...) are read by every part from the
 # same environment. JWT_SECRET, when unset, is generated once into CLUSTER_DIR/jwt-secret
-# so that a token one replica issued is accepted by every other.
+# so that a token one replica issued is accepted by every other. TRUSTED_PROXIES defaults
+# to nginx's address here (127.0.0.1): the replicas count each client by the address
+# nginx forwards, not all of them as nginx.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -38,6 +40,7 @@ CLUSTER_LISTEN="${CLUSTER_LISTEN:-127.0.0.1:8080}"
 read -r -a API_PORTS <<<"${CLUSTER_API_PORTS:-8081 8082}"
 BOARD_BIN="${BOARD_BIN:-$REPO_ROOT/target/release/board}"
 READY_TIMEOUT="${CLUSTER_READY_TIMEOUT:-60}"
+export TRUSTED_PROXIES="${TRUSTED_PROXIES:-127.0.0.1}"
 NGINX_DIR="$CLUSTER_DIR/nginx"
 NGINX_CONF="$NGINX_DIR/nginx.conf"
 NGINX_PID="$NGINX_DIR/nginx.pid"

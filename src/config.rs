@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::http::client_address::TrustedProxies;
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// `production` refuses to start with development defaults such as the JWT secret.
@@ -57,6 +59,13 @@ pub struct Config {
     /// 429. 0 for no such limit: behind a proxy every connection has the proxy's address.
     #[arg(long, env = "MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
     pub max_connections_per_address: usize,
+
+    /// Proxies in front of this server (addresses or networks, comma-separated, e.g.
+    /// `127.0.0.1` or `10.0.0.0/8`): a request from one is counted, for every per-address
+    /// limit, against the client its `X-Forwarded-For` names, and its connections are not
+    /// limited per address (they carry many clients). Empty: no proxy is believed.
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = TrustedProxies::parse)]
+    pub trusted_proxies: TrustedProxies,
 
     /// On SIGTERM, how long requests in flight may take to finish before the connections
     /// still open are closed and the process exits.

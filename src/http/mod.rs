@@ -5,6 +5,7 @@ mod accounts;
 mod auth;
 mod board;
 pub mod body;
+pub mod client_address;
 pub mod concurrency;
 pub mod consistency;
 pub mod context;

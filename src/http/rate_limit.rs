@@ -1,12 +1,13 @@
 //! Rate limits for the endpoints that guess passwords, create accounts or send mail
-//! (`/auth`, `/signup`, `/password-reset`, `/password-reset/confirm`): `AUTH_RATE_PER_MINUTE` requests a minute per client address, with bursts
-//! of as many (see [`crate::limits::RateLimiter`]). Past it, 429 with `Retry-After`.
+//! (`/auth`, `/signup`, `/password-reset`, `/password-reset/confirm`):
+//! `AUTH_RATE_PER_MINUTE` requests a minute per client address (behind `TRUSTED_PROXIES`,
+//! the address they forward), with bursts of as many (see [`crate::limits::RateLimiter`]).
+//! Past it, 429 with `Retry-After`.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, FromRef, FromRequestParts};
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 
+use super::client_address::ClientAddress;
 use super::ApiError;
 use crate::app::App;
 
@@ -21,11 +22,8 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Ok(ClientAddress(client)) = ClientAddress::from_request_parts(parts, state).await;
         let state = App::from_ref(state);
-        let client = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
         state
             .auth_limiter
             .take(&client)

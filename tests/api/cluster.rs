@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 
 use crate::http_client::{self, Reply};
-use crate::private_services::{free_port, Workdir};
+use crate::private_services::{free_ports, Workdir};
 
 const ADMIN: &str = "admin@example.com";
 const PASSWORD: &str = "a long enough password";
@@ -21,6 +21,8 @@ const PASSWORD: &str = "a long enough password";
 /// A cluster on scratch stores, stopped (every process) when dropped.
 struct LocalCluster {
     work: Workdir,
+    /// Settings of every part beyond the stores' (`NAME`, value).
+    settings: Vec<(&'static str, &'static str)>,
     stack: testkit::Stack,
     nginx: SocketAddr,
     replicas: Vec<SocketAddr>,
@@ -28,6 +30,10 @@ struct LocalCluster {
 
 impl LocalCluster {
     async fn up() -> Self {
+        Self::up_with(&[]).await
+    }
+
+    async fn up_with(settings: &[(&'static str, &'static str)]) -> Self {
         let stack = testkit::Stack::for_tests()
             .fresh_read_models()
             .scratch_topic(&testkit::brokers(), 3)
@@ -35,12 +41,14 @@ impl LocalCluster {
             .build()
             .await
             .unwrap();
-        let loopback = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+        let [nginx, first, second] =
+            free_ports().map(|port| SocketAddr::from(([127, 0, 0, 1], port)));
         let cluster = Self {
             work: Workdir::new("board-cluster"),
+            settings: settings.to_vec(),
             stack,
-            nginx: loopback(free_port()),
-            replicas: vec![loopback(free_port()), loopback(free_port())],
+            nginx,
+            replicas: vec![first, second],
         };
         let up = cluster.script(&["up"]).await;
         assert!(up.status.success(), "cluster.sh up: {}", describe(&up));
@@ -66,7 +74,10 @@ impl LocalCluster {
             .env("ADMIN_EMAILS", ADMIN)
             .env("MAIL_DIR", &self.stack.mail_dir)
             .env("RUST_LOG", "warn")
-            .env_remove("JWT_SECRET");
+            // The script's own defaults for these are part of what is tested.
+            .env_remove("JWT_SECRET")
+            .env_remove("TRUSTED_PROXIES")
+            .envs(self.settings.iter().copied());
         command
     }
 
@@ -436,4 +447,35 @@ async fn a_replica_killed_under_load_loses_no_accepted_command() {
         assert_eq!(reply.status, 200, "{reply:?}");
     }
     assert_eq!(cluster.lists_served_by(survivor).await - before, 10.0);
+}
+
+#[tokio::test]
+async fn each_client_behind_nginx_has_its_own_limits() {
+    // Two client machines (two loopback addresses) log in badly through nginx. Every
+    // request reaches a replica from nginx's address; the replicas count each client by
+    // the address nginx forwards, so one client's exhausted limit leaves the other's.
+    // A low limit, so that one client meets it sooner than it refills however slowly the
+    // machine answers.
+    let cluster = LocalCluster::up_with(&[("AUTH_RATE_PER_MINUTE", "2")]).await;
+    let (flooder, bystander) = ("127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
+    let attempt = json!({ "email": "nobody@example.com", "password": "wrong password" });
+    let mut refused = None;
+    for sent in 1..=20 {
+        let reply = http_client::post_from(flooder, cluster.nginx, "/auth", &attempt)
+            .await
+            .unwrap();
+        if reply.status == 429 {
+            refused = Some(sent);
+            break;
+        }
+        assert_eq!(reply.status, 401, "{reply:?}");
+    }
+    assert!(refused.is_some(), "one client was never limited");
+    let other = http_client::post_from(bystander, cluster.nginx, "/auth", &attempt)
+        .await
+        .unwrap();
+    assert_eq!(
+        other.status, 401,
+        "another client is not limited: {other:?}"
+    );
 }

@@ -4,12 +4,12 @@
 //! that request alone, never as a broken pooled connection on the next one.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 
 /// A request that takes longer than this counts as failed (the server may hang while a
 /// dependency is away); it is not a test assertion.
@@ -84,13 +84,39 @@ pub async fn send_with(
         request.push_str("Content-Type: application/json\r\n");
     }
     request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    tokio::time::timeout(REQUEST_TIMEOUT, exchange(addr, &request))
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange(None, addr, &request))
         .await
         .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time")))
 }
 
-async fn exchange(addr: SocketAddr, request: &str) -> io::Result<Reply> {
-    let mut stream = TcpStream::connect(addr).await?;
+/// A `POST` of `body` as JSON from the local address `source` (any of 127.0.0.0/8 on
+/// loopback): to the server, another client machine.
+pub async fn post_from(
+    source: IpAddr,
+    addr: SocketAddr,
+    path: &str,
+    body: &Value,
+) -> io::Result<Reply> {
+    let body = body.to_string();
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange(Some(source), addr, &request))
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time")))
+}
+
+async fn exchange(source: Option<IpAddr>, addr: SocketAddr, request: &str) -> io::Result<Reply> {
+    let mut stream = match source {
+        None => TcpStream::connect(addr).await?,
+        Some(source) => {
+            let socket = TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(source, 0))?;
+            socket.connect(addr).await?
+        }
+    };
     stream.write_all(request.as_bytes()).await?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).await?;

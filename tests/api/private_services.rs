@@ -58,8 +58,16 @@ impl Drop for Workdir {
 
 /// A port nothing listens on right now (the kernel's pick; released at once).
 pub fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe socket");
-    probe.local_addr().unwrap().port()
+    free_ports::<1>()[0]
+}
+
+/// `N` different free ports: the probes are held until all are chosen (one closed before
+/// the next is bound may be handed out again).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let probes: Vec<_> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe socket"))
+        .collect();
+    std::array::from_fn(|i| probes[i].local_addr().unwrap().port())
 }
 
 /// The first of `candidates` that is an executable file, or else a clear failure.

@@ -12,7 +12,7 @@ use testkit::Stack;
 
 use crate::common::TestApp;
 use crate::http_client;
-use crate::private_services::{free_port, Daemon, Workdir};
+use crate::private_services::{free_ports, Daemon, Workdir};
 use crate::proxy::Proxy;
 
 /// Callers at once in the floods below.
@@ -101,7 +101,7 @@ async fn metrics_are_served_only_on_their_own_address() {
         .await
         .unwrap();
     let work = Workdir::new("board-metrics-addr");
-    let (api, metrics) = (loopback(free_port()), loopback(free_port()));
+    let [api, metrics] = free_ports().map(loopback);
     let mut command = Command::new(env!("CARGO_BIN_EXE_board"));
     command
         .args(["--database-url", &stack.database_url])

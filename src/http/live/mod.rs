@@ -4,14 +4,14 @@
 mod page;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Extension, Router};
+use axum::Router;
 
+use super::client_address::ClientAddress;
 use super::paths::LIVE_PATH;
 use super::problem::PROBLEM_JSON;
 use super::schema::{LastEventIdHeader, LiveFilter, Problem};
@@ -60,7 +60,7 @@ pub fn router() -> Router<App> {
 )]
 pub(super) async fn live(
     State(state): State<App>,
-    client: Option<Extension<ConnectInfo<SocketAddr>>>,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
@@ -71,7 +71,6 @@ pub(super) async fn live(
             ApiError::bad_request("Last-Event-ID is not a token this API handed out")
         })?),
     };
-    let address = client.map_or_else(|| "unknown".to_string(), |c| c.0 .0.ip().to_string());
     let admission = state.live.admit(&address).map_err(refused)?;
     check_subject(&state, &filter, after.is_some()).await?;
     let stream = state

@@ -35,6 +35,7 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::config::Config;
+use crate::http::client_address::TrustedProxies;
 use crate::limits::ConcurrencyLimiter;
 use busy::TurnAway;
 pub use connection::Hangup;
@@ -84,6 +85,8 @@ struct Limits {
     max_connections: usize,
     /// 0: no limit per client address.
     max_connections_per_address: usize,
+    /// Peers whose connections carry many clients: not limited per address.
+    trusted_proxies: TrustedProxies,
     shutdown: Duration,
 }
 
@@ -96,6 +99,7 @@ impl Limits {
             },
             max_connections,
             max_connections_per_address: config.max_connections_per_address,
+            trusted_proxies: config.trusted_proxies.clone(),
             shutdown: config.shutdown_timeout,
         }
     }
@@ -114,6 +118,7 @@ async fn serve_router(
         timeouts,
         max_connections,
         max_connections_per_address,
+        trusted_proxies,
         shutdown: shutdown_timeout,
     } = limits;
     let places = Arc::new(Semaphore::new(max_connections));
@@ -155,6 +160,7 @@ async fn serve_router(
             continue;
         };
         let address_place = match &per_address {
+            Some(_) if trusted_proxies.contains(peer.ip()) => None,
             Some(limiter) => match limiter.try_acquire(&peer.ip().to_string()) {
                 Some(slot) => Some(slot),
                 None => {
