@@ -32,7 +32,7 @@ errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(document), key=la
 for error in errors:
     print(f"docker-compose.yml: {'/'.join(map(str, error.path)) or '(top)'}: {error.message}")
 services = sorted(document.get("services", {}))
-for needed in ["postgres", "mysql", "kafka", "board"]:
+for needed in ["postgres", "mysql", "kafka", "migrate", "api", "relay", "projector", "nginx"]:
     if needed not in services:
         errors.append(needed)
         print(f"docker-compose.yml: service {needed} is missing")
@@ -40,3 +40,17 @@ if errors:
     sys.exit(1)
 print(f"compose check: docker-compose.yml is valid ({', '.join(services)})")
 PY
+
+# The nginx configuration the compose file mounts, checked by nginx itself (`api` is the
+# replicas' name inside Compose; here it stands for any address).
+if command -v nginx >/dev/null 2>&1; then
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
+  sed 's/server api:8080/server 127.0.0.1:8080/' deploy/nginx.conf >"$work/nginx.conf"
+  printf 'pid %s/nginx.pid;\nerror_log %s/error.log;\n' "$work" "$work" >>"$work/nginx.conf"
+  if ! nginx -t -q -p "$work" -c "$work/nginx.conf"; then
+    echo "deploy/nginx.conf: nginx refuses it" >&2
+    exit 1
+  fi
+  echo "compose check: deploy/nginx.conf loads in nginx"
+fi
