@@ -88,7 +88,11 @@ impl App {
         ));
         let board = Arc::new(BoardService::new(pool.clone(), buses));
         Ok(Self {
-            auth_limiter: Arc::new(RateLimiter::new(config.auth_rate_per_minute)),
+            auth_limiter: Arc::new(RateLimiter::per_minute(
+                pool.clone(),
+                "auth",
+                config.auth_rate_per_minute,
+            )),
             command_slots: Arc::new(ConcurrencyLimiter::new(config.commands_per_account)),
             broker: Arc::new(BrokerProbe::new(&config.kafka())),
             readiness: Cached::new(config.status_cache_ttl),

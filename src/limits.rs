@@ -1,112 +1,103 @@
-//! Per-client limits: a token bucket per client key (an address, an account), `capacity`
-//! requests per period with bursts of as many.
+//! Per-client limits.
 //!
-//! The buckets live in this process: behind several API replicas each keeps its own, so
-//! the effective limit is per replica (a proxy in front can enforce a global one).
+//! [`RateLimiter`]: `capacity` requests per period per key (a client address, an account's
+//! email), with bursts of as many. Kept in PostgreSQL, so that every API replica counts
+//! against the same limit: behind N replicas a client gets the limit once, not N times.
+//!
+//! [`ConcurrencyLimiter`]: things in flight per key, in this process (what is in flight is
+//! this process's to bound; a replica's work queue is its own).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-/// Buckets are forgotten once full again; this many make a sweep worth it.
-const SWEEP_AT: usize = 10_000;
+use sqlx::PgPool;
 
+/// A token bucket per key, stored as GCRA's "theoretical arrival time" (one timestamp a
+/// key; see the `rate_limits` migration): each request moves it `period / capacity` on
+/// from now or from where it was, and is refused when that would put it more than a whole
+/// period ahead of now. One statement decides and records, so replicas never race.
 pub struct RateLimiter {
+    pool: PgPool,
+    /// The limit's name in `rate_limits`.
+    name: &'static str,
     capacity: u32,
     period: Duration,
-    buckets: Mutex<HashMap<String, Bucket>>,
-}
-
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
 }
 
 impl RateLimiter {
-    pub fn new(per_minute: u32) -> Self {
-        Self::per_period(per_minute, Duration::from_secs(60))
+    pub fn per_minute(pool: PgPool, name: &'static str, capacity: u32) -> Self {
+        Self::per_period(pool, name, capacity, Duration::from_secs(60))
     }
 
-    pub fn per_hour(capacity: u32) -> Self {
-        Self::per_period(capacity, Duration::from_secs(3_600))
+    pub fn per_hour(pool: PgPool, name: &'static str, capacity: u32) -> Self {
+        Self::per_period(pool, name, capacity, Duration::from_secs(3_600))
     }
 
-    fn per_period(capacity: u32, period: Duration) -> Self {
+    fn per_period(pool: PgPool, name: &'static str, capacity: u32, period: Duration) -> Self {
         Self {
+            pool,
+            name,
             capacity: capacity.max(1),
             period,
-            buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes a token for `client`, or says how long until one is free.
-    pub fn take(&self, client: &str) -> Result<(), Duration> {
-        let capacity = f64::from(self.capacity);
-        let per_second = capacity / self.period.as_secs_f64();
-        let now = Instant::now();
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if buckets.len() >= SWEEP_AT {
-            buckets.retain(|_, b| {
-                b.tokens + now.duration_since(b.updated).as_secs_f64() * per_second < capacity
-            });
+    /// How far one request moves a key's time on.
+    fn interval(&self) -> Duration {
+        self.period / self.capacity
+    }
+
+    /// Takes a token for `key`: `Ok(Err(wait))` when none is left, with how long until
+    /// one is.
+    pub async fn take(&self, key: &str) -> Result<Result<(), Duration>, sqlx::Error> {
+        let taken: Option<i32> = sqlx::query_scalar(
+            "INSERT INTO rate_limits AS r (limiter, key, tat)
+             VALUES ($1, $2, now() + make_interval(secs => $3))
+             ON CONFLICT (limiter, key) DO UPDATE
+                SET tat = greatest(r.tat, now()) + make_interval(secs => $3)
+              WHERE greatest(r.tat, now()) + make_interval(secs => $3)
+                    <= now() + make_interval(secs => $4)
+             RETURNING 1",
+        )
+        .bind(self.name)
+        .bind(key)
+        .bind(self.interval().as_secs_f64())
+        .bind(self.period.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?;
+        if taken.is_some() {
+            return Ok(Ok(()));
         }
-        let bucket = buckets.entry(client.to_string()).or_insert(Bucket {
-            tokens: capacity,
-            updated: now,
-        });
-        let refill = now.duration_since(bucket.updated).as_secs_f64() * per_second;
-        bucket.tokens = (bucket.tokens + refill).min(capacity);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / per_second))
-        }
+        // Refused: a token is back once the key's time is less than a period ahead.
+        let wait: f64 = sqlx::query_scalar(
+            "SELECT greatest(extract(epoch FROM tat + make_interval(secs => $3)
+                                     - make_interval(secs => $4) - now())::float8, 0)
+               FROM rate_limits WHERE limiter = $1 AND key = $2",
+        )
+        .bind(self.name)
+        .bind(key)
+        .bind(self.interval().as_secs_f64())
+        .bind(self.period.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await?
+        .unwrap_or(0.0);
+        Ok(Err(Duration::from_secs_f64(wait)))
     }
 
     /// Returns a token taken for an attempt that turned out not to count (a log-in that
     /// succeeded, where only failures are limited).
-    pub fn give_back(&self, client: &str) {
-        let mut buckets = self
-            .buckets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(bucket) = buckets.get_mut(client) {
-            bucket.tokens = (bucket.tokens + 1.0).min(f64::from(self.capacity));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_bucket_allows_its_burst_then_says_when_to_retry() {
-        let limiter = RateLimiter::new(3);
-        for _ in 0..3 {
-            assert_eq!(limiter.take("a"), Ok(()));
-        }
-        let wait = limiter.take("a").unwrap_err();
-        assert!(
-            wait > Duration::from_secs(15) && wait <= Duration::from_secs(20),
-            "{wait:?}"
-        );
-        assert_eq!(limiter.take("b"), Ok(()), "clients are limited apart");
-    }
-
-    #[test]
-    fn a_token_given_back_can_be_taken_again() {
-        let limiter = RateLimiter::per_hour(1);
-        assert_eq!(limiter.take("a"), Ok(()));
-        let wait = limiter.take("a").unwrap_err();
-        assert!(wait > Duration::from_secs(3_000), "{wait:?}");
-        limiter.give_back("a");
-        assert_eq!(limiter.take("a"), Ok(()));
+    pub async fn give_back(&self, key: &str) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE rate_limits SET tat = tat - make_interval(secs => $3)
+              WHERE limiter = $1 AND key = $2",
+        )
+        .bind(self.name)
+        .bind(key)
+        .bind(self.interval().as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }
 

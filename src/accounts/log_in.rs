@@ -22,10 +22,11 @@ impl AccountService {
         let throttle_key = rules::normalize_email(email);
         self.failed_log_ins
             .take(&throttle_key)
+            .await?
             .map_err(|retry_after| AccountError::TooManyAttempts { retry_after })?;
         let result = self.check_password(email, password).await;
         if !matches!(result, Err(AccountError::InvalidCredentials)) {
-            self.failed_log_ins.give_back(&throttle_key);
+            self.failed_log_ins.give_back(&throttle_key).await?;
         }
         let account_id = result?;
         let (account, _) = self.buses.accounts.load(account_id).await?;

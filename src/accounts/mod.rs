@@ -111,8 +111,16 @@ impl AccountService {
     ) -> Self {
         Self {
             sessions: sessions::Sessions::new(pool.clone(), tokens.refresh_ttl()),
-            failed_log_ins: RateLimiter::per_hour(config.failed_log_ins_per_account_per_hour),
-            reset_mails: RateLimiter::per_hour(password_reset::MAILS_PER_ADDRESS_PER_HOUR),
+            failed_log_ins: RateLimiter::per_hour(
+                pool.clone(),
+                "failed_log_ins",
+                config.failed_log_ins_per_account_per_hour,
+            ),
+            reset_mails: RateLimiter::per_hour(
+                pool.clone(),
+                "reset_mails",
+                password_reset::MAILS_PER_ADDRESS_PER_HOUR,
+            ),
             pool,
             buses,
             tokens,

@@ -31,7 +31,7 @@ impl AccountService {
         };
         // The address as the account has it, not as this request spelled it.
         let email = aggregates::rules::normalize_email(email);
-        if self.reset_mails.take(&email).is_err() {
+        if self.reset_mails.take(&email).await?.is_err() {
             tracing::info!(%account_id, "password-reset mail withheld: too many for this address");
             return Ok(());
         }

@@ -27,6 +27,8 @@ where
         state
             .auth_limiter
             .take(&client)
+            .await
+            .map_err(ApiError::event_store)?
             .map(|()| Self)
             .map_err(|wait| ApiError::rate_limited("too many attempts", wait))
     }

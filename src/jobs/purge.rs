@@ -59,7 +59,7 @@ pub const EXPIRED_SIGN_UPS: &str = "expired_sign_ups";
 
 /// Everything the purge removes. Another kind of row is one more entry, with an index that
 /// serves its condition.
-pub const KINDS: [Kind; 6] = [
+pub const KINDS: [Kind; 7] = [
     // The API's contract keeps a key's answer for 24 hours (`IDEMPOTENCY_KEY_TTL`).
     Kind {
         name: "idempotency_keys",
@@ -98,6 +98,13 @@ pub const KINDS: [Kind; 6] = [
         name: "sessions",
         table: "sessions",
         condition: "expires_at <= now() - make_interval(secs => $1)",
+        retention: |_| Duration::ZERO,
+    },
+    // A limit's row whose time has passed holds a full bucket, as no row does.
+    Kind {
+        name: "rate_limits",
+        table: "rate_limits",
+        condition: "tat <= now() - make_interval(secs => $1)",
         retention: |_| Duration::ZERO,
     },
     // The purge's own records (and any other job's) keep a week of history.

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::http_client::{self, Reply};
 use crate::private_services::{free_ports, Workdir};
+use crate::sse_client;
 
 const ADMIN: &str = "admin@example.com";
 const PASSWORD: &str = "a long enough password";
@@ -478,4 +479,33 @@ async fn each_client_behind_nginx_has_its_own_limits() {
         other.status, 401,
         "another client is not limited: {other:?}"
     );
+}
+
+#[tokio::test]
+async fn live_updates_pass_through_nginx_as_they_happen() {
+    let cluster = LocalCluster::up().await;
+    let (token, category) = seeded(&cluster).await;
+    let path = format!("/board/live?categoryId={category}");
+    let opened = sse_client::open(cluster.nginx, &path, None).await;
+    assert_eq!(opened.status, 200, "{}", opened.head);
+    let mut stream = opened.stream;
+    let post = http_client::send(
+        cluster.nginx,
+        "POST",
+        &format!("/board/categories/{category}/posts"),
+        Some(&token),
+        Some(&json!({ "title": "Through nginx", "content": "as it happens" })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(post.status, 201, "{post:?}");
+    let post = post.json().unwrap()["postId"].as_str().unwrap().to_string();
+    // On the stream opened before it, through nginx, while the stream stays open.
+    let message = loop {
+        let message = stream.next_message().await.expect("the stream ended");
+        if message.json()["postId"] == post.as_str() {
+            break message;
+        }
+    };
+    assert_eq!(message.event.as_deref(), Some("postCreated"));
 }

@@ -59,9 +59,26 @@ async fn a_purge_round_removes_old_idempotency_keys_and_expired_links_and_keeps_
     .execute(&app.pool)
     .await
     .unwrap();
+    // A limit's key whose time has passed (a full bucket) and one still counting.
+    sqlx::query(
+        "INSERT INTO rate_limits (limiter, key, tat)
+         VALUES ('auth', 'done with', now() - interval '1 second'),
+                ('auth', 'counting', now() + interval '10 seconds')",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
 
     one_round(&app).await;
 
+    let limited: Vec<String> = sqlx::query_scalar("SELECT key FROM rate_limits ORDER BY 1")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert!(
+        limited.contains(&"counting".to_string()) && !limited.contains(&"done with".to_string()),
+        "{limited:?}"
+    );
     let keys: Vec<String> =
         sqlx::query_scalar("SELECT idempotency_key FROM idempotency_keys ORDER BY 1")
             .fetch_all(&app.pool)

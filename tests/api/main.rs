@@ -17,6 +17,7 @@ mod faults;
 mod global_order;
 mod http_client;
 mod jobs;
+mod limits;
 mod live;
 mod live_recovery;
 mod operations;

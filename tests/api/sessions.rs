@@ -122,6 +122,50 @@ async fn two_api_processes_share_the_sessions() {
 }
 
 #[tokio::test]
+async fn two_api_processes_count_against_the_same_limits() {
+    // Two replicas on one store: a guesser that spreads its tries over both gets the
+    // account's limit once, not once per replica; the same for the per-address limit.
+    let limits = [
+        "--jwt-secret",
+        SHARED_SECRET,
+        "--failed-log-ins-per-account-per-hour",
+        "3",
+        "--auth-rate-per-minute",
+        "1000",
+    ];
+    let one = TestApp::with_args(&limits).await;
+    let two = TestApp::on_database(&one.stack.database_url, &limits, false).await;
+    one.member("ann@example.com", "ann").await;
+    for replica in [&one, &two, &one] {
+        replica
+            .log_in_with("ann@example.com", "wrong password")
+            .await
+            .problem(StatusCode::UNAUTHORIZED);
+    }
+    two.log_in_with("ann@example.com", PASSWORD)
+        .await
+        .problem(StatusCode::TOO_MANY_REQUESTS);
+
+    let strict = ["--auth-rate-per-minute", "2"];
+    let three = TestApp::with_args(&strict).await;
+    let four = TestApp::on_database(&three.stack.database_url, &strict, false).await;
+    // The tests call the router without a socket: every request is one client's.
+    for replica in [&three, &four] {
+        replica
+            .log_in_with("nobody@example.com", "guess")
+            .await
+            .problem(StatusCode::UNAUTHORIZED);
+    }
+    let limited = four.log_in_with("nobody@example.com", "guess").await;
+    limited.problem(StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = limited.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        (1..=30).contains(&wait),
+        "one token back within half a minute: {wait}"
+    );
+}
+
+#[tokio::test]
 async fn a_password_reset_ends_every_session_of_the_account() {
     let app = TestApp::spawn().await;
     let ann = app.member("ann@example.com", "ann").await;
