@@ -43,10 +43,12 @@ PY
 
 # The nginx configuration the compose file mounts, checked by nginx itself (`api` is the
 # replicas' name inside Compose; here it stands for any address).
-if command -v nginx >/dev/null 2>&1; then
+# Only as root: nginx -t opens its built-in log and temp paths under /var. This machine's
+# nginx (1.22) predates `resolve` in upstreams, so that word is left out of the check.
+if command -v nginx >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   work="$(mktemp -d)"
   trap 'rm -rf "$work"' EXIT
-  sed 's/server api:8080/server 127.0.0.1:8080/' deploy/nginx.conf >"$work/nginx.conf"
+  sed -e 's/server api:8080 resolve/server 127.0.0.1:8080/' deploy/nginx.conf >"$work/nginx.conf"
   printf 'pid %s/nginx.pid;\nerror_log %s/error.log;\n' "$work" "$work" >>"$work/nginx.conf"
   if ! nginx -t -q -p "$work" -c "$work/nginx.conf"; then
     echo "deploy/nginx.conf: nginx refuses it" >&2

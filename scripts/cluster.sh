@@ -19,6 +19,7 @@
 #   CLUSTER_DIR [.local/cluster]   pids, logs, nginx's configuration and the shared secret
 #   CLUSTER_LISTEN [127.0.0.1:8080] where nginx serves Board
 #   CLUSTER_API_PORTS ["8081 8082"] one API replica per port, on 127.0.0.1
+#   CLUSTER_METRICS_PORTS ["9081 9082"] each replica's /metrics (never behind nginx)
 #   BOARD_BIN [target/release/board]
 #   CLUSTER_READY_TIMEOUT [60]      seconds for a part to become ready
 # Board's own settings (DATABASE_URL, KAFKA_BROKERS, ...) are read by every part from the
@@ -38,6 +39,8 @@ load_dotenv
 CLUSTER_DIR="${CLUSTER_DIR:-$REPO_ROOT/.local/cluster}"
 CLUSTER_LISTEN="${CLUSTER_LISTEN:-127.0.0.1:8080}"
 read -r -a API_PORTS <<<"${CLUSTER_API_PORTS:-8081 8082}"
+read -r -a METRICS_PORTS <<<"${CLUSTER_METRICS_PORTS:-9081 9082}"
+[[ ${#METRICS_PORTS[@]} -eq ${#API_PORTS[@]} ]] || die "CLUSTER_METRICS_PORTS needs one port per API replica"
 BOARD_BIN="${BOARD_BIN:-$REPO_ROOT/target/release/board}"
 READY_TIMEOUT="${CLUSTER_READY_TIMEOUT:-60}"
 export TRUSTED_PROXIES="${TRUSTED_PROXIES:-127.0.0.1}"
@@ -49,7 +52,8 @@ NGINX_PID="$NGINX_DIR/nginx.pid"
 parts() {
     local i
     for i in "${!API_PORTS[@]}"; do
-        printf 'api-%d\t--listen 127.0.0.1:%s serve --components api\n' "$((i + 1))" "${API_PORTS[$i]}"
+        printf 'api-%d\t--listen 127.0.0.1:%s --metrics-addr 127.0.0.1:%s serve --components api\n' \
+            "$((i + 1))" "${API_PORTS[$i]}" "${METRICS_PORTS[$i]}"
     done
     printf 'relay-1\tserve --components relay\nrelay-2\tserve --components relay\n'
     printf 'projector-1\tserve --components projector\nprojector-2\tserve --components projector\n'
@@ -59,11 +63,16 @@ part_args() { parts | awk -F'\t' -v n="$1" '$1 == n { print $2 }'; }
 part_names() { parts | cut -f1; }
 api_port() { local i="${1#api-}"; printf '%s' "${API_PORTS[$((i - 1))]}"; }
 
+# The pid of part $1 while it runs. A pid file outlives its process (a crash, a reboot)
+# and the number may belong to another process since: it counts only if that process
+# is our binary with the part's arguments.
 pid_of() {
-    local file="$CLUSTER_DIR/$1.pid" pid
+    local file="$CLUSTER_DIR/$1.pid" pid cmdline
     [[ -f "$file" ]] || return 1
     pid="$(<"$file")"
-    kill -0 "$pid" 2>/dev/null || return 1
+    [[ -r "/proc/$pid/cmdline" ]] || return 1
+    cmdline="$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" || return 1
+    [[ "$cmdline" == "$BOARD_BIN $(part_args "$1")"* ]] || return 1
     printf '%s' "$pid"
 }
 
@@ -116,18 +125,25 @@ wait_ready() {
     esac
 }
 
-# SIGTERM, then wait for the exit: the part finishes what it serves (SHUTDOWN_TIMEOUT).
-stop_part() {
-    local name="$1" pid i
-    pid="$(pid_of "$name")" || { rm -f "$CLUSTER_DIR/$name.pid"; return 0; }
-    kill -TERM "$pid"
-    for ((i = 0; i < 600; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
+# Waits up to $2 tenths of a second for process $1 to be gone.
+wait_gone() {
+    local i
+    for ((i = 0; i < $2; i++)); do
+        kill -0 "$1" 2>/dev/null || return 0
         sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
+    return 1
+}
+
+# SIGTERM, then wait for the exit: the part finishes what it serves (SHUTDOWN_TIMEOUT).
+stop_part() {
+    local name="$1" pid
+    pid="$(pid_of "$name")" || { rm -f "$CLUSTER_DIR/$name.pid"; return 0; }
+    kill -TERM "$pid" 2>/dev/null || true   # it may have exited meanwhile
+    if ! wait_gone "$pid" 600; then
         say "$name: still running 60 s after SIGTERM; killing it" >&2
-        kill -KILL "$pid"
+        kill -KILL "$pid" 2>/dev/null || true
+        wait_gone "$pid" 100 || die "$name: pid $pid survives SIGKILL"
     fi
     rm -f "$CLUSTER_DIR/$name.pid"
     say "$name: stopped"
@@ -165,8 +181,12 @@ http {
     fastcgi_temp_path $NGINX_DIR/temp/fastcgi;
     uwsgi_temp_path $NGINX_DIR/temp/uwsgi;
     scgi_temp_path $NGINX_DIR/temp/scgi;
-    # Board refuses bodies over 64 KiB itself, with its own problem document.
+    # Board refuses bodies over 64 KiB itself, with its own problem document. Bodies and
+    # answers stay in memory: the workers (nobody, when nginx runs as root) may not be
+    # able to reach temp files under this directory.
     client_max_body_size 1m;
+    client_body_buffer_size 128k;
+    proxy_max_temp_file_size 0;
 
     upstream board {
 $upstreams    }
@@ -202,8 +222,9 @@ EOF
     mv "$NGINX_CONF.new" "$NGINX_CONF"
 }
 
+# Running, and nginx (its pid file may name another process after a crash or reboot).
 nginx_running() {
-    [[ -f "$NGINX_PID" ]] && kill -0 "$(<"$NGINX_PID")" 2>/dev/null
+    [[ -f "$NGINX_PID" ]] && [[ "$(cat "/proc/$(<"$NGINX_PID")/comm" 2>/dev/null)" == nginx ]]
 }
 
 nginx_up() {
@@ -276,12 +297,22 @@ cluster_status() {
 }
 
 # One part at a time; an API replica leaves the rotation first and rejoins once ready.
+# Leaving the rotation is a reload, which also ends the live streams nginx holds on both
+# replicas (after worker_shutdown_timeout): their browsers reconnect with Last-Event-ID
+# and miss nothing. Without it, requests queued on a stopping replica's listener would be
+# reset after nginx sent them, and a POST is not retried then.
 cluster_roll() {
     shared_secret
     nginx_running || die "nginx is not running: scripts/cluster.sh up"
+    # A deploy's new migrations, once, before any new process starts.
+    "$BOARD_BIN" migrate >>"$CLUSTER_DIR/migrate.log" 2>&1 || die "migration failed; see $CLUSTER_DIR/migrate.log"
+    # Whatever happens, the replica out of the rotation goes back in.
+    OUT_OF_ROTATION=""
+    trap '[[ -z "$OUT_OF_ROTATION" ]] || rotation_without ""' EXIT
     local name
     for name in $(part_names); do
         if [[ "$name" == api-* ]]; then
+            OUT_OF_ROTATION="$name"
             rotation_without "$name"
         fi
         stop_part "$name"
@@ -289,6 +320,7 @@ cluster_roll() {
         wait_ready "$name"
         if [[ "$name" == api-* ]]; then
             rotation_without ""
+            OUT_OF_ROTATION=""
         fi
         say "$name: restarted"
     done

@@ -43,7 +43,6 @@ pub struct Pipeline {
     pub read_pool: MySqlPool,
 }
 
-/// A `board` process; killed (SIGKILL) when dropped.
 /// `board` on the event store at `database_url` and the read models at `read_url`, then
 /// `args`; it logs warnings only.
 pub fn board_on(database_url: &str, read_url: &str, args: &[&str]) -> Command {
@@ -57,6 +56,7 @@ pub fn board_on(database_url: &str, read_url: &str, args: &[&str]) -> Command {
     command
 }
 
+/// A `board` process; killed (SIGKILL) when dropped.
 pub struct Process(pub Child);
 
 impl Process {
