@@ -3,14 +3,16 @@
 //!   subscribers on one API process, beside command to read model for the same commands;
 //! - the same delivery with the Kafka leg at rest (relay and projector stopped): on two
 //!   cores, the broker, MySQL and the projector take a large share of the CPU the streams
-//!   need, and this row shows what the live path costs alone;
+//!   need, and this row shows what the live path costs alone, beside the floor under any
+//!   delivery: the commands' own latency (a message can only follow its stored event);
 //! - the server's memory per open stream, beside its memory per idle connection;
 //! - the largest number of subscribers the process held with delivery p99 under 100 ms
 //!   and nothing missed or dropped, doubling from 1,000, with the Kafka leg at rest.
 //!
 //! Run by `make bench` after the others, alone by `make bench-live`, or by
 //! `cargo build --release --bin board && cargo run --release --example live_fanout -- [N]`
-//! for N subscribers instead of 1,000.
+//! for N subscribers instead of 1,000 (after `ulimit -n $(ulimit -Hn)`: each subscriber is
+//! a socket here and one in the server).
 //!
 //! The API process is the release `board` binary, alone in its process so that its memory
 //! is its own. The commands, the relay, the projector and every subscriber's socket run
@@ -76,6 +78,55 @@ fn held(delivery: &Delivery) -> bool {
     delivery.complete() && p50_p99(delivery).is_some_and(|(_, p99)| p99 < HELD_P99_MS)
 }
 
+/// The search for the largest subscriber count held: `first` streams on `address`, then
+/// twice as many, and so on while each count is held and the next fits under `ceiling`.
+struct Ramp {
+    /// The figures at the first count.
+    first: Delivery,
+    /// The commands' own latency at the first count.
+    commands: Vec<Duration>,
+    steps: Vec<serde_json::Value>,
+    held: Option<usize>,
+    /// The search stopped at the open-file limit, not at a count that failed.
+    limited_by_files: bool,
+}
+
+async fn ramp(
+    stack: &Arc<Stack>,
+    address: std::net::SocketAddr,
+    first: usize,
+    ceiling: usize,
+) -> anyhow::Result<Ramp> {
+    let mut fleet = Fleet::default();
+    fleet.grow(address, "/board/live", first).await?;
+    let (sent, commands) = send_steadily(stack, RATE, SECONDS, None).await;
+    let first_delivery = fleet.delivered(&sent).await;
+    println!("  {}", step_json(first, &first_delivery));
+    let mut steps = vec![step_json(first, &first_delivery)];
+    let mut largest = held(&first_delivery).then_some(first);
+    let mut size = first;
+    while largest == Some(size) && size * 2 <= ceiling {
+        size *= 2;
+        fleet.grow(address, "/board/live", size).await?;
+        fleet.clear();
+        let (sent, _) = send_steadily(stack, RATE, STEP_SECONDS, None).await;
+        let step = fleet.delivered(&sent).await;
+        println!("  {}", step_json(size, &step));
+        steps.push(step_json(size, &step));
+        if held(&step) {
+            largest = Some(size);
+        }
+    }
+    fleet.close();
+    Ok(Ramp {
+        first: first_delivery,
+        commands,
+        steps,
+        held: largest,
+        limited_by_files: largest == Some(size) && size * 2 > ceiling,
+    })
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let subscribers: usize = std::env::args().nth(1).map_or(Ok(1_000), |n| n.parse())?;
@@ -111,29 +162,16 @@ async fn main() -> anyhow::Result<()> {
     let after_load_kib = server.rss_kib();
     let (read_p50, read_p99, _) = percentiles(read_model);
 
-    // The same with the Kafka leg at rest, then the search for the largest count held.
+    // The same with the Kafka leg at rest, and the search for the largest count held.
     stack.stop_background().await;
-    fleet.clear();
-    let sent = send_steadily(&stack, RATE, SECONDS, None).await;
-    let alone = fleet.delivered(&sent).await;
-    let ceiling = open_files.saturating_sub(SPARE_FILES) as usize;
-    let mut steps = vec![step_json(subscribers, &alone)];
-    let mut largest_held = held(&alone).then_some(subscribers);
-    let mut size = subscribers;
-    while largest_held == Some(size) && size * 2 <= ceiling {
-        size *= 2;
-        fleet.grow(server.address, "/board/live", size).await?;
-        fleet.clear();
-        let sent = send_steadily(&stack, RATE, STEP_SECONDS, None).await;
-        let step = fleet.delivered(&sent).await;
-        println!("  {}", step_json(size, &step));
-        steps.push(step_json(size, &step));
-        if held(&step) {
-            largest_held = Some(size);
-        }
-    }
-    let limited_by_files = largest_held == Some(size) && size * 2 > ceiling;
     fleet.close();
+    let ceiling = open_files.saturating_sub(SPARE_FILES) as usize;
+    anyhow::ensure!(
+        subscribers <= ceiling,
+        "{subscribers} subscribers need more open files than {open_files}: ulimit -n"
+    );
+    println!("Kafka leg at rest:");
+    let board = ramp(&stack, server.address, subscribers, ceiling).await?;
     drop(server);
     Arc::try_unwrap(stack)
         .ok()
@@ -158,10 +196,13 @@ async fn main() -> anyhow::Result<()> {
         "command to read model (same ones)",
         format!("p50 {read_p50:.1}, p99 {read_p99:.1} ms")
     );
+    let (command_p50, command_p99, _) = percentiles(board.commands.clone());
     println!(
-        "{:<40} {:>24}   (same subscribers; relay and projector stopped)",
-        "command to subscriber, Kafka leg at rest",
-        shown(&alone)
+        "{:<40} {:>24}   {:<34} {:>24}",
+        "  the same, Kafka leg at rest",
+        shown(&board.first),
+        "the commands themselves (stored)",
+        format!("p50 {command_p50:.1}, p99 {command_p99:.1} ms")
     );
     println!(
         "{:<40} {:>24}   {:<34} {:>24}",
@@ -170,12 +211,13 @@ async fn main() -> anyhow::Result<()> {
         "per idle connection",
         format!("{idle_kib:.1} KiB")
     );
+    let held = board.held.map_or("none".to_string(), |n| n.to_string());
     println!(
-        "{:<40} {:>24}   (p99 under {HELD_P99_MS:.0} ms, nothing missed or dropped, Kafka leg at rest{})",
-        "subscribers held",
-        largest_held.map_or("none".to_string(), |n| n.to_string()),
-        if limited_by_files {
-            "; the next step would pass this machine's open-file limit"
+        "{:<40} {:>24}   (p99 under {HELD_P99_MS:.0} ms, nothing missed or dropped, at {RATE} commands/s{}; every step above)",
+        "subscribers held, Kafka leg at rest",
+        held,
+        if board.limited_by_files {
+            "; the next step would pass the open-file limit"
         } else {
             ""
         }
@@ -183,8 +225,8 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "{:<40} {} missing, {} of {subscribers} streams dropped; server memory after it {:.1} MiB",
         "at the steady load",
-        whole.missing + alone.missing,
-        whole.ended.max(alone.ended),
+        whole.missing,
+        whole.ended,
         after_load_kib as f64 / 1024.0
     );
 
@@ -197,13 +239,14 @@ async fn main() -> anyhow::Result<()> {
         "commandToReadModelMs": { "p50": read_p50, "p99": read_p99 },
         "missing": whole.missing,
         "dropped": whole.ended,
-        "kafkaLegAtRest": steps,
+        "kafkaLegAtRest": board.steps,
+        "commandMsAtRest": { "p50": command_p50, "p99": command_p99 },
         "memoryPerStreamKiB": stream_kib,
         "memoryPerIdleConnectionKiB": idle_kib,
         "serverMemoryAfterLoadKiB": after_load_kib,
-        "subscribersHeld": largest_held,
+        "subscribersHeld": board.held,
         "heldP99Ms": HELD_P99_MS,
-        "limitedByOpenFiles": limited_by_files,
+        "limitedByOpenFiles": board.limited_by_files,
     });
     std::fs::create_dir_all("target")?;
     std::fs::write(

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
 
@@ -17,13 +17,22 @@ use sqlx::PgPool;
 /// key; see the `rate_limits` migration): each request moves it `period / capacity` on
 /// from now or from where it was, and is refused when that would put it more than a whole
 /// period ahead of now. One statement decides and records, so replicas never race.
+///
+/// A key refused is remembered in this process until its token is due: a client that
+/// keeps knocking meanwhile is refused without a database round trip, so a flood of
+/// refused requests costs the event store nothing.
 pub struct RateLimiter {
     pool: PgPool,
     /// The limit's name in `rate_limits`.
     name: &'static str,
     capacity: u32,
     period: Duration,
+    /// Keys refused, and until when.
+    refused: Mutex<HashMap<String, Instant>>,
 }
+
+/// Refused keys kept before the expired ones are swept out.
+const SWEEP_AT: usize = 10_000;
 
 impl RateLimiter {
     pub fn per_minute(pool: PgPool, name: &'static str, capacity: u32) -> Self {
@@ -40,6 +49,7 @@ impl RateLimiter {
             name,
             capacity: capacity.max(1),
             period,
+            refused: Mutex::new(HashMap::new()),
         }
     }
 
@@ -51,6 +61,9 @@ impl RateLimiter {
     /// Takes a token for `key`: `Ok(Err(wait))` when none is left, with how long until
     /// one is.
     pub async fn take(&self, key: &str) -> Result<Result<(), Duration>, sqlx::Error> {
+        if let Some(wait) = self.still_refused(key) {
+            return Ok(Err(wait));
+        }
         let taken: Option<i32> = sqlx::query_scalar(
             "INSERT INTO rate_limits AS r (limiter, key, tat)
              VALUES ($1, $2, now() + make_interval(secs => $3))
@@ -82,12 +95,34 @@ impl RateLimiter {
         .fetch_optional(&self.pool)
         .await?
         .unwrap_or(0.0);
-        Ok(Err(Duration::from_secs_f64(wait)))
+        let wait = Duration::from_secs_f64(wait);
+        self.remember_refused(key, wait);
+        Ok(Err(wait))
+    }
+
+    /// How long `key` is still refused for, if this process refused it lately.
+    fn still_refused(&self, key: &str) -> Option<Duration> {
+        let refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        let until = *refused.get(key)?;
+        until.checked_duration_since(Instant::now())
+    }
+
+    fn remember_refused(&self, key: &str, wait: Duration) {
+        let now = Instant::now();
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if refused.len() >= SWEEP_AT {
+            refused.retain(|_, until| *until > now);
+        }
+        refused.insert(key.to_string(), now + wait);
     }
 
     /// Returns a token taken for an attempt that turned out not to count (a log-in that
     /// succeeded, where only failures are limited).
     pub async fn give_back(&self, key: &str) -> Result<(), sqlx::Error> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
         sqlx::query(
             "UPDATE rate_limits SET tat = tat - make_interval(secs => $3)
               WHERE limiter = $1 AND key = $2",

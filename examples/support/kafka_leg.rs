@@ -185,19 +185,20 @@ pub async fn steady_load_recorded(
     seconds: u32,
 ) -> (Vec<Duration>, Vec<(String, Instant)>) {
     let (pending, more_coming, watcher) = follow(stack);
-    let sent = send_steadily(stack, rate, seconds, Some(pending)).await;
+    let (sent, _) = send_steadily(stack, rate, seconds, Some(pending)).await;
     more_coming.store(false, Ordering::SeqCst);
     (watcher.await.unwrap(), sent)
 }
 
 /// Sends `rate` posts a second for `seconds`, each on its own task; returns each post and
-/// when its command was sent. Each answered one joins `pending` at once, when given.
+/// when its command was sent, and each command's latency (until its answer: the event
+/// is stored). Each answered one joins `pending` at once, when given.
 pub async fn send_steadily(
     stack: &Arc<Stack>,
     rate: u32,
     seconds: u32,
     pending: Option<Pending>,
-) -> Vec<(String, Instant)> {
+) -> (Vec<(String, Instant)>, Vec<Duration>) {
     let mut ticks = tokio::time::interval(Duration::from_secs(1) / rate);
     let mut sent = Vec::new();
     for i in 0..(rate * seconds) as usize {
@@ -208,17 +209,14 @@ pub async fn send_steadily(
             let (status, body) = stack.create_post(1_000_000 + i).await;
             assert_eq!(status, 201, "{body}");
             let id = body["postId"].as_str().unwrap().to_string();
+            let answered = at.elapsed();
             if let Some(pending) = pending {
                 pending.lock().await.push((id.clone(), at));
             }
-            (id, at)
+            ((id, at), answered)
         }));
     }
-    join_all(sent)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect()
+    join_all(sent).await.into_iter().map(Result::unwrap).unzip()
 }
 
 /// How a new reader went through a backlog: the rate over the whole of it, starting up

@@ -26,7 +26,11 @@ impl AccountService {
             .map_err(|retry_after| AccountError::TooManyAttempts { retry_after })?;
         let result = self.check_password(email, password).await;
         if !matches!(result, Err(AccountError::InvalidCredentials)) {
-            self.failed_log_ins.give_back(&throttle_key).await?;
+            // A right password is not refused for want of the refund: the place runs out
+            // by itself.
+            if let Err(error) = self.failed_log_ins.give_back(&throttle_key).await {
+                tracing::warn!(%error, "could not give back a log-in attempt");
+            }
         }
         let account_id = result?;
         let (account, _) = self.buses.accounts.load(account_id).await?;

@@ -1,12 +1,15 @@
-//! Who the client is, for the limits kept per client address (`AUTH_RATE_PER_MINUTE`,
-//! `LIVE_STREAMS_PER_ADDRESS`, `MAX_CONNECTIONS_PER_ADDRESS`).
+//! Who the client is, for the limits kept per client address of a request
+//! (`AUTH_RATE_PER_MINUTE`, the reset mails, `LIVE_STREAMS_PER_ADDRESS`). The limit on
+//! connections per address is decided before any request is read, so it cannot use this:
+//! a trusted proxy's connections are simply not limited per address.
 //!
 //! Behind a proxy every connection comes from the proxy, and one limit would be shared by
 //! all its clients. When the peer is one of `TRUSTED_PROXIES`, the client is read from
 //! `X-Forwarded-For` instead: the right-most address in it that is not itself a trusted
 //! proxy (each proxy appends the address it received the request from, so the entries
 //! left of the last untrusted one were written by the client and prove nothing). A peer
-//! that is not trusted is the client, whatever its headers say.
+//! that is not trusted is the client, whatever its headers say. Trust exact proxy
+//! addresses: any client inside a trusted network could name any address it likes.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};

@@ -85,9 +85,10 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "conflict", detail)
     }
 
-    /// 429 for a client past a rate limit, with `Retry-After` in whole seconds (at least 1).
+    /// 429 for a client past a rate limit, with `Retry-After` in whole seconds, rounded up
+    /// (a client that waits exactly that long is let in) and at least 1.
     pub fn rate_limited(detail: &str, retry_after: std::time::Duration) -> Self {
-        let seconds = retry_after.as_secs().max(1);
+        let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
         Self::new(
             StatusCode::TOO_MANY_REQUESTS,
             "rate-limited",
