@@ -461,15 +461,19 @@ async fn a_replica_killed_under_load_loses_no_accepted_command() {
 async fn each_client_behind_nginx_has_its_own_limits() {
     // Two client machines (two loopback addresses) log in badly through nginx. Every
     // request reaches a replica from nginx's address; the replicas count each client by
-    // the address nginx forwards, so one client's exhausted limit leaves the other's.
+    // the address nginx forwards, so one client's exhausted limit leaves the other's, and
+    // a client cannot spend another's by naming it.
     // A low limit, so that one client meets it sooner than it refills however slowly the
     // machine answers.
     let cluster = LocalCluster::up_with(&[("AUTH_RATE_PER_MINUTE", "2")]).await;
     let (flooder, bystander) = ("127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
     let attempt = json!({ "email": "nobody@example.com", "password": "wrong password" });
+    // The flooder also claims to be the bystander: nginx appends the address it really
+    // came from, and that right-most hop is the one counted.
+    let forged = [("X-Forwarded-For", "127.0.0.3")];
     let mut refused = None;
     for sent in 1..=20 {
-        let reply = http_client::post_from(flooder, cluster.nginx, "/auth", &attempt)
+        let reply = http_client::post_from(flooder, cluster.nginx, "/auth", &forged, &attempt)
             .await
             .unwrap();
         if reply.status == 429 {
@@ -479,7 +483,7 @@ async fn each_client_behind_nginx_has_its_own_limits() {
         assert_eq!(reply.status, 401, "{reply:?}");
     }
     assert!(refused.is_some(), "one client was never limited");
-    let other = http_client::post_from(bystander, cluster.nginx, "/auth", &attempt)
+    let other = http_client::post_from(bystander, cluster.nginx, "/auth", &[], &attempt)
         .await
         .unwrap();
     assert_eq!(

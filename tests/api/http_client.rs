@@ -90,19 +90,23 @@ pub async fn send_with(
 }
 
 /// A `POST` of `body` as JSON from the local address `source` (any of 127.0.0.0/8 on
-/// loopback): to the server, another client machine.
+/// loopback): to the server, another client machine. `headers` are added as given.
 pub async fn post_from(
     source: IpAddr,
     addr: SocketAddr,
     path: &str,
+    headers: &[(&str, &str)],
     body: &Value,
 ) -> io::Result<Reply> {
     let body = body.to_string();
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+    let mut request = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    );
+    ));
     tokio::time::timeout(REQUEST_TIMEOUT, exchange(Some(source), addr, &request))
         .await
         .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time")))
