@@ -71,6 +71,8 @@ impl App {
         crate::metrics::handle();
         let pool = store::connect_lazy(config.database_url.expose(), config.event_store_pool_size)
             .context("the event store's address (DATABASE_URL)")?;
+        let limits_pool = store::connect_limits_lazy(config.database_url.expose())
+            .context("the event store's address (DATABASE_URL)")?;
         let read_pool = connect_read_models(&config, config.read_pool_size)?;
         let buses = Arc::new(CommandBuses::new(pool.clone()));
         let tokens = TokenIssuer::new(
@@ -81,6 +83,7 @@ impl App {
         let mailer = Mailer::from_config(&config)?;
         let accounts = Arc::new(AccountService::new(
             pool.clone(),
+            limits_pool.clone(),
             buses.clone(),
             tokens.clone(),
             mailer,
@@ -89,7 +92,7 @@ impl App {
         let board = Arc::new(BoardService::new(pool.clone(), buses));
         Ok(Self {
             auth_limiter: Arc::new(RateLimiter::per_minute(
-                pool.clone(),
+                limits_pool,
                 "auth",
                 config.auth_rate_per_minute,
             )),

@@ -3,6 +3,7 @@
 //! [`RateLimiter`]: `capacity` requests per period per key (a client address, an account's
 //! email), with bursts of as many. Kept in PostgreSQL, so that every API replica counts
 //! against the same limit: behind N replicas a client gets the limit once, not N times.
+//! It is given a pool of its own (`store::connect_limits_lazy`), never the commands'.
 //!
 //! [`ConcurrencyLimiter`]: things in flight per key, in this process (what is in flight is
 //! this process's to bound; a replica's work queue is its own).

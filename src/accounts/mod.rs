@@ -102,8 +102,10 @@ pub struct AccountService {
 }
 
 impl AccountService {
+    /// `limits`: the rate limiters' pool (`store::connect_limits_lazy`).
     pub fn new(
         pool: PgPool,
+        limits: PgPool,
         buses: Arc<CommandBuses>,
         tokens: TokenIssuer,
         mailer: Mailer,
@@ -112,12 +114,12 @@ impl AccountService {
         Self {
             sessions: sessions::Sessions::new(pool.clone(), tokens.refresh_ttl()),
             failed_log_ins: RateLimiter::per_hour(
-                pool.clone(),
+                limits.clone(),
                 "failed_log_ins",
                 config.failed_log_ins_per_account_per_hour,
             ),
             reset_mails: RateLimiter::per_hour(
-                pool.clone(),
+                limits,
                 "reset_mails",
                 password_reset::MAILS_PER_ADDRESS_PER_HOUR,
             ),

@@ -33,3 +33,25 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Err
         .acquire_timeout(Duration::from_secs(3))
         .connect_lazy(url)
 }
+
+/// Connections the rate limiters (`crate::limits`) have for themselves.
+const LIMITS_POOL_SIZE: u32 = 4;
+
+/// The rate limiters' own small pool on the event store's server: a flood of log-in
+/// attempts waits for these connections, never for the commands'. Their writes do not
+/// wait for the WAL to reach the disk (`synchronous_commit = off`): a limiter update lost
+/// in a crash forgets a few attempts, nothing more.
+pub fn connect_limits_lazy(url: &str) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(LIMITS_POOL_SIZE)
+        .acquire_timeout(Duration::from_secs(3))
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                sqlx::query("SET synchronous_commit = off")
+                    .execute(connection)
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect_lazy(url)
+}
