@@ -11,7 +11,6 @@
 //! that is not trusted is the client, whatever its headers say. Trust exact proxy
 //! addresses: any client inside a trusted network could name any address it likes.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 
@@ -79,12 +78,6 @@ impl FromStr for Network {
                 .ok_or_else(|| format!("`{text}`: the prefix length must be 0 to {bits}"))?,
         };
         Ok(Self { address, prefix })
-    }
-}
-
-impl fmt::Display for Network {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.address, self.prefix)
     }
 }
 

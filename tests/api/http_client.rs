@@ -72,6 +72,32 @@ pub async fn send_with(
     headers: &[(&str, &str)],
     body: Option<&Value>,
 ) -> io::Result<Reply> {
+    let request = request_text(addr, method, path, bearer, headers, body);
+    timed(exchange(None, addr, &request)).await
+}
+
+/// A `POST` of `body` as JSON from the local address `source` (any of 127.0.0.0/8 on
+/// loopback): to the server, another client machine. `headers` are added as given.
+pub async fn post_from(
+    source: IpAddr,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> io::Result<Reply> {
+    let request = request_text(addr, "POST", path, None, headers, Some(body));
+    timed(exchange(Some(source), addr, &request)).await
+}
+
+/// One request, whole, on a connection that closes after the answer.
+fn request_text(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> String {
     let body = body.map(Value::to_string).unwrap_or_default();
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     if let Some(token) = bearer {
@@ -84,30 +110,14 @@ pub async fn send_with(
         request.push_str("Content-Type: application/json\r\n");
     }
     request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    tokio::time::timeout(REQUEST_TIMEOUT, exchange(None, addr, &request))
-        .await
-        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time")))
+    request
 }
 
-/// A `POST` of `body` as JSON from the local address `source` (any of 127.0.0.0/8 on
-/// loopback): to the server, another client machine. `headers` are added as given.
-pub async fn post_from(
-    source: IpAddr,
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &Value,
+/// An exchange that takes longer than [`REQUEST_TIMEOUT`] counts as failed.
+async fn timed(
+    exchange: impl std::future::Future<Output = io::Result<Reply>>,
 ) -> io::Result<Reply> {
-    let body = body.to_string();
-    let mut request = format!("POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str(&format!(
-        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    ));
-    tokio::time::timeout(REQUEST_TIMEOUT, exchange(Some(source), addr, &request))
+    tokio::time::timeout(REQUEST_TIMEOUT, exchange)
         .await
         .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no answer in time")))
 }
