@@ -117,6 +117,20 @@ impl RateLimiter {
         refused.insert(key.to_string(), now + wait);
     }
 
+    /// Forgets `key` altogether (its client is gone: a closed account's address).
+    pub async fn forget(&self, key: &str) -> Result<(), sqlx::Error> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        sqlx::query("DELETE FROM rate_limits WHERE limiter = $1 AND key = $2")
+            .bind(self.name)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Returns a token taken for an attempt that turned out not to count (a log-in that
     /// succeeded, where only failures are limited).
     pub async fn give_back(&self, key: &str) -> Result<(), sqlx::Error> {

@@ -1,10 +1,10 @@
 //! Accounts: registration, email verification, promotion to admin, the release of a
-//! sign-up nobody verified, and password resets.
+//! sign-up nobody verified, password resets and closing.
 //!
 //! The password is not here: only a hash is kept, outside the event stream, so that no event
-//! ever carries it. Email uniqueness across accounts is enforced by the event store (a claim
-//! table written in the same transaction as `AccountRegistered`), not by this aggregate,
-//! which sees one account at a time.
+//! ever carries it. Email uniqueness across accounts is enforced by the account service (a
+//! claim on the address, taken before `AccountRegistered` is recorded, since the event
+//! carries the address sealed), not by this aggregate, which sees one account at a time.
 //!
 //! A sign-up owns its email only once verified. Until then a new sign-up for the same
 //! address replaces it, and one whose link expired is released by the purge: either way

@@ -2,9 +2,11 @@
 //!
 //! `AccountClosed` frees the address (the claim trigger, in the event's transaction) and
 //! tells the read models to show the account's posts and comments with no nickname. Then
-//! the account's secrets go in one transaction: its password hash, its links, and every
-//! session (so no refresh token renews it). Access tokens already issued live out their
-//! short life, as after a logout.
+//! the account's secrets go in one transaction: its password hash, its links, its key
+//! (which erases its personal data from every copy of its events) and every session (so
+//! no refresh token renews it). Should that transaction fail after the event, the owner's
+//! retry or the next purge (`jobs::purge`, "secrets of closed accounts") finishes it.
+//! Access tokens already issued live out their short life, as after a logout.
 
 use uuid::Uuid;
 
@@ -39,6 +41,8 @@ impl AccountService {
         {
             return Err(AccountError::WrongPassword);
         }
+        // Opened while the key exists: the limits below are keyed by the address.
+        let (account, _) = self.buses.accounts.load(account_id).await?;
         match self
             .buses
             .accounts
@@ -46,8 +50,11 @@ impl AccountService {
             .await
         {
             Ok(_) => {}
+            // Closed already, yet its password is still here: an earlier closing stopped
+            // between its event and the deletion below. The owner asks again; finish it.
+            // (The purge finishes it too, for an owner who never asks again.)
             Err(CommandError::Domain(aggregates::DomainError::NotFound(_))) => {
-                return Err(AccountError::AccountGone)
+                tracing::warn!(%account_id, "finishing an earlier closing of this account");
             }
             Err(err) => return Err(err.into()),
         }
@@ -55,6 +62,13 @@ impl AccountService {
         delete_secrets(&mut tx, account_id).await?;
         let ended = end_in(&mut tx, account_id, None, EndReason::AccountClosed).await?;
         tx.commit().await?;
+        // The throttles keyed by the address would keep it for up to their period.
+        let address = aggregates::rules::normalize_email(&account.email);
+        for limiter in [&self.failed_log_ins, &self.reset_mails] {
+            if let Err(error) = limiter.forget(&address).await {
+                tracing::warn!(%error, "could not forget a closed account's throttle (the purge will)");
+            }
+        }
         tracing::info!(%account_id, sessions_ended = ended, "account closed");
         Ok(())
     }

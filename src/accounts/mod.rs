@@ -144,6 +144,17 @@ impl AccountService {
         Ok(account_id)
     }
 
+    /// The email address of an account that is still open, opened from its history with
+    /// its key; `None` once it is closed or released (its key, and so its address, is
+    /// gone). This, not the history, is where an operator gets an address.
+    pub async fn email_of(&self, account_id: Uuid) -> Result<Option<String>, AccountError> {
+        let (account, version) = self.buses.accounts.load(account_id).await?;
+        if version == 0 {
+            return Err(AccountError::AccountGone);
+        }
+        Ok(account.is_live().then_some(account.email))
+    }
+
     /// The account that holds `email`: a verified one, or a sign-up not yet released.
     async fn account_id_for(&self, email: &str) -> Result<Option<Uuid>, AccountError> {
         let holder = store::claim_holder(&self.pool, ClaimKind::AccountEmail, email).await?;

@@ -91,6 +91,12 @@ pub enum AccountsCommand {
         /// The account's email address.
         email: String,
     },
+    /// Print the email address of an open account, which the history never shows (it is
+    /// sealed there); a closed account has none any more (exit code 1).
+    Email {
+        /// The account's id (as the read models and the history name it).
+        account_id: uuid::Uuid,
+    },
 }
 
 /// Runs one command. The exit code is 0 on success, 1 when a check fails (such as
@@ -126,6 +132,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let account_id = state.accounts.promote(&email, &metadata).await?;
             println!("{email} ({account_id}) is now an admin");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Accounts {
+            command: AccountsCommand::Email { account_id },
+        } => {
+            let state = App::assemble(config)?;
+            match state.accounts.email_of(account_id).await? {
+                Some(email) => {
+                    println!("{email}");
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    eprintln!("account {account_id} is closed: its address was erased");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
         }
     }
 }

@@ -71,7 +71,7 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
     let span = tracing::info_span!(
         "request",
         method = %req.method(),
-        path = %req.uri().path(),
+        path = %loggable_path(req.uri().path()),
         request_id = %request_id,
     );
     let started = Instant::now();
@@ -89,6 +89,23 @@ pub async fn request_context(mut req: Request, next: Next) -> Response {
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// The path as logged: a segment that holds an email address (an `@`, written plain or
+/// percent-encoded), such as `/check-duplicate/email/{email}`'s, is replaced by `{email}`,
+/// so that no address reaches the logs, matched route or not.
+fn loggable_path(path: &str) -> String {
+    path.split('/')
+        .map(|segment| {
+            let lower = segment.to_ascii_lowercase();
+            if lower.contains('@') || lower.contains("%40") {
+                "{email}"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// The API's own answers are data: nothing in them may run or be embedded.
@@ -191,7 +208,23 @@ fn accepts_any(accept: &str, ranges: &[&str]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{accepts_event_stream, accepts_json};
+    use super::{accepts_event_stream, accepts_json, loggable_path};
+
+    #[test]
+    fn no_address_is_logged_in_a_path() {
+        assert_eq!(
+            loggable_path("/check-duplicate/email/ann@example.com"),
+            "/check-duplicate/email/{email}"
+        );
+        assert_eq!(
+            loggable_path("/check-duplicate/email/ann%40example.com/x"),
+            "/check-duplicate/email/{email}/x"
+        );
+        assert_eq!(
+            loggable_path("/board/posts/0190-ab"),
+            "/board/posts/0190-ab"
+        );
+    }
 
     #[test]
     fn accept_headers_are_read_by_media_range() {

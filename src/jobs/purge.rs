@@ -57,9 +57,27 @@ pub struct Kind {
 /// The name, in the run records and `/metrics`, of the sign-ups released as expired.
 pub const EXPIRED_SIGN_UPS: &str = "expired_sign_ups";
 
+/// The condition on a row with an `account_id` whose account has ended (closed by its
+/// owner, or a sign-up released) for longer than `$1` seconds. Closing and releasing
+/// delete such rows at once, after their event; one is left only when that deletion
+/// failed, and the purge finishes it. Each candidate costs one probe of the events'
+/// primary key (one account's few events).
+macro_rules! of_an_ended_account {
+    () => {
+        "EXISTS (SELECT 1 FROM events e WHERE e.aggregate_type = 'account'
+                   AND e.aggregate_id = account_id::text
+                   AND e.event_type IN ('AccountClosed', 'SignUpReleased')
+                   AND e.recorded_at <= now() - make_interval(secs => $1))"
+    };
+}
+
+/// How long after an account's end the purge looks for what its closing left: far longer
+/// than a closing takes, so it never races one.
+const ENDED_ACCOUNT_GRACE: Duration = Duration::from_secs(60);
+
 /// Everything the purge removes. Another kind of row is one more entry, with an index that
 /// serves its condition.
-pub const KINDS: [Kind; 7] = [
+pub const KINDS: [Kind; 10] = [
     // The API's contract keeps a key's answer for 24 hours (`IDEMPOTENCY_KEY_TTL`).
     Kind {
         name: "idempotency_keys",
@@ -106,6 +124,27 @@ pub const KINDS: [Kind; 7] = [
         table: "rate_limits",
         condition: "tat <= now() - make_interval(secs => $1)",
         retention: |_| Duration::ZERO,
+    },
+    // An ended account's key: while it exists, its personal data can be read.
+    Kind {
+        name: "keys_of_ended_accounts",
+        table: "personal_data_keys",
+        condition: of_an_ended_account!(),
+        retention: |_| ENDED_ACCOUNT_GRACE,
+    },
+    // An ended account's password: while it exists, a log-in could be tried with it.
+    Kind {
+        name: "passwords_of_ended_accounts",
+        table: "account_credentials",
+        condition: of_an_ended_account!(),
+        retention: |_| ENDED_ACCOUNT_GRACE,
+    },
+    // An ended account's open session: its refresh token could still be renewed.
+    Kind {
+        name: "sessions_of_ended_accounts",
+        table: "sessions",
+        condition: concat!("ended_at IS NULL AND ", of_an_ended_account!()),
+        retention: |_| ENDED_ACCOUNT_GRACE,
     },
     // The purge's own records (and any other job's) keep a week of history.
     Kind {

@@ -12,13 +12,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cqrs_es::DomainEvent;
 use sqlx::postgres::PgListener;
 use tokio::sync::watch;
+
+use aggregates::account::AccountEvent;
+use aggregates::AggregateKind;
 
 use super::facts::Facts;
 use super::message::{self, Message};
 use super::Shared;
-use crate::store::reader::{self, Checkpoint};
+use crate::store::reader::{self, Checkpoint, RecordedEvent};
 use crate::supervise::{until_shutdown, Supervised};
 
 /// Events read at a time.
@@ -82,8 +86,7 @@ impl Feed {
                 continue;
             }
             for event in &events {
-                let message = message::render(&mut self.facts, event).await?;
-                self.shared.publish(event.checkpoint, message);
+                self.take(event).await?;
             }
             self.shared.drop_laggards();
         }
@@ -105,12 +108,27 @@ impl Feed {
             history.head = floor;
         }
         for event in &events {
-            let message = message::render(&mut self.facts, event).await?;
-            self.shared.publish(event.checkpoint, message);
+            self.take(event).await?;
         }
         tracing::debug!(events = events.len(), "live feed primed");
         Ok(())
     }
+
+    /// Renders and publishes the message of `event`, if it has one; an account's closing
+    /// also rewrites the recent messages that named it.
+    async fn take(&mut self, event: &RecordedEvent) -> anyhow::Result<()> {
+        let message = message::render(&mut self.facts, event).await?;
+        self.shared.publish(event.checkpoint, message);
+        if closes_account(event) {
+            self.shared.close_author(&event.aggregate_id);
+        }
+        Ok(())
+    }
+}
+
+fn closes_account(event: &RecordedEvent) -> bool {
+    event.aggregate_type == AggregateKind::Account.as_str()
+        && event.event_type == AccountEvent::AccountClosed {}.event_type()
 }
 
 impl Shared {
@@ -133,6 +151,17 @@ impl Shared {
         // No receiver at all is no error: nobody listens yet.
         let _ = self.sender.send(message);
         self.published.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Rewrites the recent messages whose author is `account_id`, now closed, so that a
+    /// client resuming from before the closing is never replayed the nickname.
+    fn close_author(&self, account_id: &str) {
+        let mut history = self.lock();
+        for message in history.messages.iter_mut() {
+            if let Some(closed) = message.with_author_closed(account_id) {
+                *message = Arc::new(closed);
+            }
+        }
     }
 
     /// Disconnects the subscribers more than `LIVE_SUBSCRIBER_BUFFER` messages behind.

@@ -34,6 +34,25 @@ pub struct Message {
     pub post_id: Option<String>,
     /// `id:`, `event:` and `data:` lines and the blank line that ends them.
     pub wire: Bytes,
+    /// The author it names, if any: kept so that the history can be rewritten when that
+    /// account closes (see [`Message::with_author_closed`]).
+    author: Option<NamedAuthor>,
+}
+
+/// An author as a message's `data:` line names them.
+#[derive(Debug)]
+struct NamedAuthor {
+    account_id: String,
+    json: String,
+}
+
+impl NamedAuthor {
+    fn of(author: &Author) -> Self {
+        Self {
+            account_id: author.account_id.clone(),
+            json: serde_json::to_string(author).expect("an author serializes"),
+        }
+    }
 }
 
 impl Message {
@@ -51,7 +70,37 @@ impl Message {
             category_id,
             post_id,
             wire: frame(Some(event.checkpoint), name, body),
+            author: None,
         }
+    }
+
+    fn naming(mut self, author: NamedAuthor) -> Self {
+        self.author = Some(author);
+        self
+    }
+
+    /// This message as it reads once `account_id` is closed, if it names that account as
+    /// its author: no nickname, `closed: true`, as the query API shows it then. A client
+    /// resuming from before the closing is replayed this one, never the nickname.
+    pub fn with_author_closed(&self, account_id: &str) -> Option<Self> {
+        let named = self
+            .author
+            .as_ref()
+            .filter(|a| a.account_id == account_id)?;
+        let closed = NamedAuthor::of(&Author::new(account_id, &None, Some(true)));
+        // The author's JSON object cannot occur inside a string value of the message,
+        // where every quote is escaped: the one occurrence is the author.
+        let text = std::str::from_utf8(&self.wire).ok()?;
+        let wire = Bytes::from(text.replacen(&named.json, &closed.json, 1));
+        Some(Self {
+            checkpoint: self.checkpoint,
+            number: self.number,
+            recorded_at: self.recorded_at,
+            category_id: self.category_id.clone(),
+            post_id: self.post_id.clone(),
+            wire,
+            author: Some(closed),
+        })
     }
 }
 
@@ -130,6 +179,7 @@ async fn message(
             ..
         }) => {
             let author = author(facts, &author_id.to_string(), at).await?;
+            let named = NamedAuthor::of(&author);
             let body = LivePostCreated {
                 post_id: id.clone(),
                 category_id: category_id.to_string(),
@@ -139,13 +189,9 @@ async fn message(
                 event_position: position,
             };
             let category = category_id.to_string();
-            Some(Message::new(
-                event,
-                "postCreated",
-                &body,
-                category,
-                Some(id.clone()),
-            ))
+            Some(
+                Message::new(event, "postCreated", &body, category, Some(id.clone())).naming(named),
+            )
         }
         BoardEvent::Post(PostEvent::PostEdited { title, .. }) => {
             let Some(post) = facts.post(id, at).await?.filter(|p| !p.deleted) else {
@@ -193,6 +239,7 @@ async fn message(
                 return Ok(None);
             };
             let author = author(facts, &author_id.to_string(), at).await?;
+            let named = NamedAuthor::of(&author);
             let body = LiveCommentAdded {
                 comment: Comment {
                     comment_id: id.clone(),
@@ -203,13 +250,16 @@ async fn message(
                 },
                 event_position: position,
             };
-            Some(Message::new(
-                event,
-                "commentAdded",
-                &body,
-                post.category_id,
-                Some(post_id),
-            ))
+            Some(
+                Message::new(
+                    event,
+                    "commentAdded",
+                    &body,
+                    post.category_id,
+                    Some(post_id),
+                )
+                .naming(named),
+            )
         }
         BoardEvent::Comment(CommentEvent::CommentDeleted { .. }) => {
             let Some(post_id) = facts.comment_post(id, at).await? else {

@@ -20,8 +20,10 @@ impl Vault {
         Self { pool }
     }
 
-    /// The key of `account_id`, made now if it has none. A destroyed key is never made
-    /// again: a closed account records no personal value after its closing.
+    /// The key of `account_id`, made now if it has none. Only events with personal
+    /// fields ask for one, and only a registration has them, which an account records
+    /// once, before any closing: so a destroyed key is not made anew in practice. (This
+    /// function would make one; the aggregate is what refuses a closed account's events.)
     pub async fn key_for_sealing(&self, account_id: &str) -> Result<DataKey, sqlx::Error> {
         let id = parse(account_id)?;
         sqlx::query(

@@ -417,6 +417,44 @@ async fn a_token_older_than_the_replayed_messages_gets_one_reset() {
     assert_eq!(comments_until(&mut recent, &live).await, after_reset);
 }
 
+#[tokio::test]
+async fn a_client_resuming_from_before_a_closing_is_not_replayed_the_nickname() {
+    let app = app(&[]).await;
+    let board = app.with_post().await;
+    let (address, _stop, _server) = serve(&app).await;
+    let leaver = app.member("leaver@example.com", "zqleaver").await;
+    let path = format!("/board/live?postId={}", board.post);
+    let mut stream = subscribe(address, &path, None).await;
+    let before = comment(&app, &board.ann, &board.post, "before").await;
+    let resume_from = message_about(&mut stream, &before).await;
+    let theirs = comment(&app, &leaver, &board.post, "soon anonymous").await;
+    let live = message_about(&mut stream, &theirs).await;
+    assert_eq!(live.json()["comment"]["author"]["nickname"], "zqleaver");
+
+    let closed = app
+        .delete("/account")
+        .bearer(&leaver.token)
+        .json(json!({ "password": crate::common::PASSWORD }))
+        .send()
+        .await;
+    assert_eq!(closed.status, StatusCode::NO_CONTENT, "{}", closed.text());
+    // Once a later message arrives, the feed has read the closing before it.
+    let after = comment(&app, &board.ann, &board.post, "after").await;
+    message_about(&mut stream, &after).await;
+
+    let mut resumed = subscribe(address, &path, resume_from.id.as_deref()).await;
+    let replayed = message_about(&mut resumed, &theirs).await;
+    assert_eq!(
+        replayed.json()["comment"]["author"],
+        json!({ "accountId": leaver.id.to_string(), "nickname": null, "closed": true }),
+        "{}",
+        replayed.data
+    );
+    let rest = comments_until(&mut resumed, &after).await;
+    assert!(rest.is_empty(), "{rest:?}");
+    assert!(!replayed.data.contains("zqleaver"));
+}
+
 /// The message about `id`, skipping what comes before it: a new stream starts at the end
 /// of what the store can be read to, which another test's open transaction on the server
 /// may hold back, so messages of the setup just before may come first.

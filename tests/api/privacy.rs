@@ -142,6 +142,29 @@ async fn a_closed_account_leaves_no_email_or_nickname_anywhere_and_its_posts_sta
         json!({ "content": "And a comment" }),
     )
     .await;
+    // A path that names the address, for the logs to show (or not).
+    let taken = http_client::send(
+        address,
+        "GET",
+        &format!("/check-duplicate/email/{email}"),
+        None,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(taken.status, 409, "{taken:?}");
+    // While the account is open, an operator gets its address from the account service.
+    let account_id: String = sqlx::query_scalar(
+        "SELECT aggregate_id FROM unique_claims WHERE claim_kind = 'account.email' AND claim_value = $1",
+    )
+    .bind(&email)
+    .fetch_one(&pipeline.app.pool)
+    .await
+    .unwrap();
+    let (code, out) = pipeline
+        .run_board(&["accounts", "email", &account_id])
+        .await;
+    assert_eq!((code, out.trim()), (0, email.as_str()));
     call(
         address,
         "DELETE",
@@ -167,24 +190,20 @@ async fn a_closed_account_leaves_no_email_or_nickname_anywhere_and_its_posts_sta
         Vec::<String>::new(),
         "events"
     );
+    // Every other table of the event store's database, each row as text: what the
+    // account service keeps beside the events (claims, sessions, throttles, idempotent
+    // answers, keys) holds nothing of a closed account either.
+    for (table, text) in every_table_of_postgres(&pipeline.app.pool).await {
+        assert_eq!(hits(&text, &needles), Vec::<String>::new(), "{table}");
+    }
     // Every message of the topic, read by a plain consumer.
     let topic = pipeline.read_topic(stored as usize).await;
     let topic_text = serde_json::to_string(&topic).unwrap();
     assert_eq!(hits(&topic_text, &needles), Vec::<String>::new(), "topic");
-    // The read models.
-    let read: Vec<String> = sqlx::query_scalar(
-        "SELECT COALESCE(nickname, '') FROM accounts_view
-         UNION ALL SELECT CONCAT(title, content) FROM posts_view
-         UNION ALL SELECT content FROM comments_view",
-    )
-    .fetch_all(&pipeline.read_pool)
-    .await
-    .unwrap();
-    assert_eq!(
-        hits(&read.join("\n"), &needles),
-        Vec::<String>::new(),
-        "read models"
-    );
+    // Every table of the read models' database, each row as text.
+    for (table, text) in every_table_of_mysql(&pipeline.read_pool).await {
+        assert_eq!(hits(&text, &needles), Vec::<String>::new(), "{table}");
+    }
     // An export, both formats.
     for format in ["jsonl", "csv"] {
         let file = work.join(format!("export.{format}"));
@@ -255,7 +274,74 @@ async fn a_closed_account_leaves_no_email_or_nickname_anywhere_and_its_posts_sta
     }
     let (code, out) = pipeline.run_board(&["projections", "verify"]).await;
     assert_eq!(code, 0, "{out}");
+    // The account service has no address for it any more.
+    let (code, out) = pipeline
+        .run_board(&["accounts", "email", &account_id])
+        .await;
+    assert_eq!((code, out.as_str()), (1, ""));
     let _ = std::fs::remove_dir_all(&work);
+}
+
+/// Every table of the event store's database (the events and what is kept beside them),
+/// each as its rows' text.
+async fn every_table_of_postgres(pool: &sqlx::PgPool) -> Vec<(String, String)> {
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables
+          WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(tables.len() > 10, "{tables:?}");
+    let mut texts = Vec::new();
+    for table in tables {
+        let text: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT string_agg(t::text, E'\\n') FROM {table} t"
+        ))
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        texts.push((table, text.unwrap_or_default()));
+    }
+    texts
+}
+
+/// Every table of the read models' database, each as its rows' text (every column cast
+/// to text and joined).
+async fn every_table_of_mysql(pool: &sqlx::MySqlPool) -> Vec<(String, String)> {
+    let columns: Vec<(String, String)> = sqlx::query_as(
+        "SELECT CAST(table_name AS CHAR), CAST(column_name AS CHAR)
+           FROM information_schema.columns WHERE table_schema = DATABASE()
+          ORDER BY table_name, ordinal_position",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut tables: Vec<(String, Vec<String>)> = Vec::new();
+    for (table, column) in columns {
+        match tables.last_mut() {
+            Some((last, columns)) if *last == table => columns.push(column),
+            _ => tables.push((table, vec![column])),
+        }
+    }
+    assert!(
+        tables.iter().any(|(t, _)| t == "accounts_view"),
+        "{tables:?}"
+    );
+    let mut texts = Vec::new();
+    for (table, columns) in tables {
+        let row = columns
+            .iter()
+            .map(|c| format!("COALESCE(CAST(`{c}` AS CHAR), '')"))
+            .collect::<Vec<_>>()
+            .join(", '|', ");
+        let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT CONCAT({row}) FROM `{table}`"))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        texts.push((table, rows.join("\n")));
+    }
+    texts
 }
 
 #[tokio::test]

@@ -93,13 +93,14 @@ fn apply_account(rows: &mut Rows, envelope: &Envelope, event: AccountEvent) {
     match event {
         AccountEvent::AccountRegistered { nickname, .. } => row.nickname = Some(nickname),
         // The closed account's posts and comments stay; their author shows no nickname.
-        AccountEvent::AccountClosed {} => {
+        // A released sign-up (never verified, so the author of nothing) is gone alike:
+        // its key went with it, so a rebuild could not read its nickname either.
+        AccountEvent::AccountClosed {} | AccountEvent::SignUpReleased { .. } => {
             row.nickname = None;
             row.closed = true;
         }
         AccountEvent::AccountVerified {}
         | AccountEvent::AccountPromoted { .. }
-        | AccountEvent::SignUpReleased { .. }
         | AccountEvent::PasswordReset {} => {}
     }
 }

@@ -427,6 +427,37 @@ fn a_closed_account_keeps_its_row_without_a_nickname() {
 }
 
 #[test]
+fn a_released_sign_up_keeps_no_nickname() {
+    // Its key is destroyed with the release, so a rebuild reads its nickname erased; the
+    // live row must not keep the nickname a rebuild cannot have.
+    let db = tables_after(&[&[
+        account(
+            ANN,
+            1,
+            AccountEvent::AccountRegistered {
+                email: "ann@example.com".to_string(),
+                nickname: "ann".to_string(),
+            },
+        ),
+        account(
+            ANN,
+            2,
+            AccountEvent::SignUpReleased {
+                reason: aggregates::account::ReleaseReason::Expired,
+            },
+        ),
+    ]]);
+    assert_eq!(
+        account_row(&db, ANN),
+        AccountRow {
+            nickname: None,
+            closed: true,
+            version: 2,
+        }
+    );
+}
+
+#[test]
 fn each_view_takes_its_fields_from_its_events() {
     let db = tables_after(&[&[
         account(
