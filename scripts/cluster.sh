@@ -22,6 +22,8 @@
 #   CLUSTER_METRICS_PORTS ["9081 9082"] each replica's /metrics (never behind nginx)
 #   BOARD_BIN [target/release/board]
 #   CLUSTER_READY_TIMEOUT [60]      seconds for a part to become ready
+#   CLUSTER_OWNER_PID [unset]       when set, `up` leaves a watchdog that runs `down` once
+#                                   that process is gone (a test run that was killed)
 # Board's own settings (DATABASE_URL, KAFKA_BROKERS, ...) are read by every part from the
 # same environment. JWT_SECRET, when unset, is generated once into CLUSTER_DIR/jwt-secret
 # so that a token one replica issued is accepted by every other. TRUSTED_PROXIES defaults
@@ -111,18 +113,24 @@ start_part() {
     say "$name: started (pid $!, log $CLUSTER_DIR/$name.log)"
 }
 
-# An API replica is ready when its readiness answers 200; a relay or projector when its
-# process is still there after starting (it waits for its lease or its partitions).
+# An API replica is ready when its readiness answers 200. A relay is ready once the event
+# store sees it in the relays' election (active, or waiting to take over), and a
+# projector once MySQL counts it in its group's split: `board projections status` lists
+# both by process (host:pid:nonce), as the stores know them.
 api_ready() {
     curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$(api_port "$1")/health/ready"
 }
 
+in_the_pipeline() {
+    local pid
+    pid="$(pid_of "$1")" || return 1
+    "$BOARD_BIN" projections status --json 2>/dev/null | tr -d ' \n' | grep -Eq "\"[^\"]*:$pid:[0-9a-f]+\""
+}
+
 wait_ready() {
-    local name="$1"
-    case "$name" in
-        api-*) wait_for "$name" "$READY_TIMEOUT" api_ready "$name" || die "$name: not ready; see $CLUSTER_DIR/$name.log" ;;
-        *) sleep 1; pid_of "$name" >/dev/null || die "$name: exited; see $CLUSTER_DIR/$name.log" ;;
-    esac
+    local name="$1" ready=in_the_pipeline
+    [[ "$name" == api-* ]] && ready=api_ready
+    wait_for "$name" "$READY_TIMEOUT" "$ready" "$name" || die "$name: not ready; see $CLUSTER_DIR/$name.log"
 }
 
 # Waits up to $2 tenths of a second for process $1 to be gone.
@@ -175,7 +183,15 @@ worker_shutdown_timeout 10s;
 events { worker_connections 4096; }
 
 http {
-    access_log $NGINX_DIR/access.log;
+    # The path without its query (which may hold a link's token), an email address in it
+    # replaced, as Board logs it: no address or link token reaches the access log.
+    map \$uri \$logged_uri {
+        "~^(?<head>[^@]*/)[^/]*@" "\${head}{email}";
+        default \$uri;
+    }
+    log_format board '\$remote_addr [\$time_local] "\$request_method \$logged_uri" '
+                     '\$status \$body_bytes_sent \$request_time';
+    access_log $NGINX_DIR/access.log board;
     client_body_temp_path $NGINX_DIR/temp/body;
     proxy_temp_path $NGINX_DIR/temp/proxy;
     fastcgi_temp_path $NGINX_DIR/temp/fastcgi;
@@ -260,9 +276,35 @@ nginx_down() {
 # Commands
 # ---------------------------------------------------------------------------
 
+# With CLUSTER_OWNER_PID set: a process that runs `down` once the owner is gone, so that a
+# test run killed before its own clean-up leaves nothing running. Its pid file lets
+# `down` stop it when the owner stops the cluster itself.
+start_watchdog() {
+    local owner="${CLUSTER_OWNER_PID:-}" file="$CLUSTER_DIR/watchdog.pid"
+    [[ -n "$owner" ]] || return 0
+    if [[ -f "$file" ]] && kill -0 "$(<"$file")" 2>/dev/null; then
+        return 0
+    fi
+    (close_extra_fds && exec setsid bash -c '
+        while kill -0 "$1" 2>/dev/null; do sleep 2; done
+        exec "$2" down' watchdog "$owner" "$REPO_ROOT/scripts/$SCRIPT" \
+        </dev/null >>"$CLUSTER_DIR/watchdog.log" 2>&1) &
+    printf '%s' "$!" >"$file"
+}
+
+stop_watchdog() {
+    local file="$CLUSTER_DIR/watchdog.pid" pid
+    [[ -f "$file" ]] || return 0
+    pid="$(<"$file")"
+    rm -f "$file"
+    # The watchdog itself runs `down` as its last act: it does not stop itself.
+    [[ "$pid" == "$$" ]] || kill "$pid" 2>/dev/null || true
+}
+
 cluster_up() {
     [[ -x "$BOARD_BIN" ]] || die "$BOARD_BIN not found: cargo build --release --bin board"
     mkdir -p "$CLUSTER_DIR"
+    start_watchdog
     shared_secret
     # Migrate once, before the replicas start (each would otherwise race to).
     "$BOARD_BIN" migrate >>"$CLUSTER_DIR/migrate.log" 2>&1 || die "migration failed; see $CLUSTER_DIR/migrate.log"
@@ -277,6 +319,7 @@ cluster_up() {
 }
 
 cluster_down() {
+    stop_watchdog
     nginx_down
     local name
     for name in $(part_names); do

@@ -156,6 +156,19 @@ fn print_status(status: &Status) {
             relay.name, relay.global_position, relay.lag_events, relay.lag_seconds
         );
     }
+    match status.relay_processes.as_slice() {
+        [] => println!("relay processes: none connected"),
+        processes => {
+            let listed: Vec<String> = processes
+                .iter()
+                .map(|r| {
+                    let role = if r.active { "active" } else { "waiting" };
+                    format!("{} ({role})", r.process)
+                })
+                .collect();
+            println!("relay processes: {}", listed.join(", "));
+        }
+    }
     println!(
         "\n{:<14} {:>9} {:>11} {:>11} {:>12} {:>10}  {:<11}  HOLDER",
         "PROJECTOR", "PARTITION", "NEXT OFFSET", "END OFFSET", "LAG EVENTS", "LAG SECS", "STATE"
@@ -173,6 +186,10 @@ fn print_status(status: &Status) {
             p.state.as_str(),
             p.holder.as_deref().unwrap_or("-"),
         );
+    }
+    match status.projector_members.as_slice() {
+        [] => println!("\nprojector processes: none in the group"),
+        members => println!("\nprojector processes: {}", members.join(", ")),
     }
     match status.quarantined_events {
         0 => println!("\nquarantined events: 0"),

@@ -1,6 +1,11 @@
 //! One active relay: a session-level PostgreSQL advisory lock held on a dedicated
 //! connection. If the process dies, its connection closes and the lock is released, so a
 //! waiting relay takes over.
+//!
+//! That connection carries the process's name as its `application_name`
+//! ([`APPLICATION_NAME`] and `supervise::process_name`), so the server itself tells who
+//! takes part in the election and who holds the lock (`crate::status`): every relay
+//! waiting or active is one such session, the active one with the lock granted.
 
 use std::time::Duration;
 
@@ -8,6 +13,9 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::watch;
 
 const WAIT: Duration = Duration::from_secs(1);
+
+/// What the election's sessions are named, before the process's name.
+pub const APPLICATION_NAME: &str = "board relay ";
 
 /// The held lock. Dropping it closes the connection, which releases the lock.
 pub struct Leadership {
@@ -30,7 +38,11 @@ pub async fn acquire(
     name: &str,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<Leadership>, sqlx::Error> {
-    let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+    let options = pool.connect_options().as_ref().clone().application_name(&format!(
+        "{APPLICATION_NAME}{}",
+        crate::supervise::process_name()
+    ));
+    let mut conn = PgConnection::connect_with(&options).await?;
     let mut announced = false;
     loop {
         let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 0))")

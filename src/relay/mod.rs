@@ -12,7 +12,7 @@
 //!   batch: idle projectors stop fetching and wait for it (see `crate::projector`).
 
 mod checkpoint;
-mod leader;
+pub(crate) mod leader;
 
 use std::time::Duration;
 

@@ -17,7 +17,12 @@ use crate::kafka::BrokerProbe;
 pub struct Status {
     pub head: Head,
     pub relays: Vec<RelayStatus>,
+    /// The relay processes connected now, the active one first.
+    pub relay_processes: Vec<RelayProcess>,
     pub projectors: Vec<PartitionStatus>,
+    /// The projector processes of the group counted in the split now (`host:pid:nonce`),
+    /// whether or not a partition is theirs yet.
+    pub projector_members: Vec<String>,
     /// Events the read models could not apply, and those waiting behind them (see
     /// `projections::fold`).
     pub quarantined_events: i64,
@@ -45,6 +50,16 @@ pub struct RelayStatus {
     /// How long the oldest unpublished event has waited; 0 when caught up.
     pub lag_seconds: f64,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A relay process in the election (`relay::leader`), as PostgreSQL sees its session: the
+/// active one holds the lock, the others wait to take over.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+#[serde(rename_all = "camelCase")]
+pub struct RelayProcess {
+    /// `host:pid:nonce` (`supervise::process_name`).
+    pub process: String,
+    pub active: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -139,8 +154,18 @@ pub async fn collect(
     })
     .collect();
 
+    let relay_processes = relay_processes(pg).await?;
+
     let ends = broker.topic_ends(BROKER_TIMEOUT).await.ok().map(|e| e.ends);
     let projectors = partitions(mysql, ends, broker.topic(), group).await?;
+    let projector_members = sqlx::query_scalar(
+        "SELECT member FROM projector_members
+          WHERE member_group = ? AND topic = ? AND expires_at > NOW(3) ORDER BY member",
+    )
+    .bind(group)
+    .bind(broker.topic())
+    .fetch_all(mysql)
+    .await?;
     let quarantined_events = projections::quarantine::count(mysql).await?;
     Ok(Status {
         head: Head {
@@ -149,9 +174,26 @@ pub async fn collect(
             recorded_at,
         },
         relays,
+        relay_processes,
         projectors,
+        projector_members,
         quarantined_events,
     })
+}
+
+/// The relays' election sessions on this database, and which holds the lock.
+async fn relay_processes(pg: &PgPool) -> Result<Vec<RelayProcess>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT substr(a.application_name, length($1) + 1) AS process,
+                EXISTS (SELECT 1 FROM pg_locks l
+                         WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted) AS active
+           FROM pg_stat_activity a
+          WHERE a.datname = current_database() AND starts_with(a.application_name, $1)
+          ORDER BY active DESC, process",
+    )
+    .bind(crate::relay::leader::APPLICATION_NAME)
+    .fetch_all(pg)
+    .await
 }
 
 /// The events in the store, counted exactly. This reads the whole events table (or its

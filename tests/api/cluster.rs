@@ -85,6 +85,8 @@ impl LocalCluster {
             .env("ADMIN_EMAILS", ADMIN)
             .env("MAIL_DIR", &self.stack.mail_dir)
             .env("RUST_LOG", "warn")
+            // Killed before its clean-up, this test leaves nothing running.
+            .env("CLUSTER_OWNER_PID", std::process::id().to_string())
             .envs(self.settings.iter().copied());
         command
     }
