@@ -48,8 +48,11 @@ pub struct App {
     /// Category, post and comment commands.
     pub board: Arc<BoardService>,
     pub tokens: TokenIssuer,
-    /// Per-client limits on `/auth` and `/signup`.
+    /// Per-client limits on `/auth`, `/signup` and the password-reset endpoints.
     pub auth_limiter: Arc<RateLimiter>,
+    /// Per-client limits on the other routes that take no access token and use the event
+    /// store (`/check-duplicate/email`, `/verify`, `/refresh`, `/logout`).
+    pub anonymous_limiter: Arc<RateLimiter>,
     /// Per-account limit on commands in flight.
     pub command_slots: Arc<ConcurrencyLimiter>,
     /// Live updates: the process's one reader of the event store, fanned out to every
@@ -92,9 +95,14 @@ impl App {
         let board = Arc::new(BoardService::new(pool.clone(), buses));
         Ok(Self {
             auth_limiter: Arc::new(RateLimiter::per_minute(
-                limits_pool,
+                limits_pool.clone(),
                 "auth",
                 config.auth_rate_per_minute,
+            )),
+            anonymous_limiter: Arc::new(RateLimiter::per_minute(
+                limits_pool,
+                "anonymous",
+                config.anonymous_rate_per_minute,
             )),
             command_slots: Arc::new(ConcurrencyLimiter::new(config.commands_per_account)),
             broker: Arc::new(BrokerProbe::new(&config.kafka())),

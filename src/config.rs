@@ -163,9 +163,18 @@ pub struct Config {
     #[arg(long, env = "LIVE_STREAMS_PER_ADDRESS", default_value_t = 8)]
     pub live_streams_per_address: usize,
 
-    /// Requests a minute (and burst) each client address may make to /auth and /signup.
+    /// Requests a minute (and burst) each client address may make to /auth, /signup and the
+    /// password-reset endpoints.
     #[arg(long, env = "AUTH_RATE_PER_MINUTE", default_value_t = 20)]
     pub auth_rate_per_minute: u32,
+
+    /// Requests a minute (and burst) each client address may make to the other routes that
+    /// take no access token and use the event store: `/check-duplicate/email`, `/verify`,
+    /// `/refresh` and `/logout`; past it, 429 with `Retry-After`. Without it one address
+    /// could keep the commands' connections busy (replaying a spent refresh token, say)
+    /// until everyone else's requests waited them out.
+    #[arg(long, env = "ANONYMOUS_RATE_PER_MINUTE", default_value_t = 120)]
+    pub anonymous_rate_per_minute: u32,
 
     /// Failed log-ins an hour (and burst) per account, whatever addresses they come from;
     /// past it, 429 with `Retry-After`. Successful log-ins do not count.

@@ -18,7 +18,7 @@ use super::consistency::{event_position, EVENT_POSITION};
 use super::context::RequestContext;
 use super::idempotency::{IdempotentRequest, Scope};
 use super::problem::PROBLEM_JSON;
-use super::rate_limit::AuthRateLimit;
+use super::rate_limit::{AnonymousRateLimit, AuthRateLimit};
 use super::schema::{
     AccountCreated, AccountVerified, AnonymousIdempotencyKeyHeader, CloseAccount, EmailAvailable,
     PasswordResetConfirm, PasswordResetRequest, Problem, SignUp,
@@ -46,9 +46,13 @@ pub fn router() -> Router<App> {
     responses(
         (status = 200, description = "Free", body = EmailAvailable),
         (status = 409, description = "An account has it", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "Too many requests from this client address (`ANONYMOUS_RATE_PER_MINUTE`), \
+            or too many connections from it", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]
 pub(super) async fn check_duplicate_email(
+    _: AnonymousRateLimit,
     State(state): State<App>,
     Path(email): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -141,9 +145,13 @@ pub(super) struct VerifyQuery {
     responses(
         (status = 200, description = "Verified (verifying again is harmless)", body = AccountVerified),
         (status = 404, description = "Unknown or expired id", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "Too many requests from this client address (`ANONYMOUS_RATE_PER_MINUTE`), \
+            or too many connections from it", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]
 pub(super) async fn verify(
+    _: AnonymousRateLimit,
     State(state): State<App>,
     context: RequestContext,
     Query(query): Query<VerifyQuery>,

@@ -12,7 +12,7 @@ use base64::Engine;
 
 use super::auth::bearer_token;
 use super::body::Body;
-use super::rate_limit::AuthRateLimit;
+use super::rate_limit::{AnonymousRateLimit, AuthRateLimit};
 use super::schema::{IssuedTokens, LogIn, Problem};
 use super::ApiError;
 use crate::accounts::Tokens;
@@ -108,9 +108,13 @@ pub(super) async fn log_in_json(
         (status = 401, description = "Not a refresh token, expired, or its session has ended. A spent \
             refresh token presented again is taken for a stolen copy: it ends its whole session", body = Problem,
             content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests from this client address (`ANONYMOUS_RATE_PER_MINUTE`), \
+            or too many connections from it", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]
 pub(super) async fn refresh(
+    _: AnonymousRateLimit,
     State(state): State<App>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -129,9 +133,13 @@ pub(super) async fn refresh(
             already issued live out their short life); logging out of an ended session is harmless"),
         (status = 401, description = "Not a valid refresh token", body = Problem,
             content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests from this client address (`ANONYMOUS_RATE_PER_MINUTE`), \
+            or too many connections from it", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]
 pub(super) async fn log_out(
+    _: AnonymousRateLimit,
     State(state): State<App>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {

@@ -188,10 +188,12 @@ impl StackBuilder {
         ]
         .map(str::to_string)
         .to_vec();
-        // Calls through the router share one client address, so the auth rate limit is
-        // raised unless the caller sets it (a test about it).
-        if !self.args.iter().any(|a| a == "--auth-rate-per-minute") {
-            args.extend(["--auth-rate-per-minute".into(), "100000".into()]);
+        // Calls through the router share one client address, so the per-address rate
+        // limits are raised unless the caller sets them (a test about them).
+        for limit in ["--auth-rate-per-minute", "--anonymous-rate-per-minute"] {
+            if !self.args.iter().any(|a| a == limit) {
+                args.extend([limit.into(), "100000".into()]);
+            }
         }
         if let Some(url) = &app_read_url {
             args.extend(["--read-database-url".into(), url.clone()]);

@@ -728,6 +728,51 @@ async fn one_members_flood_of_keyed_commands_does_not_take_the_store_from_others
     assert!(statuses.contains(&StatusCode::NOT_FOUND));
 }
 
+// ---- Routes without an account to count against ----
+
+/// Found by review: `/check-duplicate/email`, `/verify`, `/refresh` and `/logout` had no
+/// limit, so one address could keep the commands' connections busy (a spent refresh token
+/// replayed without end costs two statements each time) until other clients' log-ins
+/// waited out the pool and got 503. Now they share a limit per client address.
+#[tokio::test]
+async fn one_address_is_limited_on_the_anonymous_routes_that_use_the_event_store() {
+    const LIMIT: usize = 8;
+    let app = TestApp::with_args(&["--anonymous-rate-per-minute", &LIMIT.to_string()]).await;
+    let ann = app.member("ann@example.com", "ann").await;
+    let mut served = 0;
+    let limited = loop {
+        let res = app
+            .get("/check-duplicate/email/bob@example.com")
+            .send()
+            .await;
+        if res.status != StatusCode::OK {
+            break res;
+        }
+        served += 1;
+        assert!(
+            served <= LIMIT,
+            "{served} served, past the limit of {LIMIT}"
+        );
+    };
+    let problem = limited.problem(StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(problem["type"], "urn:board:problem:rate-limited");
+
+    // The other routes count against the same limit; the log-ins against their own.
+    let others = [
+        app.get("/verify?verify_id=anything"),
+        app.get("/refresh").bearer(&ann.refresh),
+        app.post("/logout").bearer(&ann.refresh),
+    ];
+    for request in others {
+        let res = request.send().await;
+        res.problem(StatusCode::TOO_MANY_REQUESTS);
+        let wait: u64 = res.header("retry-after").unwrap().parse().unwrap();
+        // One token comes back every 60 / LIMIT s.
+        assert!((1..=8).contains(&wait), "{wait}");
+    }
+    app.log_in("ann@example.com").await;
+}
+
 // ---- Queries waiting on `Event-Position` ----
 
 /// GET /board/categories carrying `position`.
