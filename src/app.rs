@@ -14,6 +14,7 @@ use sqlx::mysql::MySqlPoolOptions;
 use sqlx::{MySqlPool, PgPool};
 
 use crate::accounts::AccountService;
+use crate::auth::password::Passwords;
 use crate::auth::tokens::TokenIssuer;
 use crate::board::BoardService;
 use crate::cached::Cached;
@@ -48,6 +49,8 @@ pub struct App {
     /// Category, post and comment commands.
     pub board: Arc<BoardService>,
     pub tokens: TokenIssuer,
+    /// Password hashing, a bounded number at a time (`PASSWORD_HASHING_SLOTS`).
+    pub passwords: Arc<Passwords>,
     /// Per-client limits on `/auth`, `/signup` and the password-reset endpoints.
     pub auth_limiter: Arc<RateLimiter>,
     /// Per-client limits on the other routes that take no access token and use the event
@@ -84,11 +87,16 @@ impl App {
             config.refresh_token_ttl,
         );
         let mailer = Mailer::from_config(&config)?;
+        let passwords = Arc::new(Passwords::new(
+            config.password_hashing_slots,
+            config.password_hashing_wait,
+        ));
         let accounts = Arc::new(AccountService::new(
             pool.clone(),
             limits_pool.clone(),
             buses.clone(),
             tokens.clone(),
+            passwords.clone(),
             mailer,
             config.clone(),
         ));
@@ -116,6 +124,7 @@ impl App {
             accounts,
             board,
             tokens,
+            passwords,
         })
     }
 

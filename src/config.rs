@@ -185,6 +185,15 @@ pub struct Config {
     )]
     pub failed_log_ins_per_account_per_hour: u32,
 
+    /// Passwords hashed or checked at once (Argon2id, 19 MiB each); unset, two per core.
+    #[arg(long, env = "PASSWORD_HASHING_SLOTS")]
+    pub password_hashing_slots: Option<usize>,
+
+    /// How long a password waits for a hashing slot; past it, 503 with `Retry-After`, so
+    /// a flood of log-ins is turned away instead of queueing without bound.
+    #[arg(long, env = "PASSWORD_HASHING_WAIT", default_value = "3s", value_parser = parse_duration)]
+    pub password_hashing_wait: Duration,
+
     /// Key that signs access and refresh tokens (HMAC-SHA256); at least 32 bytes. Required
     /// in production; unset in development, each process makes up a random one (tokens
     /// then die with the process).

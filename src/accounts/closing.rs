@@ -12,7 +12,6 @@ use aggregates::account::AccountCommand;
 
 use super::sessions::{end_in, EndReason};
 use super::{delete_secrets, AccountError, AccountService};
-use crate::auth::password;
 use crate::store::{CommandError, Metadata};
 
 impl AccountService {
@@ -33,9 +32,10 @@ impl AccountService {
         let Some(stored) = stored else {
             return Err(AccountError::AccountGone);
         };
-        if !password::verify(password.to_string(), Some(stored))
-            .await
-            .map_err(AccountError::Hashing)?
+        if !self
+            .passwords
+            .verify(password.to_string(), Some(stored))
+            .await?
         {
             return Err(AccountError::WrongPassword);
         }

@@ -12,7 +12,6 @@ use uuid::Uuid;
 use aggregates::rules;
 
 use super::{AccountError, AccountService, SessionError, Tokens};
-use crate::auth::password;
 use crate::auth::tokens::{SessionTicket, TokenError, TokenKind};
 
 impl AccountService {
@@ -64,9 +63,7 @@ impl AccountService {
         };
         // Verified even without a stored hash (against a dummy), so that an unknown
         // address takes as long as a wrong password.
-        let matches = password::verify(password.to_string(), stored)
-            .await
-            .map_err(AccountError::Hashing)?;
+        let matches = self.passwords.verify(password.to_string(), stored).await?;
         match (account_id, matches) {
             (Some(account_id), true) => Ok(account_id),
             _ => Err(AccountError::InvalidCredentials),

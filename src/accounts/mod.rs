@@ -27,6 +27,7 @@ use uuid::Uuid;
 use aggregates::account::{Account, AccountCommand};
 use aggregates::Role;
 
+use crate::auth::password::{HashingError, Passwords};
 use crate::auth::tokens::{Issued, TokenError, TokenIssuer};
 use crate::config::Config;
 use crate::limits::RateLimiter;
@@ -65,8 +66,8 @@ pub enum AccountError {
     Token(#[from] TokenError),
     #[error(transparent)]
     Command(#[from] CommandError),
-    #[error("password hashing failed")]
-    Hashing(#[source] anyhow::Error),
+    #[error(transparent)]
+    Hashing(#[from] HashingError),
 }
 
 impl From<sqlx::Error> for AccountError {
@@ -93,6 +94,7 @@ pub struct AccountService {
     buses: Arc<CommandBuses>,
     tokens: TokenIssuer,
     sessions: sessions::Sessions,
+    passwords: Arc<Passwords>,
     mailer: Mailer,
     config: Arc<Config>,
     /// Failed log-ins per account (by email), whichever addresses they come from.
@@ -108,6 +110,7 @@ impl AccountService {
         limits: PgPool,
         buses: Arc<CommandBuses>,
         tokens: TokenIssuer,
+        passwords: Arc<Passwords>,
         mailer: Mailer,
         config: Arc<Config>,
     ) -> Self {
@@ -126,6 +129,7 @@ impl AccountService {
             pool,
             buses,
             tokens,
+            passwords,
             mailer,
             config,
         }

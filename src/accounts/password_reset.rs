@@ -14,7 +14,6 @@ use aggregates::account::AccountCommand;
 
 use super::sessions::{end_in, EndReason};
 use super::{new_link_token, token_hash, AccountError, AccountService};
-use crate::auth::password;
 use crate::store::Metadata;
 
 /// How long a password-reset link is valid (the API contract says one hour).
@@ -70,9 +69,7 @@ impl AccountService {
         metadata: &Metadata,
     ) -> Result<(), AccountError> {
         // Hashing is slow: do it before any connection or row is held.
-        let hash = password::hash(new_password)
-            .await
-            .map_err(AccountError::Hashing)?;
+        let hash = self.passwords.hash(new_password).await?;
         let account_id: uuid::Uuid = sqlx::query_scalar(
             "SELECT account_id FROM password_resets WHERE token_hash = $1 AND expires_at > now()",
         )

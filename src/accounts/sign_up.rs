@@ -13,7 +13,6 @@ use uuid::Uuid;
 use aggregates::account::{Account, AccountCommand, ReleaseReason};
 
 use super::{delete_secrets, new_link_token, token_hash, AccountError, AccountService, NewAccount};
-use crate::auth::password;
 use crate::store::{self, ClaimKind, CommandError, Metadata};
 
 /// How many times a sign-up re-reads who holds its address after losing a race for it
@@ -49,9 +48,7 @@ impl AccountService {
     ) -> Result<u64, AccountError> {
         // Hashing is slow: done before the address is claimed, so that a claim whose
         // registration is under way lasts as short a time as it can.
-        let hash = password::hash(new.password)
-            .await
-            .map_err(AccountError::Hashing)?;
+        let hash = self.passwords.hash(new.password).await?;
         self.claim_email(account_id, &new.email, metadata).await?;
         let command = AccountCommand::Register {
             email: new.email.clone(),

@@ -81,6 +81,9 @@ pub(super) async fn check_duplicate_email(
     responses(
         (status = 201, description = "Created; the verification mail is on its way", body = AccountCreated),
         (status = 409, description = "The email is taken", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Every password-hashing slot stayed busy for `PASSWORD_HASHING_WAIT`, \
+            a dependency is down, or the server holds as many connections as it may", body = Problem,
+            content_type = PROBLEM_JSON, headers(("Retry-After" = String, description = "Seconds to wait"))),
         (status = 429, description = "Too many attempts from this client", body = Problem, content_type = PROBLEM_JSON,
             headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
@@ -204,6 +207,9 @@ pub(super) async fn request_password_reset(
         (status = 204, description = "The new password is set, the account counts as verified, \
             and every session of the account has ended"),
         (status = 404, description = "Unknown, used or expired token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Every password-hashing slot stayed busy for `PASSWORD_HASHING_WAIT`, \
+            a dependency is down, or the server holds as many connections as it may", body = Problem,
+            content_type = PROBLEM_JSON, headers(("Retry-After" = String, description = "Seconds to wait"))),
         (status = 429, description = "Too many attempts from this client", body = Problem, content_type = PROBLEM_JSON,
             headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
@@ -235,6 +241,9 @@ pub(super) async fn confirm_password_reset(
             shown as `{accountId, nickname: null, closed: true}`"),
         (status = 403, description = "The password does not match", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "The account is already closed", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Every password-hashing slot stayed busy for `PASSWORD_HASHING_WAIT`, \
+            a dependency is down, or the server holds as many connections as it may", body = Problem,
+            content_type = PROBLEM_JSON, headers(("Retry-After" = String, description = "Seconds to wait"))),
         (status = 429, description = "This account has too many commands in flight", body = Problem,
             content_type = PROBLEM_JSON, headers(("Retry-After" = String, description = "Seconds to wait"))),
     )

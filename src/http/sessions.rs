@@ -52,6 +52,14 @@ enum LogInAnswers {
         headers(("Retry-After" = String, description = "Seconds to wait"))
     )]
     RateLimited(#[to_schema] Problem),
+    #[response(
+        status = 503,
+        description = "Every password-hashing slot stayed busy for `PASSWORD_HASHING_WAIT`, a \
+            dependency is down, or the server holds as many connections as it may",
+        content_type = "application/problem+json",
+        headers(("Retry-After" = String, description = "Seconds to wait"))
+    )]
+    Busy(#[to_schema] Problem),
 }
 
 /// Logs in with `Authorization: Basic base64(email:password)`.

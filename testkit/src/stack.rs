@@ -195,6 +195,12 @@ impl StackBuilder {
                 args.extend([limit.into(), "100000".into()]);
             }
         }
+        // Debug builds hash slowly (a good part of a second each) and some tests race
+        // many sign-ups at once: a password waits for a hashing slot as long as it takes,
+        // unless the caller sets the bound (a test about it).
+        if !self.args.iter().any(|a| a == "--password-hashing-wait") {
+            args.extend(["--password-hashing-wait".into(), "10m".into()]);
+        }
         if let Some(url) = &app_read_url {
             args.extend(["--read-database-url".into(), url.clone()]);
         }

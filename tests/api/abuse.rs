@@ -773,6 +773,38 @@ async fn one_address_is_limited_on_the_anonymous_routes_that_use_the_event_store
     app.log_in("ann@example.com").await;
 }
 
+/// Found by review: a password waited for a hashing slot with no bound, so a flood of
+/// log-ins (or of wrong passwords to `DELETE /account`) queued every other log-in behind
+/// it: a hang, not an answer. Now a password that finds no slot in time gets 503.
+#[tokio::test]
+async fn a_password_that_finds_no_hashing_slot_in_time_gets_503() {
+    let app = TestApp::with_args(&[
+        "--password-hashing-slots",
+        "1",
+        "--password-hashing-wait",
+        "100ms",
+    ])
+    .await;
+    app.member("ann@example.com", "ann").await;
+    let held = app.state.passwords.slot().await.unwrap();
+
+    let turned_away = app
+        .log_in_with("ann@example.com", crate::common::PASSWORD)
+        .await;
+    let problem = turned_away.problem(StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(problem["type"], "urn:board:problem:busy");
+    assert_eq!(turned_away.header("retry-after"), Some("1"));
+    let sign_up = app
+        .post("/signup")
+        .json(json!({"email": "bob@example.com", "password": crate::common::PASSWORD, "nickname": "bob"}))
+        .send()
+        .await;
+    sign_up.problem(StatusCode::SERVICE_UNAVAILABLE);
+
+    drop(held);
+    app.log_in("ann@example.com").await;
+}
+
 // ---- Queries waiting on `Event-Position` ----
 
 /// GET /board/categories carrying `position`.
