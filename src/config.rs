@@ -177,7 +177,8 @@ pub struct Config {
     pub anonymous_rate_per_minute: u32,
 
     /// Failed log-ins an hour (and burst) per account, whatever addresses they come from;
-    /// past it, 429 with `Retry-After`. Successful log-ins do not count.
+    /// past it, 429 with `Retry-After`. Successful log-ins do not count; wrong passwords
+    /// to `DELETE /account` do.
     #[arg(
         long,
         env = "FAILED_LOG_INS_PER_ACCOUNT_PER_HOUR",

@@ -32,13 +32,21 @@ impl AccountService {
         let Some(stored) = stored else {
             return Err(AccountError::AccountGone);
         };
-        if !self
-            .passwords
-            .verify(password.to_string(), Some(stored))
-            .await?
-        {
-            return Err(AccountError::WrongPassword);
-        }
+        // Wrong passwords count against the account's limit on failed log-ins: a stolen
+        // access token must not let anyone guess the password at leisure (nor keep the
+        // hashing slots busy).
+        let (account, _) = self.buses.accounts.load(account_id).await?;
+        self.limit_wrong_passwords(&account.email, async {
+            match self
+                .passwords
+                .verify(password.to_string(), Some(stored))
+                .await?
+            {
+                true => Ok(()),
+                false => Err(AccountError::WrongPassword),
+            }
+        })
+        .await?;
         match self
             .buses
             .accounts

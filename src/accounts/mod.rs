@@ -57,8 +57,9 @@ pub enum AccountError {
     /// The account behind a still-valid access token was closed meanwhile.
     #[error("the account is closed")]
     AccountGone,
-    /// Too many failed log-ins for one account, from wherever they came.
-    #[error("too many failed log-ins for this account")]
+    /// Too many wrong passwords for one account (log-ins, closings), from wherever they
+    /// came.
+    #[error("too many wrong passwords for this account")]
     TooManyAttempts { retry_after: Duration },
     #[error(transparent)]
     Session(#[from] SessionError),

@@ -244,7 +244,8 @@ pub(super) async fn confirm_password_reset(
         (status = 503, description = "Every password-hashing slot stayed busy for `PASSWORD_HASHING_WAIT`, \
             a dependency is down, or the server holds as many connections as it may", body = Problem,
             content_type = PROBLEM_JSON, headers(("Retry-After" = String, description = "Seconds to wait"))),
-        (status = 429, description = "This account has too many commands in flight", body = Problem,
+        (status = 429, description = "This account has too many commands in flight, or too many \
+            wrong passwords (`FAILED_LOG_INS_PER_ACCOUNT_PER_HOUR`, shared with log-ins)", body = Problem,
             content_type = PROBLEM_JSON, headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]

@@ -239,7 +239,7 @@ impl From<AccountError> for ApiError {
             | AccountError::UnknownVerification
             | AccountError::UnknownPasswordReset => Self::not_found(err.to_string()),
             AccountError::TooManyAttempts { retry_after } => {
-                Self::rate_limited("too many failed log-ins for this account", retry_after)
+                Self::rate_limited("too many wrong passwords for this account", retry_after)
             }
             AccountError::Session(e) => Self::unauthorized(e.to_string()),
             AccountError::Token(e) => e.into(),
