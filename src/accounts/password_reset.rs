@@ -68,8 +68,7 @@ impl AccountService {
         new_password: String,
         metadata: &Metadata,
     ) -> Result<(), AccountError> {
-        // Hashing is slow: do it before any connection or row is held.
-        let hash = self.passwords.hash(new_password).await?;
+        // The link first: a made-up token must not cost a hash (nor wait for a slot).
         let account_id: uuid::Uuid = sqlx::query_scalar(
             "SELECT account_id FROM password_resets WHERE token_hash = $1 AND expires_at > now()",
         )
@@ -77,6 +76,8 @@ impl AccountService {
         .fetch_optional(&self.pool)
         .await?
         .ok_or(AccountError::UnknownPasswordReset)?;
+        // Hashing is slow: done before any transaction is open or row is held.
+        let hash = self.passwords.hash(new_password).await?;
         // The event first, then the password in one transaction that spends the link: if
         // that transaction fails, the link still works and a retry sets the password (the
         // history then holds one `PasswordReset` too many, which is harmless). The other

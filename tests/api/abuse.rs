@@ -805,6 +805,25 @@ async fn a_password_that_finds_no_hashing_slot_in_time_gets_503() {
     app.log_in("ann@example.com").await;
 }
 
+/// Found by review: `/password-reset/confirm` hashed the new password before it looked
+/// the token up, so made-up tokens cost a hash each and took the hashing slots.
+#[tokio::test]
+async fn a_made_up_reset_token_costs_no_hash() {
+    let app = TestApp::with_args(&[
+        "--password-hashing-slots",
+        "1",
+        "--password-hashing-wait",
+        "100ms",
+    ])
+    .await;
+    let _held = app.state.passwords.slot().await.unwrap();
+    app.post("/password-reset/confirm")
+        .json(json!({ "token": "made-up", "password": crate::common::PASSWORD }))
+        .send()
+        .await
+        .problem(StatusCode::NOT_FOUND);
+}
+
 // ---- Queries waiting on `Event-Position` ----
 
 /// GET /board/categories carrying `position`.
