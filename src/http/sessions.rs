@@ -10,8 +10,11 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
+use aggregates::rules;
+
 use super::auth::bearer_token;
 use super::body::Body;
+use super::problem::field_errors;
 use super::rate_limit::{AnonymousRateLimit, AuthRateLimit};
 use super::schema::{IssuedTokens, LogIn, Problem};
 use super::ApiError;
@@ -82,6 +85,8 @@ pub(super) async fn log_in_basic(
                 axum::http::HeaderValue::from_static("Basic realm=\"board\""),
             )
     })?;
+    // The rule `POST /auth`'s body is read by.
+    rules::email_length(&email).map_err(|e| ApiError::validation(field_errors(vec![e])))?;
     let tokens = state.accounts.log_in(&email, &password).await?;
     Ok(token_response(tokens))
 }
