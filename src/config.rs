@@ -244,6 +244,12 @@ pub struct Config {
     #[arg(long, env = "SMTP_URL")]
     pub smtp_url: Option<Secret>,
 
+    /// The longest one mail may take to send through SMTP, connection included; past it
+    /// the mail is given up (and logged). A sign-up sends its mail before it answers, so
+    /// this bounds how long a stalled SMTP server can hold one.
+    #[arg(long, env = "MAIL_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub mail_timeout: Duration,
+
     /// Sender of outgoing mail.
     #[arg(
         long,
@@ -335,6 +341,9 @@ impl Config {
         }
         if self.access_token_ttl.is_zero() || self.refresh_token_ttl <= self.access_token_ttl {
             return Err("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL (> 0)".into());
+        }
+        if self.mail_timeout.is_zero() {
+            return Err("MAIL_TIMEOUT must be longer than 0".into());
         }
         if self.idempotency_key_ttl.is_zero() || self.purge_interval.is_zero() {
             return Err("IDEMPOTENCY_KEY_TTL and PURGE_INTERVAL must be longer than 0".into());

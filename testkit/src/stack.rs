@@ -177,8 +177,6 @@ impl StackBuilder {
             "board",
             "--database-url",
             &database_url,
-            "--mail-transport",
-            "file",
             "--mail-dir",
             &mail_dir.display().to_string(),
             "--admin-emails",
@@ -188,6 +186,10 @@ impl StackBuilder {
         ]
         .map(str::to_string)
         .to_vec();
+        // Mail goes to files a test reads, unless the caller chooses (a test about SMTP).
+        if !self.args.iter().any(|a| a == "--mail-transport") {
+            args.extend(["--mail-transport".into(), "file".into()]);
+        }
         // Calls through the router share one client address, so the per-address rate
         // limits are raised unless the caller sets them (a test about them).
         for limit in ["--auth-rate-per-minute", "--anonymous-rate-per-minute"] {

@@ -867,6 +867,48 @@ async fn an_email_over_254_characters_is_a_400_on_every_route_that_takes_one() {
     }
 }
 
+// ---- A mail server that stalls ----
+
+/// An SMTP server that accepts connections and never says a word; its address.
+async fn silent_smtp_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = listener.accept().await {
+            held.push(connection);
+        }
+    });
+    address
+}
+
+/// Found by review: lettre bounds only the connection, so an SMTP server that accepted
+/// and then stalled held the sign-up waiting on its verification mail for ever.
+#[tokio::test]
+async fn a_stalled_mail_server_does_not_hold_a_sign_up() {
+    let smtp = format!("smtp://{}", silent_smtp_server().await);
+    let app = TestApp::with_args(&[
+        "--mail-transport",
+        "smtp",
+        "--smtp-url",
+        &smtp,
+        "--mail-timeout",
+        "1s",
+    ])
+    .await;
+    let res = app
+        .post("/signup")
+        .json(json!({"email": "ann@example.com", "password": crate::common::PASSWORD, "nickname": "ann"}))
+        .send()
+        .await;
+    assert_eq!(
+        res.status,
+        StatusCode::CREATED,
+        "the account is recorded; the mail is logged as not sent: {}",
+        res.text()
+    );
+}
+
 // ---- Queries waiting on `Event-Position` ----
 
 /// GET /board/categories carrying `position`.
