@@ -250,6 +250,12 @@ pub struct Config {
     #[arg(long, env = "MAIL_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub mail_timeout: Duration,
 
+    /// Password-reset mails being sent at once in this process (they go out in the
+    /// background); past it, a new one is dropped and logged. The answer is the same
+    /// either way, so a flood of reset requests cannot pile up sending tasks.
+    #[arg(long, env = "RESET_MAILS_IN_FLIGHT", default_value_t = 32)]
+    pub reset_mails_in_flight: usize,
+
     /// Sender of outgoing mail.
     #[arg(
         long,
@@ -342,8 +348,10 @@ impl Config {
         if self.access_token_ttl.is_zero() || self.refresh_token_ttl <= self.access_token_ttl {
             return Err("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL (> 0)".into());
         }
-        if self.mail_timeout.is_zero() {
-            return Err("MAIL_TIMEOUT must be longer than 0".into());
+        if self.mail_timeout.is_zero() || self.reset_mails_in_flight < 1 {
+            return Err(
+                "MAIL_TIMEOUT must be longer than 0 and RESET_MAILS_IN_FLIGHT at least 1".into(),
+            );
         }
         if self.idempotency_key_ttl.is_zero() || self.purge_interval.is_zero() {
             return Err("IDEMPOTENCY_KEY_TTL and PURGE_INTERVAL must be longer than 0".into());

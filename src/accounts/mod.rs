@@ -22,6 +22,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use thiserror::Error;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use aggregates::account::{Account, AccountCommand};
@@ -102,6 +103,9 @@ pub struct AccountService {
     failed_log_ins: RateLimiter,
     /// Password-reset mails per address, so nobody can flood someone's mailbox.
     reset_mails: RateLimiter,
+    /// Places for password-reset mails being sent (`RESET_MAILS_IN_FLIGHT`): they go out
+    /// in the background, and their number must not grow with the requests.
+    reset_mails_in_flight: Arc<Semaphore>,
 }
 
 impl AccountService {
@@ -127,6 +131,7 @@ impl AccountService {
                 "reset_mails",
                 password_reset::MAILS_PER_ADDRESS_PER_HOUR,
             ),
+            reset_mails_in_flight: Arc::new(Semaphore::new(config.reset_mails_in_flight)),
             pool,
             buses,
             tokens,

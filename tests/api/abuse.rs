@@ -909,6 +909,47 @@ async fn a_stalled_mail_server_does_not_hold_a_sign_up() {
     );
 }
 
+/// Found by review: each password-reset mail was a background task of its own, with no
+/// bound, so against a stalled mail server a flood of reset requests piled up tasks and
+/// connections. Past `RESET_MAILS_IN_FLIGHT` a reset mail is dropped (the answer, 202,
+/// never tells whether one went out).
+#[tokio::test]
+async fn reset_mails_being_sent_at_once_are_bounded() {
+    // Ann signs up where mail goes to files; the server under test mails through a
+    // mail server that never answers, so the mails it sends stay in flight.
+    let signed_up = TestApp::spawn().await;
+    signed_up.sign_up("ann@example.com", "ann").await;
+    let smtp = format!("smtp://{}", silent_smtp_server().await);
+    let app = TestApp::on_database(
+        &signed_up.stack.database_url,
+        &[
+            "--mail-transport",
+            "smtp",
+            "--smtp-url",
+            &smtp,
+            "--mail-timeout",
+            "10m",
+            "--reset-mails-in-flight",
+            "2",
+        ],
+        false,
+    )
+    .await;
+    for _ in 0..3 {
+        let res = app
+            .post("/password-reset")
+            .json(json!({ "email": "ann@example.com" }))
+            .send()
+            .await;
+        assert_eq!(res.status, StatusCode::ACCEPTED, "{}", res.text());
+    }
+    let links: i64 = sqlx::query_scalar("SELECT count(*) FROM password_resets")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(links, 2, "the third mail was dropped, and left no link");
+}
+
 // ---- Queries waiting on `Event-Position` ----
 
 /// GET /board/categories carrying `position`.
