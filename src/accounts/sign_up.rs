@@ -169,7 +169,9 @@ impl AccountService {
     }
 
     /// Releases up to `limit` sign-ups whose verification links all expired unused;
-    /// returns how many. The purge runs it in the process that holds its lease.
+    /// returns how many. The purge runs it in the process that holds its lease. A sign-up
+    /// that cannot be released is logged and skipped: one broken account must not stop
+    /// the purge of the others (nor of the other kinds), round after round.
     pub async fn release_expired_sign_ups(
         &self,
         limit: i64,
@@ -192,7 +194,10 @@ impl AccountService {
                 Ok(()) => released += 1,
                 // Verified (or replaced) since the scan: nothing to do.
                 Err(AccountError::Command(CommandError::Domain(_) | CommandError::Conflict)) => {}
-                Err(err) => return Err(err),
+                Err(err) => {
+                    let error = format!("{:#}", anyhow::Error::from(err));
+                    tracing::warn!(%account_id, %error, "could not release an expired sign-up");
+                }
             }
         }
         Ok(released)
