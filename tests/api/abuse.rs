@@ -678,22 +678,30 @@ async fn a_body_that_repeats_a_key_is_a_400() {
 
 /// One member's 256 keyed POSTs, 64 at a time, used to answer 503 to most of them and to a
 /// log-in sent meanwhile: each request held a pooled connection (the key's row lock) while
-/// its command waited for another. Now none is held across the command, and a member's
-/// commands past `COMMANDS_PER_ACCOUNT` are refused at once with 429.
+/// its command waited for another. Now none is held across the command. The member may
+/// have all 64 in flight and the pool is small, so neither the per-account cap nor a
+/// large pool can hide a request that holds two connections at once: the pool's four
+/// would be held by four requests each waiting for a second, and everyone would get 503.
 #[tokio::test]
 async fn one_members_flood_of_keyed_commands_does_not_take_the_store_from_others() {
     use futures::stream::{self, StreamExt};
 
-    let app = TestApp::spawn().await;
+    let app = TestApp::with_args(&[
+        "--commands-per-account",
+        "64",
+        "--event-store-pool-size",
+        "4",
+    ])
+    .await;
+    let admin = app.admin().await;
+    let category = app.category(&admin, "Rust").await;
     let ann = app.member("ann@example.com", "ann").await;
     app.sign_up("bob@example.com", "bob").await;
     app.verify("bob@example.com").await;
     let flood = stream::iter(0..256)
         .map(|i| {
-            let app = app.clone();
-            let token = ann.token.clone();
+            let (app, token, category) = (app.clone(), ann.token.clone(), category.clone());
             async move {
-                let category = uuid::Uuid::now_v7();
                 app.post(&format!("/board/categories/{category}/posts"))
                     .bearer(&token)
                     .header("idempotency-key", &format!("flood-{i}"))
@@ -714,18 +722,10 @@ async fn one_members_flood_of_keyed_commands_does_not_take_the_store_from_others
     };
     let (statuses, log_in) = tokio::join!(flood, log_in);
     assert_eq!(log_in.status, StatusCode::OK, "{}", log_in.text());
-    let unavailable = statuses
-        .iter()
-        .filter(|s| **s == StatusCode::SERVICE_UNAVAILABLE)
-        .count();
-    assert_eq!(unavailable, 0, "{statuses:?}");
     assert!(
-        statuses
-            .iter()
-            .all(|s| matches!(*s, StatusCode::NOT_FOUND | StatusCode::TOO_MANY_REQUESTS)),
-        "each is refused for its unknown category or for the member's limit: {statuses:?}"
+        statuses.iter().all(|s| *s == StatusCode::CREATED),
+        "every post is created: {statuses:?}"
     );
-    assert!(statuses.contains(&StatusCode::NOT_FOUND));
 }
 
 // ---- Routes without an account to count against ----
