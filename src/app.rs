@@ -14,6 +14,7 @@ use sqlx::mysql::MySqlPoolOptions;
 use sqlx::{MySqlPool, PgPool};
 
 use crate::accounts::AccountService;
+use crate::auth::password::Passwords;
 use crate::auth::tokens::TokenIssuer;
 use crate::board::BoardService;
 use crate::cached::Cached;
@@ -48,8 +49,13 @@ pub struct App {
     /// Category, post and comment commands.
     pub board: Arc<BoardService>,
     pub tokens: TokenIssuer,
-    /// Per-client limits on `/auth` and `/signup`.
+    /// Password hashing, a bounded number at a time (`PASSWORD_HASHING_SLOTS`).
+    pub passwords: Arc<Passwords>,
+    /// Per-client limits on `/auth`, `/signup` and the password-reset endpoints.
     pub auth_limiter: Arc<RateLimiter>,
+    /// Per-client limits on the other routes that take no access token and use the event
+    /// store (`/check-duplicate/email`, `/verify`, `/refresh`, `/logout`).
+    pub anonymous_limiter: Arc<RateLimiter>,
     /// Per-account limit on commands in flight.
     pub command_slots: Arc<ConcurrencyLimiter>,
     /// Live updates: the process's one reader of the event store, fanned out to every
@@ -81,20 +87,30 @@ impl App {
             config.refresh_token_ttl,
         );
         let mailer = Mailer::from_config(&config)?;
+        let passwords = Arc::new(Passwords::new(
+            config.password_hashing_slots,
+            config.password_hashing_wait,
+        ));
         let accounts = Arc::new(AccountService::new(
             pool.clone(),
             limits_pool.clone(),
             buses.clone(),
             tokens.clone(),
+            passwords.clone(),
             mailer,
             config.clone(),
         ));
         let board = Arc::new(BoardService::new(pool.clone(), buses));
         Ok(Self {
             auth_limiter: Arc::new(RateLimiter::per_minute(
-                limits_pool,
+                limits_pool.clone(),
                 "auth",
                 config.auth_rate_per_minute,
+            )),
+            anonymous_limiter: Arc::new(RateLimiter::per_minute(
+                limits_pool,
+                "anonymous",
+                config.anonymous_rate_per_minute,
             )),
             command_slots: Arc::new(ConcurrencyLimiter::new(config.commands_per_account)),
             broker: Arc::new(BrokerProbe::new(&config.kafka())),
@@ -108,6 +124,7 @@ impl App {
             accounts,
             board,
             tokens,
+            passwords,
         })
     }
 

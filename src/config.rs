@@ -163,18 +163,37 @@ pub struct Config {
     #[arg(long, env = "LIVE_STREAMS_PER_ADDRESS", default_value_t = 8)]
     pub live_streams_per_address: usize,
 
-    /// Requests a minute (and burst) each client address may make to /auth and /signup.
+    /// Requests a minute (and burst) each client address may make to /auth, /signup and the
+    /// password-reset endpoints.
     #[arg(long, env = "AUTH_RATE_PER_MINUTE", default_value_t = 20)]
     pub auth_rate_per_minute: u32,
 
+    /// Requests a minute (and burst) each client address may make to the other routes that
+    /// take no access token and use the event store: `/check-duplicate/email`, `/verify`,
+    /// `/refresh` and `/logout`; past it, 429 with `Retry-After`. Without it one address
+    /// could keep the commands' connections busy (replaying a spent refresh token, say)
+    /// until everyone else's requests waited them out.
+    #[arg(long, env = "ANONYMOUS_RATE_PER_MINUTE", default_value_t = 120)]
+    pub anonymous_rate_per_minute: u32,
+
     /// Failed log-ins an hour (and burst) per account, whatever addresses they come from;
-    /// past it, 429 with `Retry-After`. Successful log-ins do not count.
+    /// past it, 429 with `Retry-After`. Successful log-ins do not count; wrong passwords
+    /// to `DELETE /account` do.
     #[arg(
         long,
         env = "FAILED_LOG_INS_PER_ACCOUNT_PER_HOUR",
         default_value_t = 20
     )]
     pub failed_log_ins_per_account_per_hour: u32,
+
+    /// Passwords hashed or checked at once (Argon2id, 19 MiB each); unset, two per core.
+    #[arg(long, env = "PASSWORD_HASHING_SLOTS")]
+    pub password_hashing_slots: Option<usize>,
+
+    /// How long a password waits for a hashing slot; past it, 503 with `Retry-After`, so
+    /// a flood of log-ins is turned away instead of queueing without bound.
+    #[arg(long, env = "PASSWORD_HASHING_WAIT", default_value = "3s", value_parser = parse_duration)]
+    pub password_hashing_wait: Duration,
 
     /// Key that signs access and refresh tokens (HMAC-SHA256); at least 32 bytes. Required
     /// in production; unset in development, each process makes up a random one (tokens
@@ -224,6 +243,18 @@ pub struct Config {
     /// SMTP server for the `smtp` transport, e.g. `smtps://user:pass@smtp.example.com:465`.
     #[arg(long, env = "SMTP_URL")]
     pub smtp_url: Option<Secret>,
+
+    /// The longest one mail may take to send through SMTP, connection included; past it
+    /// the mail is given up (and logged). A sign-up sends its mail before it answers, so
+    /// this bounds how long a stalled SMTP server can hold one.
+    #[arg(long, env = "MAIL_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub mail_timeout: Duration,
+
+    /// Password-reset mails being sent at once in this process (they go out in the
+    /// background); past it, a new one is dropped and logged. The answer is the same
+    /// either way, so a flood of reset requests cannot pile up sending tasks.
+    #[arg(long, env = "RESET_MAILS_IN_FLIGHT", default_value_t = 32)]
+    pub reset_mails_in_flight: usize,
 
     /// Sender of outgoing mail.
     #[arg(
@@ -316,6 +347,11 @@ impl Config {
         }
         if self.access_token_ttl.is_zero() || self.refresh_token_ttl <= self.access_token_ttl {
             return Err("REFRESH_TOKEN_TTL must be longer than ACCESS_TOKEN_TTL (> 0)".into());
+        }
+        if self.mail_timeout.is_zero() || self.reset_mails_in_flight < 1 {
+            return Err(
+                "MAIL_TIMEOUT must be longer than 0 and RESET_MAILS_IN_FLIGHT at least 1".into(),
+            );
         }
         if self.idempotency_key_ttl.is_zero() || self.purge_interval.is_zero() {
             return Err("IDEMPOTENCY_KEY_TTL and PURGE_INTERVAL must be longer than 0".into());

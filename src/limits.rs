@@ -32,8 +32,10 @@ pub struct RateLimiter {
     refused: Mutex<HashMap<String, Instant>>,
 }
 
-/// Refused keys kept before the expired ones are swept out.
-const SWEEP_AT: usize = 10_000;
+/// The most refused keys remembered. Past it the expired ones are swept out, and while
+/// none has expired a new one is not remembered (the database still refuses it, at the
+/// cost of a round trip): a flood of distinct keys cannot grow the process's memory.
+const REMEMBERED_AT_MOST: usize = 10_000;
 
 impl RateLimiter {
     pub fn per_minute(pool: PgPool, name: &'static str, capacity: u32) -> Self {
@@ -111,8 +113,11 @@ impl RateLimiter {
     fn remember_refused(&self, key: &str, wait: Duration) {
         let now = Instant::now();
         let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-        if refused.len() >= SWEEP_AT {
+        if refused.len() >= REMEMBERED_AT_MOST {
             refused.retain(|_, until| *until > now);
+            if refused.len() >= REMEMBERED_AT_MOST {
+                return;
+            }
         }
         refused.insert(key.to_string(), now + wait);
     }

@@ -2,6 +2,7 @@
 //! and tests, where a person or a test reads the verification link.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 use lettre::message::{header::ContentType, Mailbox};
@@ -18,6 +19,8 @@ pub enum Mailer {
     Smtp {
         transport: AsyncSmtpTransport<Tokio1Executor>,
         from: Mailbox,
+        /// The longest one send may take (`MAIL_TIMEOUT`).
+        timeout: Duration,
     },
 }
 
@@ -31,10 +34,16 @@ impl Mailer {
             },
             MailTransport::Smtp => {
                 let url = config.smtp_url.as_ref().context("SMTP_URL is not set")?;
+                let timeout = config.mail_timeout;
                 let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose())
                     .context("SMTP_URL")?
+                    .timeout(Some(timeout))
                     .build();
-                Self::Smtp { transport, from }
+                Self::Smtp {
+                    transport,
+                    from,
+                    timeout,
+                }
             }
         })
     }
@@ -54,14 +63,24 @@ impl Mailer {
                 tokio::fs::write(&partial, text).await?;
                 tokio::fs::rename(&partial, dir.join(format!("{name}.eml"))).await?;
             }
-            Self::Smtp { transport, from } => {
+            Self::Smtp {
+                transport,
+                from,
+                timeout,
+            } => {
                 let message = Message::builder()
                     .from(from.clone())
                     .to(recipient)
                     .subject(subject)
                     .header(ContentType::TEXT_PLAIN)
                     .body(body)?;
-                transport.send(message).await?;
+                // lettre's own timeout bounds the connection only: a server that accepts
+                // and then stalls would hold the send (and a sign-up waiting on it) for ever.
+                tokio::time::timeout(*timeout, transport.send(message))
+                    .await
+                    .map_err(|_| {
+                        anyhow::anyhow!("the SMTP server took longer than {timeout:?}")
+                    })??;
             }
         }
         Ok(())

@@ -14,7 +14,6 @@ use aggregates::account::AccountCommand;
 
 use super::sessions::{end_in, EndReason};
 use super::{delete_secrets, AccountError, AccountService};
-use crate::auth::password;
 use crate::store::{CommandError, Metadata};
 
 impl AccountService {
@@ -35,14 +34,22 @@ impl AccountService {
         let Some(stored) = stored else {
             return Err(AccountError::AccountGone);
         };
-        if !password::verify(password.to_string(), Some(stored))
-            .await
-            .map_err(AccountError::Hashing)?
-        {
-            return Err(AccountError::WrongPassword);
-        }
-        // Opened while the key exists: the limits below are keyed by the address.
+        // Wrong passwords count against the account's limit on failed log-ins: a stolen
+        // access token must not let anyone guess the password at leisure (nor keep the
+        // hashing slots busy). Opened while the key exists: the address keys these limits,
+        // and the ones forgotten below.
         let (account, _) = self.buses.accounts.load(account_id).await?;
+        self.limit_wrong_passwords(&account.email, async {
+            match self
+                .passwords
+                .verify(password.to_string(), Some(stored))
+                .await?
+            {
+                true => Ok(()),
+                false => Err(AccountError::WrongPassword),
+            }
+        })
+        .await?;
         match self
             .buses
             .accounts

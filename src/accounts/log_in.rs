@@ -5,34 +5,25 @@
 //! credential stuffer spreading guesses over many addresses is slowed all the same. Only
 //! failures count: each attempt takes a place up front (so concurrent guesses cannot all
 //! slip through) and a success gives it back. Unknown addresses are throttled like known
-//! ones, so the answer never tells which exist.
+//! ones, so the answer never tells which exist. Wrong passwords to `DELETE /account`
+//! count against the same limit ([`AccountService::limit_wrong_passwords`]).
+
+use std::future::Future;
 
 use uuid::Uuid;
 
 use aggregates::rules;
 
 use super::{AccountError, AccountService, SessionError, Tokens};
-use crate::auth::password;
 use crate::auth::tokens::{SessionTicket, TokenError, TokenKind};
 
 impl AccountService {
     /// Checks an email and password and opens a session. Unknown email and wrong
     /// password look the same.
     pub async fn log_in(&self, email: &str, password: &str) -> Result<Tokens, AccountError> {
-        let throttle_key = rules::normalize_email(email);
-        self.failed_log_ins
-            .take(&throttle_key)
-            .await?
-            .map_err(|retry_after| AccountError::TooManyAttempts { retry_after })?;
-        let result = self.check_password(email, password).await;
-        if !matches!(result, Err(AccountError::InvalidCredentials)) {
-            // A right password is not refused for want of the refund: the place runs out
-            // by itself.
-            if let Err(error) = self.failed_log_ins.give_back(&throttle_key).await {
-                tracing::warn!(%error, "could not give back a log-in attempt");
-            }
-        }
-        let account_id = result?;
+        let account_id = self
+            .limit_wrong_passwords(email, self.check_password(email, password))
+            .await?;
         let (account, _) = self.buses.accounts.load(account_id).await?;
         if !account.is_live() {
             return Err(AccountError::InvalidCredentials);
@@ -46,6 +37,35 @@ impl AccountService {
             access: self.tokens.issue_access(account_id, role),
             refresh: self.tokens.issue_refresh(account_id, role, ticket),
         })
+    }
+
+    /// Runs `check`, one password attempt for the account `email` names, under the
+    /// per-account limit on wrong passwords (`FAILED_LOG_INS_PER_ACCOUNT_PER_HOUR`), which
+    /// log-ins and account closings share: a place is taken up front, so concurrent
+    /// guesses cannot all slip through, and given back unless the password was wrong.
+    pub(super) async fn limit_wrong_passwords<T>(
+        &self,
+        email: &str,
+        check: impl Future<Output = Result<T, AccountError>>,
+    ) -> Result<T, AccountError> {
+        let throttle_key = rules::normalize_email(email);
+        self.failed_log_ins
+            .take(&throttle_key)
+            .await?
+            .map_err(|retry_after| AccountError::TooManyAttempts { retry_after })?;
+        let result = check.await;
+        let wrong = matches!(
+            result,
+            Err(AccountError::InvalidCredentials | AccountError::WrongPassword)
+        );
+        if !wrong {
+            // A right password is not refused for want of the refund: the place runs out
+            // by itself.
+            if let Err(error) = self.failed_log_ins.give_back(&throttle_key).await {
+                tracing::warn!(%error, "could not give back a password attempt");
+            }
+        }
+        result
     }
 
     /// The account `email` and `password` belong to, or `InvalidCredentials`.
@@ -64,9 +84,7 @@ impl AccountService {
         };
         // Verified even without a stored hash (against a dummy), so that an unknown
         // address takes as long as a wrong password.
-        let matches = password::verify(password.to_string(), stored)
-            .await
-            .map_err(AccountError::Hashing)?;
+        let matches = self.passwords.verify(password.to_string(), stored).await?;
         match (account_id, matches) {
             (Some(account_id), true) => Ok(account_id),
             _ => Err(AccountError::InvalidCredentials),

@@ -22,11 +22,13 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use thiserror::Error;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 use aggregates::account::{Account, AccountCommand};
 use aggregates::Role;
 
+use crate::auth::password::{HashingError, Passwords};
 use crate::auth::tokens::{Issued, TokenError, TokenIssuer};
 use crate::config::Config;
 use crate::limits::RateLimiter;
@@ -56,8 +58,9 @@ pub enum AccountError {
     /// The account behind a still-valid access token was closed meanwhile.
     #[error("the account is closed")]
     AccountGone,
-    /// Too many failed log-ins for one account, from wherever they came.
-    #[error("too many failed log-ins for this account")]
+    /// Too many wrong passwords for one account (log-ins, closings), from wherever they
+    /// came.
+    #[error("too many wrong passwords for this account")]
     TooManyAttempts { retry_after: Duration },
     #[error(transparent)]
     Session(#[from] SessionError),
@@ -65,8 +68,8 @@ pub enum AccountError {
     Token(#[from] TokenError),
     #[error(transparent)]
     Command(#[from] CommandError),
-    #[error("password hashing failed")]
-    Hashing(#[source] anyhow::Error),
+    #[error(transparent)]
+    Hashing(#[from] HashingError),
 }
 
 impl From<sqlx::Error> for AccountError {
@@ -93,12 +96,16 @@ pub struct AccountService {
     buses: Arc<CommandBuses>,
     tokens: TokenIssuer,
     sessions: sessions::Sessions,
+    passwords: Arc<Passwords>,
     mailer: Mailer,
     config: Arc<Config>,
     /// Failed log-ins per account (by email), whichever addresses they come from.
     failed_log_ins: RateLimiter,
     /// Password-reset mails per address, so nobody can flood someone's mailbox.
     reset_mails: RateLimiter,
+    /// Places for password-reset mails being sent (`RESET_MAILS_IN_FLIGHT`): they go out
+    /// in the background, and their number must not grow with the requests.
+    reset_mails_in_flight: Arc<Semaphore>,
 }
 
 impl AccountService {
@@ -108,6 +115,7 @@ impl AccountService {
         limits: PgPool,
         buses: Arc<CommandBuses>,
         tokens: TokenIssuer,
+        passwords: Arc<Passwords>,
         mailer: Mailer,
         config: Arc<Config>,
     ) -> Self {
@@ -123,9 +131,11 @@ impl AccountService {
                 "reset_mails",
                 password_reset::MAILS_PER_ADDRESS_PER_HOUR,
             ),
+            reset_mails_in_flight: Arc::new(Semaphore::new(config.reset_mails_in_flight)),
             pool,
             buses,
             tokens,
+            passwords,
             mailer,
             config,
         }

@@ -2,7 +2,8 @@
 //!
 //! `POST /password-reset` always answers the same, whether the address has an account or
 //! not; when it has, a link token valid for [`LINK_TTL`] is mailed. The mail is sent in
-//! the background, so the time of the answer does not tell either. Setting a password
+//! the background, so the time of the answer does not tell either, and at most
+//! `RESET_MAILS_IN_FLIGHT` at once (past it one is dropped, and logged). Setting a password
 //! through a link deletes every link of the account, ends every session and records
 //! `PasswordReset` (and `AccountVerified` for an account not yet verified: the link proved
 //! the mailbox), which is how the owner of an address takes back an account somebody else
@@ -14,7 +15,6 @@ use aggregates::account::AccountCommand;
 
 use super::sessions::{end_in, EndReason};
 use super::{new_link_token, token_hash, AccountError, AccountService};
-use crate::auth::password;
 use crate::store::Metadata;
 
 /// How long a password-reset link is valid (the API contract says one hour).
@@ -31,6 +31,12 @@ impl AccountService {
         };
         // The address as the account has it, not as this request spelled it.
         let email = aggregates::rules::normalize_email(email);
+        // Taken first: a mail that cannot go out neither counts for the address nor
+        // leaves a link.
+        let Ok(sending) = self.reset_mails_in_flight.clone().try_acquire_owned() else {
+            tracing::warn!(%account_id, "password-reset mail dropped: too many being sent");
+            return Ok(());
+        };
         if self.reset_mails.take(&email).await?.is_err() {
             tracing::info!(%account_id, "password-reset mail withheld: too many for this address");
             return Ok(());
@@ -58,6 +64,7 @@ impl AccountService {
             if let Err(error) = mailer.send(&email, "Reset your Board password", body).await {
                 tracing::error!(%account_id, error = %format!("{error:#}"), "password-reset mail not sent");
             }
+            drop(sending);
         });
         Ok(())
     }
@@ -69,10 +76,7 @@ impl AccountService {
         new_password: String,
         metadata: &Metadata,
     ) -> Result<(), AccountError> {
-        // Hashing is slow: do it before any connection or row is held.
-        let hash = password::hash(new_password)
-            .await
-            .map_err(AccountError::Hashing)?;
+        // The link first: a made-up token must not cost a hash (nor wait for a slot).
         let account_id: uuid::Uuid = sqlx::query_scalar(
             "SELECT account_id FROM password_resets WHERE token_hash = $1 AND expires_at > now()",
         )
@@ -80,6 +84,8 @@ impl AccountService {
         .fetch_optional(&self.pool)
         .await?
         .ok_or(AccountError::UnknownPasswordReset)?;
+        // Hashing is slow: done before any transaction is open or row is held.
+        let hash = self.passwords.hash(new_password).await?;
         // The event first, then the password in one transaction that spends the link: if
         // that transaction fails, the link still works and a retry sets the password (the
         // history then holds one `PasswordReset` too many, which is harmless). The other

@@ -13,7 +13,6 @@ use uuid::Uuid;
 use aggregates::account::{Account, AccountCommand, ReleaseReason};
 
 use super::{delete_secrets, new_link_token, token_hash, AccountError, AccountService, NewAccount};
-use crate::auth::password;
 use crate::store::{self, ClaimKind, CommandError, Metadata};
 
 /// How many times a sign-up re-reads who holds its address after losing a race for it
@@ -49,9 +48,7 @@ impl AccountService {
     ) -> Result<u64, AccountError> {
         // Hashing is slow: done before the address is claimed, so that a claim whose
         // registration is under way lasts as short a time as it can.
-        let hash = password::hash(new.password)
-            .await
-            .map_err(AccountError::Hashing)?;
+        let hash = self.passwords.hash(new.password).await?;
         self.claim_email(account_id, &new.email, metadata).await?;
         let command = AccountCommand::Register {
             email: new.email.clone(),
@@ -172,7 +169,9 @@ impl AccountService {
     }
 
     /// Releases up to `limit` sign-ups whose verification links all expired unused;
-    /// returns how many. The purge runs it in the process that holds its lease.
+    /// returns how many. The purge runs it in the process that holds its lease. A sign-up
+    /// that cannot be released is logged and skipped: one broken account must not stop
+    /// the purge of the others (nor of the other kinds), round after round.
     pub async fn release_expired_sign_ups(
         &self,
         limit: i64,
@@ -195,7 +194,10 @@ impl AccountService {
                 Ok(()) => released += 1,
                 // Verified (or replaced) since the scan: nothing to do.
                 Err(AccountError::Command(CommandError::Domain(_) | CommandError::Conflict)) => {}
-                Err(err) => return Err(err),
+                Err(err) => {
+                    let error = format!("{:#}", anyhow::Error::from(err));
+                    tracing::warn!(%account_id, %error, "could not release an expired sign-up");
+                }
             }
         }
         Ok(released)

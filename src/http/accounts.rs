@@ -18,7 +18,7 @@ use super::consistency::{event_position, EVENT_POSITION};
 use super::context::RequestContext;
 use super::idempotency::{IdempotentRequest, Scope};
 use super::problem::PROBLEM_JSON;
-use super::rate_limit::AuthRateLimit;
+use super::rate_limit::{AnonymousRateLimit, AuthRateLimit};
 use super::schema::{
     AccountCreated, AccountVerified, AnonymousIdempotencyKeyHeader, CloseAccount, EmailAvailable,
     PasswordResetConfirm, PasswordResetRequest, Problem, SignUp,
@@ -46,9 +46,13 @@ pub fn router() -> Router<App> {
     responses(
         (status = 200, description = "Free", body = EmailAvailable),
         (status = 409, description = "An account has it", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "Too many requests from this client address (`ANONYMOUS_RATE_PER_MINUTE`), \
+            or too many connections from it", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]
 pub(super) async fn check_duplicate_email(
+    _: AnonymousRateLimit,
     State(state): State<App>,
     Path(email): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -77,6 +81,9 @@ pub(super) async fn check_duplicate_email(
     responses(
         (status = 201, description = "Created; the verification mail is on its way", body = AccountCreated),
         (status = 409, description = "The email is taken", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Every password-hashing slot stayed busy for `PASSWORD_HASHING_WAIT`, \
+            a dependency is down, or the server holds as many connections as it may", body = Problem,
+            content_type = PROBLEM_JSON, headers(("Retry-After" = String, description = "Seconds to wait"))),
         (status = 429, description = "Too many attempts from this client", body = Problem, content_type = PROBLEM_JSON,
             headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
@@ -141,9 +148,13 @@ pub(super) struct VerifyQuery {
     responses(
         (status = 200, description = "Verified (verifying again is harmless)", body = AccountVerified),
         (status = 404, description = "Unknown or expired id", body = Problem, content_type = PROBLEM_JSON),
+        (status = 429, description = "Too many requests from this client address (`ANONYMOUS_RATE_PER_MINUTE`), \
+            or too many connections from it", body = Problem, content_type = PROBLEM_JSON,
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]
 pub(super) async fn verify(
+    _: AnonymousRateLimit,
     State(state): State<App>,
     context: RequestContext,
     Query(query): Query<VerifyQuery>,
@@ -196,6 +207,9 @@ pub(super) async fn request_password_reset(
         (status = 204, description = "The new password is set, the account counts as verified, \
             and every session of the account has ended"),
         (status = 404, description = "Unknown, used or expired token", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, description = "Every password-hashing slot stayed busy for `PASSWORD_HASHING_WAIT`, \
+            a dependency is down, or the server holds as many connections as it may", body = Problem,
+            content_type = PROBLEM_JSON, headers(("Retry-After" = String, description = "Seconds to wait"))),
         (status = 429, description = "Too many attempts from this client", body = Problem, content_type = PROBLEM_JSON,
             headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
@@ -227,7 +241,11 @@ pub(super) async fn confirm_password_reset(
             shown as `{accountId, nickname: null, closed: true}`"),
         (status = 403, description = "The password does not match", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "The account is already closed", body = Problem, content_type = PROBLEM_JSON),
-        (status = 429, description = "This account has too many commands in flight", body = Problem,
+        (status = 503, description = "Every password-hashing slot stayed busy for `PASSWORD_HASHING_WAIT`, \
+            a dependency is down, or the server holds as many connections as it may", body = Problem,
+            content_type = PROBLEM_JSON, headers(("Retry-After" = String, description = "Seconds to wait"))),
+        (status = 429, description = "This account has too many commands in flight, or too many \
+            wrong passwords (`FAILED_LOG_INS_PER_ACCOUNT_PER_HOUR`, shared with log-ins)", body = Problem,
             content_type = PROBLEM_JSON, headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]

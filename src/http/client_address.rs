@@ -1,7 +1,8 @@
 //! Who the client is, for the limits kept per client address of a request
-//! (`AUTH_RATE_PER_MINUTE`, the reset mails, `LIVE_STREAMS_PER_ADDRESS`). The limit on
-//! connections per address is decided before any request is read, so it cannot use this:
-//! a trusted proxy's connections are simply not limited per address.
+//! (`AUTH_RATE_PER_MINUTE`, `ANONYMOUS_RATE_PER_MINUTE`, the reset mails,
+//! `LIVE_STREAMS_PER_ADDRESS`). The limit on connections per address is decided before
+//! any request is read, so it cannot use this: a trusted proxy's connections are simply
+//! not limited per address.
 //!
 //! Behind a proxy every connection comes from the proxy, and one limit would be shared by
 //! all its clients. When the peer is one of `TRUSTED_PROXIES`, the client is read from

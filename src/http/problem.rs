@@ -14,6 +14,7 @@ use aggregates::{DomainError, FieldError};
 
 use super::schema::Problem;
 use crate::accounts::AccountError;
+use crate::auth::password::HashingError;
 use crate::auth::tokens::TokenError;
 use crate::board::BoardError;
 use crate::databases::is_unavailable;
@@ -238,12 +239,18 @@ impl From<AccountError> for ApiError {
             | AccountError::UnknownVerification
             | AccountError::UnknownPasswordReset => Self::not_found(err.to_string()),
             AccountError::TooManyAttempts { retry_after } => {
-                Self::rate_limited("too many failed log-ins for this account", retry_after)
+                Self::rate_limited("too many wrong passwords for this account", retry_after)
             }
             AccountError::Session(e) => Self::unauthorized(e.to_string()),
             AccountError::Token(e) => e.into(),
             AccountError::Command(e) => e.into(),
-            AccountError::Hashing(e) => Self::internal(e.as_ref()),
+            AccountError::Hashing(HashingError::Busy) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many passwords are being checked right now; retry shortly",
+            )
+            .with_header(header::RETRY_AFTER, HeaderValue::from_static("1")),
+            AccountError::Hashing(e) => Self::internal(&e),
         }
     }
 }

@@ -10,9 +10,12 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
+use aggregates::rules;
+
 use super::auth::bearer_token;
 use super::body::Body;
-use super::rate_limit::AuthRateLimit;
+use super::problem::field_errors;
+use super::rate_limit::{AnonymousRateLimit, AuthRateLimit};
 use super::schema::{IssuedTokens, LogIn, Problem};
 use super::ApiError;
 use crate::accounts::Tokens;
@@ -52,6 +55,14 @@ enum LogInAnswers {
         headers(("Retry-After" = String, description = "Seconds to wait"))
     )]
     RateLimited(#[to_schema] Problem),
+    #[response(
+        status = 503,
+        description = "Every password-hashing slot stayed busy for `PASSWORD_HASHING_WAIT`, a \
+            dependency is down, or the server holds as many connections as it may",
+        content_type = "application/problem+json",
+        headers(("Retry-After" = String, description = "Seconds to wait"))
+    )]
+    Busy(#[to_schema] Problem),
 }
 
 /// Logs in with `Authorization: Basic base64(email:password)`.
@@ -74,6 +85,8 @@ pub(super) async fn log_in_basic(
                 axum::http::HeaderValue::from_static("Basic realm=\"board\""),
             )
     })?;
+    // The rule `POST /auth`'s body is read by.
+    rules::email_length(&email).map_err(|e| ApiError::validation(field_errors(vec![e])))?;
     let tokens = state.accounts.log_in(&email, &password).await?;
     Ok(token_response(tokens))
 }
@@ -108,9 +121,13 @@ pub(super) async fn log_in_json(
         (status = 401, description = "Not a refresh token, expired, or its session has ended. A spent \
             refresh token presented again is taken for a stolen copy: it ends its whole session", body = Problem,
             content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests from this client address (`ANONYMOUS_RATE_PER_MINUTE`), \
+            or too many connections from it", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]
 pub(super) async fn refresh(
+    _: AnonymousRateLimit,
     State(state): State<App>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -129,9 +146,13 @@ pub(super) async fn refresh(
             already issued live out their short life); logging out of an ended session is harmless"),
         (status = 401, description = "Not a valid refresh token", body = Problem,
             content_type = "application/problem+json"),
+        (status = 429, description = "Too many requests from this client address (`ANONYMOUS_RATE_PER_MINUTE`), \
+            or too many connections from it", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait"))),
     )
 )]
 pub(super) async fn log_out(
+    _: AnonymousRateLimit,
     State(state): State<App>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {

@@ -110,6 +110,54 @@ async fn a_purge_round_removes_old_idempotency_keys_and_expired_links_and_keeps_
     assert!(metrics.contains("board_purge_last_run_age_seconds "));
 }
 
+/// Found by review: one expired sign-up that could not be released (any error but a
+/// refusal or a conflict) stopped the round before the other kinds were purged, and
+/// every next round stopped on it the same way. It is now logged and skipped.
+#[tokio::test]
+async fn a_sign_up_that_cannot_be_released_does_not_stop_the_purge() {
+    let app = TestApp::spawn().await;
+    let broken = app.sign_up("ann@example.com", "ann").await;
+    app.sign_up("bob@example.com", "bob").await;
+    // Both signed up three days ago and their links expired unused.
+    for statement in [
+        "UPDATE pending_sign_ups SET registered_at = now() - interval '3 days'",
+        "UPDATE email_verifications SET expires_at = now() - interval '1 day'",
+    ] {
+        sqlx::query(statement).execute(&app.pool).await.unwrap();
+    }
+    // Ann's history cannot be read any more: her release fails.
+    sqlx::query(
+        "UPDATE events SET payload = '{\"NoSuchEvent\": {}}'
+          WHERE aggregate_type = 'account' AND aggregate_id = $1::text",
+    )
+    .bind(broken)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO idempotency_keys
+                (scope, idempotency_key, request_fingerprint, resource_id, created_at)
+         VALUES ('anonymous', 'old', '\\x00'::bytea, gen_random_uuid(), now() - interval '25 hours')",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    one_round(&app).await;
+
+    let pending: Vec<String> = sqlx::query_scalar("SELECT account_id FROM pending_sign_ups")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(pending, [broken.to_string()], "Bob's sign-up is released");
+    let runs = runs(&app.pool).await;
+    assert_eq!(runs[0].removed["expired_sign_ups"], 1);
+    assert_eq!(
+        runs[0].removed["idempotency_keys"], 1,
+        "the other kinds are purged"
+    );
+}
+
 /// `board serve --components api` on the stack's databases, purging every second under a
 /// lease of three.
 fn api_process(stack: &Stack) -> Process {

@@ -253,3 +253,30 @@ async fn failed_log_ins_are_limited_per_account_and_successes_do_not_count() {
         .await
         .problem(StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// Found by review: `DELETE /account` checked the password with no limit, so a stolen
+/// access token could guess the account's password at leisure. Its wrong passwords now
+/// count against the account's limit on failed log-ins, and the reverse.
+#[tokio::test]
+async fn wrong_passwords_to_close_an_account_count_against_its_failed_log_ins() {
+    let app = TestApp::with_args(&["--failed-log-ins-per-account-per-hour", "3"]).await;
+    let ann = app.member("ann@example.com", "ann").await;
+    let close = |password: &str| {
+        app.delete("/account")
+            .bearer(&ann.token)
+            .json(json!({ "password": password }))
+            .send()
+    };
+    app.log_in_with("ann@example.com", "wrong password")
+        .await
+        .problem(StatusCode::UNAUTHORIZED);
+    for _ in 0..2 {
+        close("a guess").await.problem(StatusCode::FORBIDDEN);
+    }
+    let limited = close(PASSWORD).await;
+    limited.problem(StatusCode::TOO_MANY_REQUESTS);
+    assert!(limited.header("retry-after").is_some());
+    app.log_in_with("Ann@Example.com", PASSWORD)
+        .await
+        .problem(StatusCode::TOO_MANY_REQUESTS);
+}

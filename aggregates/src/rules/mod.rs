@@ -53,15 +53,23 @@ pub const POST_CONTENT: Length = Length {
 };
 pub const COMMENT_CONTENT: Length = Length { min: 1, max: 2_000 };
 
-/// A syntactically valid address: `local@domain.tld`, at most 254 characters, no spaces.
-pub fn email(value: &str) -> Result<(), FieldError> {
-    let bad = || FieldError::new("email", "must be a valid email address");
+/// At most [`EMAIL_MAX`] characters: checked on every route that takes an address, the
+/// log-in included (no account can have a longer one, and an address tried becomes a key
+/// of the log-in limits).
+pub fn email_length(value: &str) -> Result<(), FieldError> {
     if value.chars().count() > EMAIL_MAX {
         return Err(FieldError::new(
             "email",
             format!("must be at most {EMAIL_MAX} characters"),
         ));
     }
+    Ok(())
+}
+
+/// A syntactically valid address: `local@domain.tld`, at most 254 characters, no spaces.
+pub fn email(value: &str) -> Result<(), FieldError> {
+    let bad = || FieldError::new("email", "must be a valid email address");
+    email_length(value)?;
     let (local, domain) = value.rsplit_once('@').ok_or_else(bad)?;
     let local_ok = !local.is_empty()
         && local.len() <= 64

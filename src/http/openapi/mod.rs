@@ -121,7 +121,8 @@ impl Modify for Conventions {
             }
         }
         require_an_edit(components);
-        for schema_name in ["SignUp", "PasswordResetRequest"] {
+        // `rules::email_length`, which every body with an email is checked by.
+        for schema_name in ["SignUp", "PasswordResetRequest", "LogIn"] {
             if let Some(email) = property_mut(components, schema_name, "email") {
                 email.max_length = Some(rules::EMAIL_MAX);
             }

@@ -126,10 +126,13 @@ fn the_document_publishes_the_enforced_field_lengths() {
         assert_eq!(property["maxLength"], length.max, "{schema}.{field}");
         assert_eq!(property["minLength"], length.min, "{schema}.{field}");
     }
-    assert_eq!(
-        schemas["SignUp"]["properties"]["email"]["maxLength"],
-        rules::EMAIL_MAX
-    );
+    for schema in ["SignUp", "PasswordResetRequest", "LogIn"] {
+        assert_eq!(
+            schemas[schema]["properties"]["email"]["maxLength"],
+            rules::EMAIL_MAX,
+            "{schema}.email"
+        );
+    }
 }
 
 #[test]

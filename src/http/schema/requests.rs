@@ -113,9 +113,10 @@ pub struct LogIn {
 }
 
 impl FromFields for LogIn {
-    // No rule: whatever the strings, a log-in that does not match is the same 401.
+    // No rule but the email's length: whatever the strings, a log-in that does not match
+    // is the same 401.
     fn from_fields(fields: &mut Fields) -> Result<Self, Reported> {
-        let email = fields.required("email", any_string);
+        let email = fields.required("email", rules::email_length);
         let password = fields.required("password", any_string);
         Ok(Self {
             email: email?,
@@ -245,7 +246,7 @@ mod tests {
     }
 
     #[test]
-    fn a_log_in_takes_any_strings_but_only_strings() {
+    fn a_log_in_takes_any_strings_but_only_strings_and_no_overlong_email() {
         let read = body::<LogIn>(json!({ "email": "not an email", "password": "x" })).unwrap();
         assert_eq!(
             (read.email.as_str(), read.password.as_str()),
@@ -254,6 +255,11 @@ mod tests {
         assert_eq!(
             errors::<LogIn>(json!({ "password": 12345678 })),
             json!({ "email": ["is required"], "password": ["must be a string"] })
+        );
+        let overlong = format!("{}@example.com", "a".repeat(rules::EMAIL_MAX));
+        assert_eq!(
+            errors::<LogIn>(json!({ "email": overlong, "password": "x" })),
+            json!({ "email": ["must be at most 254 characters"] })
         );
     }
 
