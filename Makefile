@@ -24,7 +24,7 @@ TEST_THREADS ?= 4
 TEST_CMD     ?= $(CARGO) test --workspace --all-targets -- --test-threads=$(TEST_THREADS)
 
 .DEFAULT_GOAL := help
-.PHONY: help services services-down services-status run migrate cluster cluster-down cluster-status cluster-roll test check-compose bench bench-live bench-steady bench-long latency bench-history fmt lint
+.PHONY: help services services-down services-status run migrate cluster cluster-down cluster-status cluster-roll test check-compose bench bench-live bench-scaling bench-steady bench-long latency bench-history fmt lint
 
 help: ## List the targets
 	@echo "Board - make targets:"
@@ -84,10 +84,15 @@ bench: services ## The benchmark: commands, queries, read-model latency, relay, 
 	$(CARGO) run --release --example bench; status=$$?; $(SERVICES) prune board-bench-; exit $$status
 	$(CARGO) run --release --example history_rates
 	$(MAKE) -f $(THIS_MAKEFILE) bench-live
+	$(MAKE) -f $(THIS_MAKEFILE) bench-scaling
 
 bench-live: services ## Live updates: delivery to 1,000 subscribers at 100 commands/s beside the read model, memory per stream, subscribers held (target/bench-live.json)
 	$(CARGO) build --release --bin board --example live_fanout
 	ulimit -n $$(ulimit -Hn); $(CARGO) run --release --example live_fanout; status=$$?; $(SERVICES) prune board-bench-; exit $$status
+
+bench-scaling: services ## One machine's ceilings: commands/s with 1 and 2 API processes and the CPU each part used, projectors 1 and 2 (target/bench-scaling.json; docs/SCALING.md)
+	$(CARGO) build --release --bin board --example scaling
+	$(CARGO) run --release --example scaling; status=$$?; $(SERVICES) prune board-bench-; exit $$status
 
 bench-steady: services ## The Kafka leg with use: 5 rounds on one broker, `make test` on it, 1 more; first vs last (target/steadiness.json)
 	$(CARGO) run --release --example steadiness -- reset

@@ -334,26 +334,6 @@ pub fn broker_pid() -> Option<u32> {
         .then_some(pid)
 }
 
-/// The share of one core `pid` used over `window`, from its CPU time in /proc.
-pub async fn cpu_share(pid: u32, window: Duration) -> Option<f64> {
-    fn cpu_ticks(pid: u32) -> Option<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // Fields after the command name (which may hold spaces), from field 3 on.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let user: u64 = fields.get(11)?.parse().ok()?;
-        let system: u64 = fields.get(12)?.parse().ok()?;
-        Some(user + system)
-    }
-    // The kernel's clock ticks per second: 100 on Linux for every architecture we run.
-    const TICKS_PER_SECOND: f64 = 100.0;
-    let before = cpu_ticks(pid)?;
-    let started = Instant::now();
-    tokio::time::sleep(window).await;
-    let after = cpu_ticks(pid)?;
-    Some((after - before) as f64 / TICKS_PER_SECOND / started.elapsed().as_secs_f64())
-}
-
 /// `count` metadata requests for every topic (what `kafka-topics --list` asks), one
 /// every `every`, on one connection; their latencies.
 pub async fn metadata_latency(brokers: &str, count: usize, every: Duration) -> Vec<Duration> {
@@ -392,7 +372,7 @@ pub async fn at_rest(brokers: &str, window: Duration) -> AtRest {
     let samples = (window.as_millis() / 100) as usize;
     let cpu = async {
         match broker_pid() {
-            Some(pid) => cpu_share(pid, window).await,
+            Some(pid) => super::machine::cpu_share(pid, window).await,
             None => None,
         }
     };

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use uuid::Uuid;
 
+use super::processes::BoardProcess;
 use super::Stack;
 
 /// Connections opened at once while a fleet grows.
@@ -27,71 +27,35 @@ const DRAIN_GRACE: Duration = Duration::from_secs(10);
 /// A limit high enough never to be the one a figure meets.
 const UNLIMITED: &str = "1000000";
 
-/// The `board` binary of this build (`make bench` builds it first).
-fn board_binary() -> std::path::PathBuf {
-    std::env::var_os("BOARD_BIN").map_or_else(
-        || std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/release/board"),
-        std::path::PathBuf::from,
-    )
-}
-
 /// An API process serving the live streams, with its limits out of the way.
 pub struct ApiServer {
-    child: Child,
+    process: BoardProcess,
     pub address: SocketAddr,
 }
 
 impl ApiServer {
     pub async fn start(stack: &Stack) -> anyhow::Result<Self> {
-        let address = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let binary = board_binary();
-        let child = Command::new(&binary)
-            .args(["--database-url", &stack.database_url])
-            .args(["--read-database-url", &stack.read_url])
-            .args(["--kafka-topic", &stack.topic])
-            .args(["--listen", &address.to_string()])
-            .args(["--max-connections", UNLIMITED])
-            .args(["--max-connections-per-address", "0"])
-            .args(["--max-live-streams", UNLIMITED])
-            .args(["--live-streams-per-address", UNLIMITED])
-            .args(["serve", "--components", "api"])
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "{} did not start ({e}): `cargo build --release --bin board` first",
-                    binary.display()
-                )
-            })?;
-        let server = Self { child, address };
-        for _ in 0..600 {
-            if get(address, "/health/live").await.is_ok() {
-                return Ok(server);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        anyhow::bail!("the API process never answered on {address}")
+        let process = BoardProcess::api(
+            stack,
+            &[
+                "--max-connections",
+                UNLIMITED,
+                "--max-connections-per-address",
+                "0",
+                "--max-live-streams",
+                UNLIMITED,
+                "--live-streams-per-address",
+                UNLIMITED,
+            ],
+        )
+        .await?;
+        let address = process.address.expect("an API process listens");
+        Ok(Self { process, address })
     }
 
     /// The process's resident memory now, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|status| {
-                let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-                line.split_whitespace().nth(1)?.parse().ok()
-            })
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for ApiServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.rss_kib()
     }
 }
 

@@ -4,8 +4,11 @@
 #![allow(dead_code)] // each benchmark uses part of it
 
 pub mod flood;
+pub mod http;
 pub mod kafka_leg;
 pub mod live;
+pub mod machine;
+pub mod processes;
 
 use std::time::{Duration, Instant};
 

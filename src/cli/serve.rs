@@ -21,7 +21,8 @@ use crate::http;
 pub async fn serve(config: Arc<Config>, components: &[Component]) -> anyhow::Result<()> {
     let shutdown = shutdown_signal();
     let state = App::assemble(config.clone())?;
-    if config.jwt_secret.is_none() {
+    // Only the API issues and checks tokens.
+    if config.jwt_secret.is_none() && components.contains(&Component::Api) {
         tracing::warn!(
             "JWT_SECRET is unset: tokens are signed with a random key and die with this process"
         );
