@@ -38,10 +38,14 @@ pub async fn acquire(
     name: &str,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<Option<Leadership>, sqlx::Error> {
-    let options = pool.connect_options().as_ref().clone().application_name(&format!(
-        "{APPLICATION_NAME}{}",
-        crate::supervise::process_name()
-    ));
+    let options = pool
+        .connect_options()
+        .as_ref()
+        .clone()
+        .application_name(&format!(
+            "{APPLICATION_NAME}{}",
+            crate::supervise::process_name()
+        ));
     let mut conn = PgConnection::connect_with(&options).await?;
     let mut announced = false;
     loop {

@@ -429,7 +429,12 @@ async fn a_client_resuming_from_before_a_closing_is_not_replayed_the_nickname() 
     let resume_from = message_about(&mut stream, &before).await;
     let theirs = comment(&app, &leaver, &board.post, "soon anonymous").await;
     let live = message_about(&mut stream, &theirs).await;
-    assert_eq!(live.json()["author"]["nickname"], "zqleaver", "{}", live.data);
+    assert_eq!(
+        live.json()["author"]["nickname"],
+        "zqleaver",
+        "{}",
+        live.data
+    );
 
     let closed = app
         .delete("/account")

@@ -88,6 +88,22 @@ async fn member(address: SocketAddr, mail_dir: &str, email: &str, nickname: &str
     tokens["accessToken"].as_str().unwrap().to_string()
 }
 
+/// Asserts that no needle is in `haystack`, and says what was searched (shown with
+/// `--nocapture`: the closing note's counts).
+fn nothing_in(place: &str, haystack: &str, needles: &[&str]) {
+    let found: Vec<&str> = haystack
+        .lines()
+        .filter(|line| !hits(line, needles).is_empty())
+        .collect();
+    eprintln!(
+        "searched {place}: {} lines, {} bytes: {} hits",
+        haystack.lines().count(),
+        haystack.len(),
+        found.len()
+    );
+    assert_eq!(found, Vec::<&str>::new(), "{place}");
+}
+
 fn hits(haystack: &str, needles: &[&str]) -> Vec<String> {
     let haystack = haystack.to_lowercase();
     needles
@@ -185,24 +201,24 @@ async fn a_closed_account_leaves_no_email_or_nickname_anywhere_and_its_posts_sta
             .fetch_all(&pipeline.app.pool)
             .await
             .unwrap();
-    assert_eq!(
-        hits(&rows.join("\n"), &needles),
-        Vec::<String>::new(),
-        "events"
-    );
+    nothing_in("events (payload, metadata)", &rows.join("\n"), &needles);
     // Every other table of the event store's database, each row as text: what the
     // account service keeps beside the events (claims, sessions, throttles, idempotent
     // answers, keys) holds nothing of a closed account either.
     for (table, text) in every_table_of_postgres(&pipeline.app.pool).await {
-        assert_eq!(hits(&text, &needles), Vec::<String>::new(), "{table}");
+        nothing_in(&format!("PostgreSQL {table}"), &text, &needles);
     }
     // Every message of the topic, read by a plain consumer.
     let topic = pipeline.read_topic(stored as usize).await;
     let topic_text = serde_json::to_string(&topic).unwrap();
-    assert_eq!(hits(&topic_text, &needles), Vec::<String>::new(), "topic");
+    nothing_in(
+        &format!("the topic's {} messages", topic.len()),
+        &topic_text,
+        &needles,
+    );
     // Every table of the read models' database, each row as text.
     for (table, text) in every_table_of_mysql(&pipeline.read_pool).await {
-        assert_eq!(hits(&text, &needles), Vec::<String>::new(), "{table}");
+        nothing_in(&format!("MySQL {table}"), &text, &needles);
     }
     // An export, both formats.
     for format in ["jsonl", "csv"] {
@@ -220,15 +236,7 @@ async fn a_closed_account_leaves_no_email_or_nickname_anywhere_and_its_posts_sta
         assert_eq!(code, 0);
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(text.contains(&post), "the export has the post");
-        let found: Vec<&str> = text
-            .lines()
-            .filter(|line| !hits(line, &needles).is_empty())
-            .collect();
-        assert_eq!(
-            hits(&text, &needles),
-            Vec::<String>::new(),
-            "export {format}: {found:?}"
-        );
+        nothing_in(&format!("export ({format})"), &text, &needles);
     }
     // A replay into a topic of its own (pruned with the tests' topics).
     let replay = format!("board-test-replay-{}", Uuid::new_v4().simple());
@@ -238,15 +246,15 @@ async fn a_closed_account_leaves_no_email_or_nickname_anywhere_and_its_posts_sta
     assert_eq!(code, 0);
     let replayed = pipeline.read_topic_named(&replay, stored as usize).await;
     let replayed_text = serde_json::to_string(&replayed).unwrap();
-    assert_eq!(
-        hits(&replayed_text, &needles),
-        Vec::<String>::new(),
-        "replay"
+    nothing_in(
+        &format!("the replay topic's {} messages", replayed.len()),
+        &replayed_text,
+        &needles,
     );
     // The server's own logs, at debug level.
     let logged = std::fs::read_to_string(&log).unwrap();
     assert!(logged.contains("account closed"), "the log is the server's");
-    assert_eq!(hits(&logged, &needles), Vec::<String>::new(), "logs");
+    nothing_in("the server's log (debug)", &logged, &needles);
 
     // The post and comment stay, their author a closed account; the read models equal a
     // rebuild from the store (`converged` above) and `verify` agrees.
@@ -270,7 +278,7 @@ async fn a_closed_account_leaves_no_email_or_nickname_anywhere_and_its_posts_sta
     ] {
         let (code, out) = pipeline.run_board(&args).await;
         assert_eq!(code, 0, "{args:?}: {out}");
-        assert_eq!(hits(&out, &needles), Vec::<String>::new(), "{args:?}");
+        nothing_in(&format!("board {}", args.join(" ")), &out, &needles);
     }
     let (code, out) = pipeline.run_board(&["projections", "verify"]).await;
     assert_eq!(code, 0, "{out}");
