@@ -11,6 +11,11 @@
 //! left of the last untrusted one were written by the client and prove nothing). A peer
 //! that is not trusted is the client, whatever its headers say. Trust exact proxy
 //! addresses: any client inside a trusted network could name any address it likes.
+//!
+//! Every per-address limit counts a client by [`limit_key`]: an IPv4 address as it is,
+//! an IPv6 one by its /64, the prefix one site or one customer is given. Within it a
+//! client may use any address it likes, so counting each address would let it multiply
+//! its limits by 2^64.
 
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
@@ -127,7 +132,22 @@ impl TrustedProxies {
     }
 }
 
-/// The request's client address, as the per-address limits count it.
+/// What the per-address limits count `ip` as: an IPv4 address (also when mapped into
+/// IPv6) as it is, an IPv6 address by its /64.
+pub fn limit_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// The request's client, as the per-address limits count it ([`limit_key`]).
 pub struct ClientAddress(pub String);
 
 impl<S> FromRequestParts<S> for ClientAddress
@@ -147,7 +167,7 @@ where
                 || "unknown".to_string(),
                 |peer| {
                     let proxies = &state.config.trusted_proxies;
-                    proxies.client_of(peer.0.ip(), &parts.headers).to_string()
+                    limit_key(proxies.client_of(peer.0.ip(), &parts.headers))
                 },
             );
         Ok(Self(client))
@@ -172,6 +192,17 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn an_ipv6_client_counts_by_its_64_and_an_ipv4_one_by_its_address() {
+        assert_eq!(limit_key(ip("203.0.113.7")), "203.0.113.7");
+        assert_eq!(limit_key(ip("::ffff:203.0.113.7")), "203.0.113.7");
+        let one = limit_key(ip("2001:db8:1:2:aaaa::1"));
+        assert_eq!(one, "2001:db8:1:2::/64");
+        assert_eq!(limit_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")), one);
+        assert_ne!(limit_key(ip("2001:db8:1:3::1")), one);
+        assert_eq!(limit_key(ip("::1")), "0:0:0:0::/64");
     }
 
     #[test]

@@ -35,7 +35,7 @@ use tracing::Instrument;
 
 use crate::app::App;
 use crate::config::Config;
-use crate::http::client_address::TrustedProxies;
+use crate::http::client_address::{limit_key, TrustedProxies};
 use crate::limits::ConcurrencyLimiter;
 use busy::TurnAway;
 pub use connection::Hangup;
@@ -161,7 +161,7 @@ async fn serve_router(
         };
         let address_place = match &per_address {
             Some(_) if trusted_proxies.contains(peer.ip()) => None,
-            Some(limiter) => match limiter.try_acquire(&peer.ip().to_string()) {
+            Some(limiter) => match limiter.try_acquire(&limit_key(peer.ip())) {
                 Some(slot) => Some(slot),
                 None => {
                     address_busy.turn_away(stream);
