@@ -254,6 +254,48 @@ async fn failed_log_ins_are_limited_per_account_and_successes_do_not_count() {
         .problem(StatusCode::TOO_MANY_REQUESTS);
 }
 
+#[tokio::test]
+async fn a_password_reset_lifts_the_failed_log_ins_others_spent_on_the_account() {
+    let app = TestApp::with_args(&[
+        "--failed-log-ins-per-account-per-hour",
+        "3",
+        "--auth-rate-per-minute",
+        "1000",
+    ])
+    .await;
+    app.member("ann@example.com", "ann").await;
+    // Someone who knows the address uses up its failed log-ins: the owner is refused too.
+    for _ in 0..3 {
+        app.log_in_with("ann@example.com", "a guess")
+            .await
+            .problem(StatusCode::UNAUTHORIZED);
+    }
+    app.log_in_with("ann@example.com", PASSWORD)
+        .await
+        .problem(StatusCode::TOO_MANY_REQUESTS);
+
+    // The owner, who reads the mailbox, resets the password and is let in at once.
+    let asked = app
+        .post("/password-reset")
+        .json(json!({ "email": "ann@example.com" }))
+        .send()
+        .await;
+    assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.text());
+    let token = app.password_reset_token("ann@example.com").await;
+    let done = app
+        .post("/password-reset/confirm")
+        .json(json!({ "token": token, "password": "a brand new secret" }))
+        .send()
+        .await;
+    assert_eq!(done.status, StatusCode::NO_CONTENT, "{}", done.text());
+    assert_eq!(
+        app.log_in_with("ann@example.com", "a brand new secret")
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
 /// Found by review: `DELETE /account` checked the password with no limit, so a stolen
 /// access token could guess the account's password at leisure. Its wrong passwords now
 /// count against the account's limit on failed log-ins, and the reverse.
