@@ -67,6 +67,15 @@ pub async fn run(command: ProjectionsCommand, state: App) -> anyhow::Result<Exit
             .await?;
             // Asked by a person now and then: worth an exact count (see `count_events`).
             status.head.events = Some(status::count_events(&state.pool).await?);
+            let (relays, projectors) = status::processes(
+                &state.pool,
+                &state.read_pool,
+                &state.config.kafka_topic,
+                &state.config.projector_group,
+            )
+            .await?;
+            status.relay_processes = Some(relays);
+            status.projector_members = Some(projectors);
             if json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
@@ -156,7 +165,7 @@ fn print_status(status: &Status) {
             relay.name, relay.global_position, relay.lag_events, relay.lag_seconds
         );
     }
-    match status.relay_processes.as_slice() {
+    match status.relay_processes.as_deref().unwrap_or_default() {
         [] => println!("relay processes: none connected"),
         processes => {
             let listed: Vec<String> = processes
@@ -187,7 +196,7 @@ fn print_status(status: &Status) {
             p.holder.as_deref().unwrap_or("-"),
         );
     }
-    match status.projector_members.as_slice() {
+    match status.projector_members.as_deref().unwrap_or_default() {
         [] => println!("\nprojector processes: none in the group"),
         members => println!("\nprojector processes: {}", members.join(", ")),
     }

@@ -17,12 +17,15 @@ use crate::kafka::BrokerProbe;
 pub struct Status {
     pub head: Head,
     pub relays: Vec<RelayStatus>,
-    /// The relay processes connected now, the active one first.
-    pub relay_processes: Vec<RelayProcess>,
+    /// The relay processes connected now, the active one first: only when asked for
+    /// ([`processes`]), as `board projections status` does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relay_processes: Option<Vec<RelayProcess>>,
     pub projectors: Vec<PartitionStatus>,
     /// The projector processes of the group counted in the split now (`host:pid:nonce`),
-    /// whether or not a partition is theirs yet.
-    pub projector_members: Vec<String>,
+    /// whether or not a partition is theirs yet: only when asked for ([`processes`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub projector_members: Option<Vec<String>>,
     /// Events the read models could not apply, and those waiting behind them (see
     /// `projections::fold`).
     pub quarantined_events: i64,
@@ -154,18 +157,8 @@ pub async fn collect(
     })
     .collect();
 
-    let relay_processes = relay_processes(pg).await?;
-
     let ends = broker.topic_ends(BROKER_TIMEOUT).await.ok().map(|e| e.ends);
     let projectors = partitions(mysql, ends, broker.topic(), group).await?;
-    let projector_members = sqlx::query_scalar(
-        "SELECT member FROM projector_members
-          WHERE member_group = ? AND topic = ? AND expires_at > NOW(3) ORDER BY member",
-    )
-    .bind(group)
-    .bind(broker.topic())
-    .fetch_all(mysql)
-    .await?;
     let quarantined_events = projections::quarantine::count(mysql).await?;
     Ok(Status {
         head: Head {
@@ -174,11 +167,32 @@ pub async fn collect(
             recorded_at,
         },
         relays,
-        relay_processes,
+        relay_processes: None,
         projectors,
-        projector_members,
+        projector_members: None,
         quarantined_events,
     })
+}
+
+/// The processes in the pipeline now, as the stores see them: the relays in their
+/// election (and which holds the lock), the projectors counted in `group`'s split of
+/// `topic`. For a person or a deploy asking now and then (`board projections status`,
+/// `scripts/cluster.sh roll`), not for every scrape.
+pub async fn processes(
+    pg: &PgPool,
+    mysql: &MySqlPool,
+    topic: &str,
+    group: &str,
+) -> anyhow::Result<(Vec<RelayProcess>, Vec<String>)> {
+    let projector_members = sqlx::query_scalar(
+        "SELECT member FROM projector_members
+          WHERE member_group = ? AND topic = ? AND expires_at > NOW(3) ORDER BY member",
+    )
+    .bind(group)
+    .bind(topic)
+    .fetch_all(mysql)
+    .await?;
+    Ok((relay_processes(pg).await?, projector_members))
 }
 
 /// The relays' election sessions on this database, and which holds the lock.
