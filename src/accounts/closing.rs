@@ -70,12 +70,8 @@ impl AccountService {
         let ended = end_in(&mut tx, account_id, None, EndReason::AccountClosed).await?;
         tx.commit().await?;
         // The throttles keyed by the address would keep it for up to their period.
-        let address = aggregates::rules::normalize_email(&account.email);
-        for limiter in [&self.failed_log_ins, &self.reset_mails] {
-            if let Err(error) = limiter.forget(&address).await {
-                tracing::warn!(%error, "could not forget a closed account's throttle (the purge will)");
-            }
-        }
+        self.forget_address(&account.email, &[&self.failed_log_ins, &self.reset_mails])
+            .await;
         tracing::info!(%account_id, sessions_ended = ended, "account closed");
         Ok(())
     }

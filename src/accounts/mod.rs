@@ -165,6 +165,18 @@ impl AccountService {
         Ok(account.is_live().then_some(account.email))
     }
 
+    /// Forgets what `limiters` counted against the address `email`: its owner closed the
+    /// account, or proved the mailbox. A failure only leaves the count to run out by
+    /// itself, so it is logged, not returned.
+    async fn forget_address(&self, email: &str, limiters: &[&RateLimiter]) {
+        let address = aggregates::rules::normalize_email(email);
+        for limiter in limiters {
+            if let Err(error) = limiter.forget(&address).await {
+                tracing::warn!(%error, "could not forget an address's count (it runs out by itself)");
+            }
+        }
+    }
+
     /// The account that holds `email`: a verified one, or a sign-up not yet released.
     async fn account_id_for(&self, email: &str) -> Result<Option<Uuid>, AccountError> {
         let holder = store::claim_holder(&self.pool, ClaimKind::AccountEmail, email).await?;

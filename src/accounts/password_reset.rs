@@ -121,16 +121,13 @@ impl AccountService {
         // Whoever opened the mail owns the account: the failed log-ins others spent on it
         // (guesses, or a try at locking the owner out) no longer stand between the owner
         // and the new password.
-        if let Err(error) = self.forget_failed_log_ins(account_id).await {
-            tracing::warn!(%error, "could not forget the failed log-ins of a reset account");
+        match self.buses.accounts.load(account_id).await {
+            Ok((account, _)) => {
+                self.forget_address(&account.email, &[&self.failed_log_ins])
+                    .await
+            }
+            Err(error) => tracing::warn!(%error, "could not read a reset account's address"),
         }
-        Ok(())
-    }
-
-    async fn forget_failed_log_ins(&self, account_id: uuid::Uuid) -> Result<(), AccountError> {
-        let (account, _) = self.buses.accounts.load(account_id).await?;
-        let address = aggregates::rules::normalize_email(&account.email);
-        self.failed_log_ins.forget(&address).await?;
         Ok(())
     }
 }
