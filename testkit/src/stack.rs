@@ -186,22 +186,23 @@ impl StackBuilder {
         ]
         .map(str::to_string)
         .to_vec();
-        // Mail goes to files a test reads, unless the caller chooses (a test about SMTP).
-        if !self.args.iter().any(|a| a == "--mail-transport") {
-            args.extend(["--mail-transport".into(), "file".into()]);
-        }
-        // Calls through the router share one client address, so the per-address rate
-        // limits are raised unless the caller sets them (a test about them).
-        for limit in ["--auth-rate-per-minute", "--anonymous-rate-per-minute"] {
-            if !self.args.iter().any(|a| a == limit) {
-                args.extend([limit.into(), "100000".into()]);
+        // Settings for tests and benchmarks, each unless the caller sets it (a test about
+        // that very setting):
+        // - mail goes to files a test reads;
+        // - calls through the router share one client address, so the per-address rate
+        //   limits are out of the way;
+        // - debug builds hash slowly (a good part of a second each) and some tests race
+        //   many sign-ups at once, so a password waits for a hashing slot as long as it
+        //   takes.
+        for (flag, value) in [
+            ("--mail-transport", "file"),
+            ("--auth-rate-per-minute", "100000"),
+            ("--anonymous-rate-per-minute", "100000"),
+            ("--password-hashing-wait", "10m"),
+        ] {
+            if !self.args.iter().any(|a| a == flag) {
+                args.extend([flag.into(), value.into()]);
             }
-        }
-        // Debug builds hash slowly (a good part of a second each) and some tests race
-        // many sign-ups at once: a password waits for a hashing slot as long as it takes,
-        // unless the caller sets the bound (a test about it).
-        if !self.args.iter().any(|a| a == "--password-hashing-wait") {
-            args.extend(["--password-hashing-wait".into(), "10m".into()]);
         }
         if let Some(url) = &app_read_url {
             args.extend(["--read-database-url".into(), url.clone()]);

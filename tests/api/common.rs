@@ -146,6 +146,24 @@ impl TestApp {
             .collect()
     }
 
+    /// A whole password reset by the owner of `email`'s mailbox: asks for a link, reads it
+    /// from the mail and sets `new_password` through it.
+    pub async fn reset_password(&self, email: &str, new_password: &str) {
+        let asked = self
+            .post("/password-reset")
+            .json(json!({ "email": email }))
+            .send()
+            .await;
+        assert_eq!(asked.status, StatusCode::ACCEPTED, "{}", asked.text());
+        let token = self.password_reset_token(email).await;
+        let done = self
+            .post("/password-reset/confirm")
+            .json(json!({ "token": token, "password": new_password }))
+            .send()
+            .await;
+        assert_eq!(done.status, StatusCode::NO_CONTENT, "{}", done.text());
+    }
+
     /// The token of the newest password-reset mail to `email`. The mail goes out in the
     /// background after the 202, so this waits for it to be written.
     pub async fn password_reset_token(&self, email: &str) -> String {
