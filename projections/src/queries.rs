@@ -6,8 +6,6 @@
 
 use std::collections::HashMap;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use sqlx::{FromRow, MySqlPool};
 use uuid::Uuid;
@@ -15,6 +13,9 @@ use uuid::Uuid;
 use aggregates::AggregateKind;
 
 use crate::{views, ReadError};
+
+mod cursor;
+pub use cursor::{decode as decode_cursor, CURSOR_PATTERN};
 
 // What the queries read: live rows only, joined with the author's nickname where the API
 // shows it. Named apart from the fold's rows (`fold::rows`), which are whole table rows
@@ -63,18 +64,6 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// An opaque cursor: the last id of the previous page.
-pub fn encode_cursor(last_id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(last_id)
-}
-
-/// `None` for a cursor this API did not hand out.
-pub fn decode_cursor(cursor: &str) -> Option<String> {
-    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    let id = String::from_utf8(bytes).ok()?;
-    Uuid::parse_str(&id).ok().map(|u| u.to_string())
-}
-
 pub async fn categories(pool: &MySqlPool) -> Result<Vec<CategoryRecord>, ReadError> {
     sqlx::query_as(
         "SELECT category_id, name, COALESCE(description, '') AS description, post_count, created_at
@@ -105,9 +94,10 @@ const POST_COLUMNS: &str = "p.post_id, p.category_id, p.title, p.content, p.auth
 pub async fn posts_in_category(
     pool: &MySqlPool,
     category_id: Uuid,
-    after: Option<&str>,
+    after: Option<Uuid>,
     size: u32,
 ) -> Result<Page<PostRecord>, ReadError> {
+    let after = after.map(|id| id.to_string());
     // One extra row tells whether there is a next page.
     let rows: Vec<PostRecord> = sqlx::query_as(&format!(
         "SELECT {POST_COLUMNS}
@@ -117,8 +107,8 @@ pub async fn posts_in_category(
           LIMIT ?"
     ))
     .bind(category_id.to_string())
-    .bind(after)
-    .bind(after)
+    .bind(after.as_deref())
+    .bind(after.as_deref())
     .bind(size + 1)
     .fetch_all(pool)
     .await?;
@@ -141,9 +131,10 @@ pub async fn post(pool: &MySqlPool, post_id: Uuid) -> Result<Option<PostRecord>,
 pub async fn comments(
     pool: &MySqlPool,
     post_id: Uuid,
-    after: Option<&str>,
+    after: Option<Uuid>,
     size: u32,
 ) -> Result<Page<CommentRecord>, ReadError> {
+    let after = after.map(|id| id.to_string());
     let rows: Vec<CommentRecord> = sqlx::query_as(
         "SELECT c.comment_id, c.post_id, c.content, c.author_id, a.nickname,
                 a.closed AS author_closed, c.created_at
@@ -154,8 +145,8 @@ pub async fn comments(
           LIMIT ?",
     )
     .bind(post_id.to_string())
-    .bind(after)
-    .bind(after)
+    .bind(after.as_deref())
+    .bind(after.as_deref())
     .bind(size + 1)
     .fetch_all(pool)
     .await?;
@@ -166,7 +157,10 @@ fn page<T>(mut rows: Vec<T>, size: u32, id: impl Fn(&T) -> &String) -> Page<T> {
     let more = rows.len() > size as usize;
     rows.truncate(size as usize);
     let next_cursor = if more {
-        rows.last().map(|last| encode_cursor(id(last)))
+        // Ids come from the views, where only UUIDs are written.
+        rows.last()
+            .and_then(|last| Uuid::parse_str(id(last)).ok())
+            .map(cursor::encode)
     } else {
         None
     };

@@ -21,6 +21,11 @@ impl AccountService {
     /// Checks an email and password and opens a session. Unknown email and wrong
     /// password look the same.
     pub async fn log_in(&self, email: &str, password: &str) -> Result<Tokens, AccountError> {
+        // No address with a NUL was ever signed up (`rules::email`), and PostgreSQL text
+        // cannot hold one, so it is not looked up, nor counted against anyone.
+        if email.contains('\0') {
+            return Err(AccountError::InvalidCredentials);
+        }
         let account_id = self
             .limit_wrong_passwords(email, self.check_password(email, password))
             .await?;

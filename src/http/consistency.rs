@@ -11,12 +11,14 @@
 //! process, at most MAX_READ_WAITERS of them (503 with `Retry-After` past it). A position
 //! the read models do not show at the first look is checked against the event store: one
 //! that names an aggregate the store never recorded, or a version past its last, can never
-//! be reached and is a 400 at once instead of a wait for the whole bound.
+//! be reached and is a 412 at once instead of a wait for the whole bound. It is 412, not
+//! 400: the header is well formed (the document's pattern says what that is), and what
+//! failed is its condition, "the store holds this version", as with `If-Match`.
 
 use std::sync::Arc;
 
 use aggregates::AggregateKind;
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use projections::ReadError;
@@ -109,22 +111,29 @@ fn positions(headers: &HeaderMap) -> Result<Vec<Position>, ApiError> {
     Ok(positions)
 }
 
-/// Waits, in the extractor, for every `Event-Position` the request carries.
-pub struct CaughtUp;
+/// The positions a query's `Event-Position` headers name, read (a malformed one is a 400)
+/// but not yet waited for: a handler first checks the rest of its request, so a request
+/// that is wrong in any part is told so at once, and then calls [`Self::caught_up`].
+pub struct ReadAfter(Vec<Position>);
 
-impl<S> FromRequestParts<S> for CaughtUp
+impl<S> FromRequestParts<S> for ReadAfter
 where
     S: Send + Sync,
-    App: FromRef<S>,
 {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let positions = positions(&parts.headers)?;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        positions(&parts.headers).map(Self)
+    }
+}
+
+impl ReadAfter {
+    /// Waits until the read models show every position, within READ_WAIT_TIMEOUT.
+    pub async fn caught_up(self, state: &App) -> Result<(), ApiError> {
+        let positions = self.0;
         if positions.is_empty() {
-            return Ok(Self);
+            return Ok(());
         }
-        let state = App::from_ref(state);
         let deadline = Instant::now() + state.config.read_wait_timeout;
         let mut waiter = state
             .read_waits
@@ -146,13 +155,13 @@ where
             reached.await.map_err(read_failed)
         };
         match timeout_at(deadline, caught_up).await {
-            Ok(outcome) => outcome.map(|()| Self),
+            Ok(outcome) => outcome,
             Err(_) => Err(not_caught_up()),
         }
     }
 }
 
-/// A 400 naming the first position the event store does not have (the read models, fed
+/// A 412 naming the first position the event store does not have (the read models, fed
 /// from it, will never show it). Ok when it has them all, and also when it cannot say:
 /// queries must keep working while PostgreSQL is away, so they wait as if it had.
 async fn check_in_store(pool: &PgPool, positions: &[Position]) -> Result<(), ApiError> {
@@ -167,13 +176,13 @@ async fn check_in_store(pool: &PgPool, positions: &[Position]) -> Result<(), Api
     for (position, aggregate) in positions.iter().zip(&aggregates) {
         match last.get(aggregate) {
             None => {
-                return Err(ApiError::bad_request(format!(
+                return Err(unreachable(format!(
                     "Event-Position `{position}` names a {} the event store has never recorded",
                     position.kind
                 )))
             }
             Some(&last) if last < position.version => {
-                return Err(ApiError::bad_request(format!(
+                return Err(unreachable(format!(
                     "Event-Position `{position}` is past the {}'s last version, {last}",
                     position.kind
                 )))
@@ -182,6 +191,14 @@ async fn check_in_store(pool: &PgPool, positions: &[Position]) -> Result<(), Api
         }
     }
     Ok(())
+}
+
+fn unreachable(detail: String) -> ApiError {
+    ApiError::new(
+        StatusCode::PRECONDITION_FAILED,
+        "precondition-failed",
+        detail,
+    )
 }
 
 fn not_caught_up() -> ApiError {

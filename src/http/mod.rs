@@ -1,5 +1,5 @@
 //! The HTTP API: one router built from each part's routes, with the layers every request
-//! passes through (request id, 406, 64 KiB body limit) and problem documents for 404/405.
+//! passes through (request id, 406, 256 KiB body limit) and problem documents for 404/405.
 
 mod accounts;
 mod auth;

@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use projections::queries;
 
-use super::consistency::CaughtUp;
+use super::consistency::ReadAfter;
 use super::problem::PROBLEM_JSON;
 use super::schema::{
     Category, CategoryList, Comment, CommentPage, EventPositionHeader, Paging, Post, PostPage,
@@ -32,7 +32,7 @@ pub(super) const DEFAULT_PAGE: u32 = 30;
 pub(super) const MAX_PAGE: u32 = 100;
 
 /// `size` (1..=MAX_PAGE, default DEFAULT_PAGE) and `cursor` from the query string.
-fn paging(params: &HashMap<String, String>) -> Result<(u32, Option<String>), ApiError> {
+fn paging(params: &HashMap<String, String>) -> Result<(u32, Option<Uuid>), ApiError> {
     // As with a body's keys, a misspelt parameter is refused rather than ignored.
     if let Some(unknown) = params
         .keys()
@@ -74,8 +74,9 @@ fn paging(params: &HashMap<String, String>) -> Result<(u32, Option<String>), Api
 )]
 pub(super) async fn list_categories(
     State(state): State<App>,
-    _: CaughtUp,
+    read_after: ReadAfter,
 ) -> Result<Json<CategoryList>, ApiError> {
+    read_after.caught_up(&state).await?;
     let categories = queries::categories(&state.read_pool)
         .await?
         .into_iter()
@@ -101,17 +102,17 @@ pub(super) async fn list_categories(
 )]
 pub(super) async fn list_posts(
     State(state): State<App>,
-    _: CaughtUp,
+    read_after: ReadAfter,
     Path(category_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<PostPage>, ApiError> {
     let category_id: Uuid = parse_id("categoryId", &category_id)?;
     let (size, cursor) = paging(&params)?;
+    read_after.caught_up(&state).await?;
     if !queries::category_exists(&state.read_pool, category_id).await? {
         return Err(ApiError::not_found("no such category"));
     }
-    let page =
-        queries::posts_in_category(&state.read_pool, category_id, cursor.as_deref(), size).await?;
+    let page = queries::posts_in_category(&state.read_pool, category_id, cursor, size).await?;
     Ok(Json(PostPage {
         posts: page.items.iter().map(PostSummary::from).collect(),
         next_cursor: page.next_cursor,
@@ -131,10 +132,11 @@ pub(super) async fn list_posts(
 )]
 pub(super) async fn post_content(
     State(state): State<App>,
-    _: CaughtUp,
+    read_after: ReadAfter,
     Path(post_id): Path<String>,
 ) -> Result<Json<Post>, ApiError> {
     let post_id = parse_id("postId", &post_id)?;
+    read_after.caught_up(&state).await?;
     let post = queries::post(&state.read_pool, post_id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such post"))?;
@@ -154,17 +156,18 @@ pub(super) async fn post_content(
 )]
 pub(super) async fn list_comments(
     State(state): State<App>,
-    _: CaughtUp,
+    read_after: ReadAfter,
     Path(post_id): Path<String>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<CommentPage>, ApiError> {
     let post_id = parse_id("postId", &post_id)?;
     let (size, cursor) = paging(&params)?;
+    read_after.caught_up(&state).await?;
     // A deleted post's comments disappear with it.
     if queries::post(&state.read_pool, post_id).await?.is_none() {
         return Err(ApiError::not_found("no such post"));
     }
-    let page = queries::comments(&state.read_pool, post_id, cursor.as_deref(), size).await?;
+    let page = queries::comments(&state.read_pool, post_id, cursor, size).await?;
     Ok(Json(CommentPage {
         comments: page.items.iter().map(Comment::from).collect(),
         next_cursor: page.next_cursor,

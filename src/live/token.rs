@@ -7,6 +7,12 @@
 
 use crate::store::reader::Checkpoint;
 
+/// The most digits of either number: any 18 fit in the `i64` the global position is
+/// kept in (a transaction id is far below it).
+const DIGITS: usize = 18;
+/// What [`decode`] accepts, for the OpenAPI document (HTTP's optional whitespace around).
+pub const PATTERN: &str = "^[ \\t]*[0-9]{1,18}-[0-9]{1,18}[ \\t]*$";
+
 /// The `id:` of a message at `checkpoint`.
 pub fn encode(checkpoint: Checkpoint) -> String {
     format!(
@@ -17,8 +23,9 @@ pub fn encode(checkpoint: Checkpoint) -> String {
 
 /// The place a `Last-Event-ID` names; `None` when it is not a token this API hands out.
 pub fn decode(token: &str) -> Option<Checkpoint> {
-    let (transaction, position) = token.trim().split_once('-')?;
-    let digits = |text: &str| !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let (transaction, position) = token.trim_matches([' ', '\t']).split_once('-')?;
+    let digits =
+        |text: &str| (1..=DIGITS).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_digit());
     if !digits(transaction) || !digits(position) {
         return None;
     }
@@ -49,6 +56,42 @@ mod tests {
         ] {
             assert_eq!(decode(bad), None, "{bad:?}");
         }
-        assert_eq!(decode("99999999999999999999999-1"), None, "too large");
+        assert_eq!(decode("9999999999999999999-1"), None, "too long");
+        assert_eq!(
+            decode(" 812-45\t"),
+            Some(Checkpoint {
+                transaction_id: 812,
+                global_position: 45
+            })
+        );
+    }
+
+    #[test]
+    fn the_pattern_says_what_decode_accepts() {
+        let pattern = regex::Regex::new(PATTERN).unwrap();
+        let eighteen = "9".repeat(18);
+        for token in [
+            "",
+            "812",
+            "812-",
+            "-45",
+            "a-45",
+            "812-45-1",
+            "812--45",
+            "+1-2",
+            "1-2 x",
+            "812-45",
+            " 812-45\t",
+            "0-0",
+            &format!("{eighteen}-{eighteen}"),
+            &format!("9{eighteen}-1"),
+            &format!("1-9{eighteen}"),
+        ] {
+            assert_eq!(
+                pattern.is_match(token),
+                decode(token).is_some(),
+                "{token:?}"
+            );
+        }
     }
 }

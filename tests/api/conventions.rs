@@ -47,9 +47,9 @@ async fn an_accept_header_that_rules_out_json_gets_406() {
 }
 
 #[tokio::test]
-async fn a_body_over_64_kib_gets_413_and_records_nothing() {
+async fn a_body_over_the_limit_gets_413_and_records_nothing() {
     let app = TestApp::spawn().await;
-    let big = "x".repeat(65 * 1024);
+    let big = "x".repeat(board::http::body::MAX_BODY_BYTES + 1);
     let res = app
         .post("/signup")
         .json(json!({ "email": "a@b.co", "password": big, "nickname": "ann" }))

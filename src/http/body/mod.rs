@@ -1,4 +1,4 @@
-//! Request bodies: JSON only, 64 KiB at most, objects read into the request types of
+//! Request bodies: JSON only, 256 KiB at most, objects read into the request types of
 //! [`super::schema`], with exactly their keys.
 //!
 //! A handler takes a [`Body<T>`]. Extracting it answers 415, 413, 408
@@ -22,7 +22,11 @@ use fields::FromFields;
 use super::ApiError;
 use crate::app::App;
 
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// The largest body read. It holds the largest valid one, a post with the longest title
+/// and content, written as a client's JSON encoder may write it: every character escaped,
+/// 12 bytes for one outside the Basic Multilingual Plane (`\\ud83d\\ude00`). Smaller, a valid
+/// post could be refused as too large (a unit test holds them together).
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// A request body to be read as a `T`, one of the request types.
 ///
@@ -155,5 +159,25 @@ mod tests {
         assert!(is_json("application/merge-patch+json"));
         assert!(!is_json("text/plain"));
         assert!(!is_json("application/x-www-form-urlencoded"));
+    }
+
+    #[test]
+    fn the_longest_valid_post_fits_however_it_is_escaped() {
+        use aggregates::rules::{POST_CONTENT, POST_TITLE};
+        let astral = '\u{1F600}';
+        let title: String = std::iter::repeat_n(astral, POST_TITLE.max).collect();
+        let content: String = std::iter::repeat_n(astral, POST_CONTENT.max).collect();
+        // What an encoder that escapes everything but ASCII writes, as Python's does.
+        let escaped = |text: &str| -> String {
+            text.encode_utf16()
+                .map(|unit| format!("\\u{unit:04x}"))
+                .collect()
+        };
+        let body = format!(
+            "{{\"title\": \"{}\", \"content\": \"{}\"}}",
+            escaped(&title),
+            escaped(&content)
+        );
+        assert!(body.len() <= MAX_BODY_BYTES, "{} bytes", body.len());
     }
 }

@@ -14,7 +14,7 @@ use axum::Router;
 use super::client_address::ClientAddress;
 use super::paths::LIVE_PATH;
 use super::problem::PROBLEM_JSON;
-use super::schema::{LastEventIdHeader, LiveFilter, Problem};
+use super::schema::{LastEventIdHeader, LiveFilter, LiveMessage, Problem, LIVE_FILTERS};
 use super::server::Hangup;
 use super::{parse_id, ApiError};
 use crate::app::App;
@@ -49,8 +49,8 @@ pub fn router() -> Router<App> {
             The bodies, by `event:` name: categoryCreated `LiveCategoryCreated`, postCreated \
             `LivePostCreated`, postEdited `LivePostEdited`, postDeleted `LivePostDeleted`, \
             commentAdded `LiveCommentAdded`, commentDeleted `LiveCommentDeleted`, reset \
-            `LiveReset`", content_type = "text/event-stream", body = String),
-        (status = 400, description = "Both filters, a malformed id, or a `Last-Event-ID` this API did not hand out", body = Problem, content_type = PROBLEM_JSON),
+            `LiveReset`", content_type = "text/event-stream", body = LiveMessage),
+        (status = 400, description = "Both filters, another query parameter, a malformed id, or a `Last-Event-ID` this API did not hand out", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such category or post (a deleted post without `Last-Event-ID`: nothing more can come)", body = Problem, content_type = PROBLEM_JSON),
         (status = 429, description = "This client address has as many live streams (or connections) open as it may; retry after `Retry-After`", body = Problem, content_type = PROBLEM_JSON,
             headers(("Retry-After" = String, description = "Seconds to wait"))),
@@ -91,7 +91,13 @@ pub(super) async fn live(
 
 /// `?categoryId=` or `?postId=`, not both.
 fn filter(params: &HashMap<String, String>) -> Result<Filter, ApiError> {
-    match (params.get("categoryId"), params.get("postId")) {
+    if let Some(unknown) = params.keys().find(|k| !LIVE_FILTERS.contains(&k.as_str())) {
+        return Err(ApiError::bad_request(format!(
+            "`{unknown}` is not a query parameter of the live updates (categoryId, postId)"
+        )));
+    }
+    let [category, post] = LIVE_FILTERS;
+    match (params.get(category), params.get(post)) {
         (Some(_), Some(_)) => Err(ApiError::bad_request(
             "filter by categoryId or by postId, not both",
         )),

@@ -31,8 +31,14 @@ pub(super) fn add_shared_answers(path: &str, operation: &mut Operation) {
     if !operational && has_parameter(operation, "Event-Position") {
         shared.push((
             "400",
-            "Invalid input: a bad id, cursor or header, or an `Event-Position` the event store \
-             does not have (an aggregate it never recorded, or a version past its last)"
+            "Invalid input: a bad id, cursor or header".into(),
+            problem_answer,
+        ));
+        shared.push((
+            "412",
+            "An `Event-Position` names a version the event store does not have (an aggregate \
+             it never recorded, or a version past its last): the read models will never \
+             show it"
                 .into(),
             problem_answer,
         ));

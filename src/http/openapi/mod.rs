@@ -72,6 +72,7 @@ use parameters::publish_parameter_rules;
         schema::LiveCommentAdded,
         schema::LiveCommentDeleted,
         schema::LiveReset,
+        schema::LiveMessage,
     )),
     modifiers(&Conventions),
     tags(

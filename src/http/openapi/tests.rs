@@ -187,8 +187,11 @@ fn request_bodies_reject_unknown_keys_and_errors_are_problem_documents() {
 fn queries_document_the_answers_of_event_position() {
     let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
     let query = &doc["paths"]["/board/categories"]["get"]["responses"];
-    let bad = query["400"]["description"].as_str().unwrap();
-    assert!(bad.contains("a version past its last"), "{bad}");
+    let unreachable = query["412"]["description"].as_str().unwrap();
+    assert!(
+        unreachable.contains("a version past its last"),
+        "{unreachable}"
+    );
     let busy = query["503"]["description"].as_str().unwrap();
     assert!(busy.contains("too many queries wait"), "{busy}");
     assert!(query["503"]["headers"]["Retry-After"].is_object());
@@ -252,7 +255,52 @@ fn parameters_publish_the_rules_they_are_checked_by() {
             assert_eq!(schema["pattern"], KEY_PATTERN, "{method} {path}");
             assert_eq!(schema["maxLength"], KEY_MAX, "{method} {path}");
         }
+        if names.iter().any(|n| n == "cursor") {
+            let schema = parameter(&operation, "cursor");
+            assert_eq!(
+                schema["pattern"],
+                projections::queries::CURSOR_PATTERN,
+                "{method} {path}"
+            );
+        }
+        if names.iter().any(|n| n == "Last-Event-ID") {
+            let schema = parameter(&operation, "Last-Event-ID");
+            assert_eq!(
+                schema["pattern"],
+                crate::live::token::PATTERN,
+                "{method} {path}"
+            );
+        }
     }
+}
+
+/// An example that its own rule refuses would teach readers, and start generators, wrong.
+#[test]
+fn every_parameter_example_keeps_its_rule() {
+    let mut seen = BTreeSet::new();
+    for (path, method, operation) in operations(&document()) {
+        for declared in operation["parameters"].as_array().into_iter().flatten() {
+            let name = declared["name"].as_str().unwrap();
+            let schema = &declared["schema"];
+            let Some(examples) = schema["examples"].as_array() else {
+                continue;
+            };
+            seen.insert(name.to_string());
+            let pattern = regex::Regex::new(schema["pattern"].as_str().unwrap()).unwrap();
+            for example in examples {
+                let example = example.as_str().unwrap();
+                assert!(
+                    pattern.is_match(example),
+                    "{method} {path} {name}: {example}"
+                );
+            }
+        }
+    }
+    let named: BTreeSet<_> = parameters::EXAMPLES
+        .iter()
+        .map(|(n, _)| n.to_string())
+        .collect();
+    assert_eq!(seen, named, "an example for a parameter no operation has");
 }
 
 #[test]
@@ -334,4 +382,19 @@ fn every_link_leads_to_a_documented_operation_and_its_parameters() {
         links::LINKS.len(),
         "a link names an answer the document lacks"
     );
+}
+
+#[test]
+fn every_live_message_names_a_documented_body() {
+    let doc = document();
+    let schemas = &doc["components"]["schemas"];
+    let messages = schemas["LiveMessage"]["oneOf"].as_array().unwrap();
+    assert_eq!(messages.len(), crate::http::schema::LIVE_EVENTS.len());
+    for message in messages {
+        let body = message["properties"]["data"]["contentSchema"]["$ref"]
+            .as_str()
+            .unwrap();
+        let name = body.trim_start_matches("#/components/schemas/");
+        assert!(schemas[name].is_object(), "{message}: no {name}");
+    }
 }

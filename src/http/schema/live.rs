@@ -2,7 +2,9 @@
 //! like the query API's bodies and showing nothing they would not, plus `eventPosition`.
 
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa::{PartialSchema, ToSchema};
 
 use super::{Author, Comment};
 
@@ -87,3 +89,58 @@ pub struct LiveCommentDeleted {
 pub struct LiveReset {
     pub detail: String,
 }
+
+/// Each `event:` name of the stream and the schema of its `data:`.
+pub const LIVE_EVENTS: [(&str, &str); 7] = [
+    ("categoryCreated", "LiveCategoryCreated"),
+    ("postCreated", "LivePostCreated"),
+    ("postEdited", "LivePostEdited"),
+    ("postDeleted", "LivePostDeleted"),
+    ("commentAdded", "LiveCommentAdded"),
+    ("commentDeleted", "LiveCommentDeleted"),
+    ("reset", "LiveReset"),
+];
+
+/// One message of the stream as an SSE parser hands it over: `event`, `id` (the token to
+/// resume after it) and `data`, a JSON text of the schema its `event` names. Under
+/// OpenAPI 3.1 the schema of a `text/event-stream` answer describes each message.
+pub struct LiveMessage;
+
+impl PartialSchema for LiveMessage {
+    fn schema() -> RefOr<Schema> {
+        let mut messages = OneOfBuilder::new();
+        for (event, body) in LIVE_EVENTS {
+            let data = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .content_media_type("application/json")
+                .content_schema(Some(Ref::from_schema_name(body)));
+            let message = ObjectBuilder::new()
+                .property(
+                    "event",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .enum_values(Some([event])),
+                )
+                .required("event")
+                .property(
+                    "id",
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(crate::live::token::PATTERN)),
+                )
+                .required("id")
+                .property("data", data)
+                .required("data")
+                .property(
+                    "retry",
+                    ObjectBuilder::new()
+                        .schema_type(Type::Integer)
+                        .minimum(Some(0)),
+                );
+            messages = messages.item(message);
+        }
+        messages.into()
+    }
+}
+
+impl ToSchema for LiveMessage {}

@@ -3,6 +3,10 @@
 //! [`crate::http::concurrency::IfMatch`], `Event-Position` by
 //! [`crate::http::consistency`], and so on); these types only describe them.
 
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
+use utoipa::openapi::schema::{
+    AdditionalProperties, KnownFormat, ObjectBuilder, SchemaFormat, Type,
+};
 use utoipa::IntoParams;
 
 /// The `Event-Position` request header of every query.
@@ -13,7 +17,7 @@ pub struct EventPositionHeader {
     /// `<aggregate>:<id>:<version>` values from command responses, comma-separated (at
     /// most 10). The query waits until the read models show them, or answers 503; one the
     /// event store does not have (an aggregate it never recorded, or a version past its
-    /// last) is a 400 at once.
+    /// last) is a 412 at once.
     #[serde(rename = "Event-Position")]
     pub event_position: Option<String>,
 }
@@ -65,18 +69,45 @@ pub struct Paging {
     pub cursor: Option<String>,
 }
 
-/// The filter of the live updates: at most one of the two.
-#[derive(serde::Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-#[serde(rename_all = "camelCase")]
-#[allow(dead_code)]
-pub struct LiveFilter {
-    /// Only this category's posts and the comments on them.
-    #[param(format = Uuid)]
-    pub category_id: Option<String>,
-    /// Only this post and its comments.
-    #[param(format = Uuid)]
-    pub post_id: Option<String>,
+/// The filter of the live updates: `categoryId` (that category's posts and the comments on
+/// them) or `postId` (that post and its comments), at most one of the two.
+///
+/// Two query parameters cannot say "not both" to each other, so the document declares the
+/// filter as one object parameter, exploded into the query (`?categoryId=…`, the same URL
+/// as two plain parameters), whose schema allows one property at most and no others.
+pub struct LiveFilter;
+
+/// The names of [`LiveFilter`]'s two query parameters, as the handler reads them.
+pub const LIVE_FILTERS: [&str; 2] = ["categoryId", "postId"];
+
+impl IntoParams for LiveFilter {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let id = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+                .description(Some(description))
+        };
+        let filter = ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                LIVE_FILTERS[0],
+                id("Only this category's posts and the comments on them"),
+            )
+            .property(LIVE_FILTERS[1], id("Only this post and its comments"))
+            .max_properties(Some(1))
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        vec![ParameterBuilder::new()
+            .name("filter")
+            .parameter_in(ParameterIn::Query)
+            .description(Some(
+                "At most one of `categoryId` and `postId`, each a query parameter of its own",
+            ))
+            .style(Some(ParameterStyle::Form))
+            .explode(Some(true))
+            .schema(Some(filter))
+            .build()]
+    }
 }
 
 /// Where a live stream resumes.
