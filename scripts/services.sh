@@ -432,14 +432,16 @@ kafka_prune() {
     local bin broker names name prefix deleted=0
     bin="$(tansu_bin)"
     broker="tcp://$KAFKA_HOST:$KAFKA_PORT"
-    names="$("$bin" topic list --broker "$broker" |
+    # The CLI writes its log to standard output, before the JSON, at whatever level
+    # RUST_LOG asks for (`make` exports it from .env): silenced, the output is the listing.
+    names="$(RUST_LOG=off "$bin" topic list --broker "$broker" |
         python3 -c 'import json, sys; print("\n".join(t["name"] for t in json.load(sys.stdin)))')" ||
         die "kafka: could not list the broker's topics"
     while IFS= read -r name; do
         [[ -n "$name" ]] || continue
         for prefix in "$@"; do
             if [[ "$name" == "$prefix"* ]]; then
-                "$bin" topic delete "$name" --broker "$broker" >/dev/null ||
+                RUST_LOG=off "$bin" topic delete "$name" --broker "$broker" >/dev/null ||
                     die "kafka: could not delete topic $name"
                 deleted=$((deleted + 1))
                 break
