@@ -21,7 +21,7 @@ use aggregates::comment::Comment;
 use aggregates::post::Post;
 use aggregates::AggregateKind;
 
-use crate::kafka::{self, envelope, publish, KafkaSettings};
+use crate::kafka::{self, envelope, into_envelope, publish, KafkaSettings};
 use crate::personal_data::{Reveal, Vault};
 use crate::store::reader::{self, Checkpoint, Filter, RecordedEvent};
 
@@ -51,17 +51,24 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     reader::settle(pool, std::time::Duration::from_secs(30)).await?;
-    let mut after = Checkpoint::default();
+    // The next page is read while this one is handled: the database's time and ours
+    // overlap instead of adding up.
+    let read_after = |after: Checkpoint| {
+        let (pool, filter) = (pool.clone(), filter.clone());
+        tokio::spawn(async move { reader::read_filtered(&pool, &filter, after, PAGE).await })
+    };
+    let mut next = read_after(Checkpoint::default());
     let mut count = 0;
     loop {
         if cancel.is_some_and(|c| *c.borrow()) {
+            next.abort();
             return Ok((count, true));
         }
-        let mut page = reader::read_filtered(pool, filter, after, PAGE).await?;
+        let mut page = next.await.context("the page reader stopped")??;
         let Some(last) = page.last() else {
             return Ok((count, false));
         };
-        after = last.checkpoint;
+        next = read_after(last.checkpoint);
         count += page.len() as u64;
         if let Some(vault) = vault {
             vault.open_all(&mut page, Reveal::Public).await?;
@@ -84,8 +91,9 @@ pub async fn export(
     }
     let vault = Vault::new(pool.clone());
     let result = pages(pool, filter, Some(cancel), Some(&vault), |page| {
-        let written = write_page(&page, format, out);
-        progress(page.len() as u64);
+        let events = page.len() as u64;
+        let written = write_page(page, format, out);
+        progress(events);
         std::future::ready(written)
     })
     .await?;
@@ -108,14 +116,14 @@ const CSV_HEADER: [&str; 11] = [
 ];
 
 fn write_page(
-    page: &[RecordedEvent],
+    page: Vec<RecordedEvent>,
     format: Format,
     out: &mut (dyn Write + Send),
 ) -> anyhow::Result<()> {
     match format {
         Format::Jsonl => {
             for event in page {
-                serde_json::to_writer(&mut *out, &envelope(event))?;
+                serde_json::to_writer(&mut *out, &into_envelope(event))?;
                 out.write_all(b"\n")?;
             }
         }
@@ -124,7 +132,7 @@ fn write_page(
                 .has_headers(false)
                 .from_writer(&mut *out);
             for event in page {
-                let e = envelope(event);
+                let e = into_envelope(event);
                 csv.write_record([
                     e.event_id.to_string(),
                     e.global_position.to_string(),

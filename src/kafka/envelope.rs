@@ -8,6 +8,12 @@ use crate::store::reader::RecordedEvent;
 
 /// The Kafka envelope of a stored event.
 pub fn envelope(event: &RecordedEvent) -> Envelope {
+    into_envelope(event.clone())
+}
+
+/// The same, taking the event: a reader that is done with it (an export) moves its
+/// payload and metadata instead of copying them.
+pub fn into_envelope(event: RecordedEvent) -> Envelope {
     Envelope {
         event_id: Envelope::event_id_for(
             &event.aggregate_type,
@@ -16,13 +22,13 @@ pub fn envelope(event: &RecordedEvent) -> Envelope {
         ),
         global_position: event.checkpoint.global_position,
         transaction_id: event.checkpoint.transaction_id,
-        aggregate_type: event.aggregate_type.clone(),
-        aggregate_id: event.aggregate_id.clone(),
+        payload: Envelope::untag(&event.event_type, event.payload),
+        aggregate_type: event.aggregate_type,
+        aggregate_id: event.aggregate_id,
         sequence: event.sequence,
-        event_type: event.event_type.clone(),
-        event_version: event.event_version.clone(),
+        event_type: event.event_type,
+        event_version: event.event_version,
         recorded_at: event.recorded_at,
-        payload: Envelope::untag(&event.event_type, event.payload.clone()),
-        metadata: event.metadata.clone(),
+        metadata: event.metadata,
     }
 }

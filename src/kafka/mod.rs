@@ -5,7 +5,7 @@
 mod envelope;
 mod publish;
 
-pub use envelope::envelope;
+pub use envelope::{envelope, into_envelope};
 pub use publish::publish;
 
 use std::time::Duration;

@@ -156,6 +156,9 @@ impl Vault {
             .map(|e| e.aggregate_id());
         let keys = self.keys(personal).await?;
         for event in events {
+            if personal_fields(event.event_type()).is_empty() {
+                continue;
+            }
             let key = keys.get(event.aggregate_id()).cloned();
             let event_type = event.event_type().to_string();
             open_body(&event_type, event.body_mut(), key.as_ref(), reveal);
