@@ -23,7 +23,7 @@ use aggregates::AggregateKind;
 
 use crate::kafka::{self, envelope, into_envelope, publish, KafkaSettings};
 use crate::personal_data::{Reveal, Vault};
-use crate::store::reader::{self, Checkpoint, Filter, RecordedEvent};
+use crate::store::reader::{self, Checkpoint, Filter, ReadAhead, RecordedEvent};
 
 const PAGE: i64 = 1_000;
 
@@ -51,24 +51,16 @@ where
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
     reader::settle(pool, std::time::Duration::from_secs(30)).await?;
-    // The next page is read while this one is handled: the database's time and ours
-    // overlap instead of adding up.
-    let read_after = |after: Checkpoint| {
-        let (pool, filter) = (pool.clone(), filter.clone());
-        tokio::spawn(async move { reader::read_filtered(&pool, &filter, after, PAGE).await })
-    };
-    let mut next = read_after(Checkpoint::default());
+    let mut pages = ReadAhead::start(pool, filter.clone(), Checkpoint::default(), PAGE);
     let mut count = 0;
     loop {
         if cancel.is_some_and(|c| *c.borrow()) {
-            next.abort();
             return Ok((count, true));
         }
-        let mut page = next.await.context("the page reader stopped")??;
-        let Some(last) = page.last() else {
+        let mut page = pages.next_page().await?;
+        if page.is_empty() {
             return Ok((count, false));
-        };
-        next = read_after(last.checkpoint);
+        }
         count += page.len() as u64;
         if let Some(vault) = vault {
             vault.open_all(&mut page, Reveal::Public).await?;

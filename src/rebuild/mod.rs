@@ -36,8 +36,8 @@ use projections::views;
 use projections::{quarantine, snapshot};
 
 use crate::databases::{database_name, with_database};
-use crate::kafka::envelope;
-use crate::store::reader::{self, Checkpoint};
+use crate::kafka::into_envelope;
+use crate::store::reader::{self, Checkpoint, Filter, ReadAhead};
 
 pub use published::{read as published_progress, RebuildRow};
 use published::{Ended, PublishedProgress};
@@ -59,20 +59,22 @@ pub async fn replay(
     let mut checkpoint = from;
     let mut count = 0u64;
     let vault = Vault::new(source.clone());
+    let mut batches = ReadAhead::start(source, Filter::default(), from, BATCH);
     loop {
         if cancel.is_some_and(|c| *c.borrow()) {
             return Ok(None);
         }
-        let events = reader::read_after(source, checkpoint, BATCH).await?;
+        let events = batches.next_page().await?;
         let Some(last) = events.last() else {
             return Ok(Some((count, checkpoint)));
         };
-        let mut envelopes: Vec<_> = events.iter().map(envelope).collect();
+        checkpoint = last.checkpoint;
+        let applied = events.len() as u64;
+        let mut envelopes: Vec<_> = events.into_iter().map(into_envelope).collect();
         vault.open_all(&mut envelopes, Reveal::Public).await?;
         apply_with_retry(target, &envelopes).await?;
-        checkpoint = last.checkpoint;
-        count += events.len() as u64;
-        progress(events.len() as u64);
+        count += applied;
+        progress(applied);
     }
 }
 

@@ -86,6 +86,62 @@ pub struct Filter {
     pub to_position: Option<i64>,
 }
 
+/// Pages of the global order read one ahead of the caller: while it handles a page, the
+/// next is already being read, so the database's time and the caller's overlap instead
+/// of adding up (an export or a rebuild goes about twice as fast). Dropping it stops the
+/// read under way.
+pub struct ReadAhead {
+    pool: PgPool,
+    filter: Filter,
+    limit: i64,
+    next: tokio::task::JoinHandle<Result<Vec<RecordedEvent>, sqlx::Error>>,
+}
+
+impl ReadAhead {
+    /// Starts reading the first page after `after`.
+    pub fn start(pool: &PgPool, filter: Filter, after: Checkpoint, limit: i64) -> Self {
+        let next = Self::read(pool.clone(), filter.clone(), after, limit);
+        Self {
+            pool: pool.clone(),
+            filter,
+            limit,
+            next,
+        }
+    }
+
+    /// The next page (empty at the end of what is readable), and the reading of the one
+    /// after it started.
+    pub async fn next_page(&mut self) -> anyhow::Result<Vec<RecordedEvent>> {
+        let page = (&mut self.next)
+            .await
+            .map_err(|e| anyhow::anyhow!("the page reader stopped: {e}"))??;
+        if let Some(last) = page.last() {
+            self.next = Self::read(
+                self.pool.clone(),
+                self.filter.clone(),
+                last.checkpoint,
+                self.limit,
+            );
+        }
+        Ok(page)
+    }
+
+    fn read(
+        pool: PgPool,
+        filter: Filter,
+        after: Checkpoint,
+        limit: i64,
+    ) -> tokio::task::JoinHandle<Result<Vec<RecordedEvent>, sqlx::Error>> {
+        tokio::spawn(async move { read_filtered(&pool, &filter, after, limit).await })
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.next.abort();
+    }
+}
+
 /// Up to `limit` events after `after` in global order, all from finished transactions.
 pub async fn read_after(
     pool: &PgPool,
