@@ -35,7 +35,7 @@ use board::store::reader::{self, Checkpoint};
 use support::kafka_leg::{
     at_rest, burst, load, plain_consume, projector_drain, relay_backlog, steady_load, CLIENTS,
 };
-use support::{call, flood, mysql_round_trip, percentiles, Stack};
+use support::{call, flood, long_history, mysql_round_trip, percentiles, Stack};
 
 /// The steady load for command-to-read-model latency: well below the command throughput
 /// measured first, so that the figure is latency, not a queue growing.
@@ -219,6 +219,19 @@ async fn main() -> anyhow::Result<()> {
             detail: format!("p50 {h50:.2} ms, p99 {h99:.2} ms (direct p50 {d50:.2} ms)"),
         });
     }
+    // 3b: an edit of a post with a long history, against the same edit of a fresh post.
+    let (long_p50, long_p99, fresh_p50) = long_history::edit_latencies(&stack).await?;
+    figures.push(Figure {
+        name: "edit of a 5,000-event post",
+        value: long_p50,
+        unit: "ms",
+        baseline_name: "the same edit of a fresh post",
+        baseline: fresh_p50,
+        detail: format!(
+            "p50, one client; p99 {long_p99:.1} ms; {} earlier events",
+            long_history::EARLIER_EVENTS
+        ),
+    });
     // 2b: command-to-read-model latency under a steady load the system can sustain,
     // beside the floor of a MySQL insert and read-back.
     let steady = steady_load(&stack, STEADY_RATE, STEADY_SECONDS).await;

@@ -7,6 +7,7 @@ pub mod flood;
 pub mod http;
 pub mod kafka_leg;
 pub mod live;
+pub mod long_history;
 pub mod machine;
 pub mod processes;
 
