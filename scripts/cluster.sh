@@ -197,11 +197,12 @@ http {
     fastcgi_temp_path $NGINX_DIR/temp/fastcgi;
     uwsgi_temp_path $NGINX_DIR/temp/uwsgi;
     scgi_temp_path $NGINX_DIR/temp/scgi;
-    # Board refuses bodies over 64 KiB itself, with its own problem document. Bodies and
-    # answers stay in memory: the workers (nobody, when nginx runs as root) may not be
-    # able to reach temp files under this directory.
+    # Board refuses bodies over 256 KiB (MAX_BODY_BYTES) itself, with its own problem
+    # document. Bodies and answers stay in memory: the workers (nobody, when nginx runs as
+    # root) may not be able to reach temp files under this directory, so the buffer holds
+    # the largest body Board accepts.
     client_max_body_size 1m;
-    client_body_buffer_size 128k;
+    client_body_buffer_size 256k;
     proxy_max_temp_file_size 0;
 
     upstream board {

@@ -157,10 +157,15 @@ fn page<T>(mut rows: Vec<T>, size: u32, id: impl Fn(&T) -> &String) -> Page<T> {
     let more = rows.len() > size as usize;
     rows.truncate(size as usize);
     let next_cursor = if more {
-        // Ids come from the views, where only UUIDs are written.
-        rows.last()
-            .and_then(|last| Uuid::parse_str(id(last)).ok())
-            .map(cursor::encode)
+        // Ids come from the views, where only UUIDs are written: one that is not would
+        // end the list here, so it is said.
+        rows.last().and_then(|last| match Uuid::parse_str(id(last)) {
+            Ok(last) => Some(cursor::encode(last)),
+            Err(error) => {
+                tracing::error!(id = id(last), %error, "a read model holds an id that is no UUID");
+                None
+            }
+        })
     } else {
         None
     };

@@ -112,7 +112,12 @@ async fn method_not_allowed() -> ApiError {
 
 /// Parses an id from the path; a malformed one is a 400, not a 404.
 pub fn parse_id(name: &str, raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::bad_request(format!("{name} must be a UUID")))
+    // The hyphenated form only, the document's `format: uuid` (`Uuid` also reads the
+    // 32-digit, braced and URN forms).
+    Some(raw)
+        .filter(|raw| raw.len() == 36)
+        .and_then(|raw| Uuid::parse_str(raw).ok())
+        .ok_or_else(|| ApiError::bad_request(format!("{name} must be a UUID")))
 }
 
 /// The contract's time format: UTC, milliseconds, `Z`.

@@ -54,10 +54,12 @@ fn paging(params: &HashMap<String, String>) -> Result<(u32, Option<Uuid>), ApiEr
     };
     let cursor = match params.get("cursor") {
         None => None,
-        Some(raw) => Some(
-            queries::decode_cursor(raw)
-                .ok_or_else(|| ApiError::bad_request("cursor is not one this API handed out"))?,
-        ),
+        Some(raw) => Some(queries::decode_cursor(raw).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "cursor must be a nextCursor of this list ({})",
+                queries::CURSOR_PATTERN
+            ))
+        })?),
     };
     Ok((size, cursor))
 }

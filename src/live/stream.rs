@@ -161,15 +161,23 @@ impl Stream {
         let mut history = self.shared.lock();
         self.receiver = self.shared.sender.subscribe();
         let from = match after {
-            Some(after) if after >= history.floor => after,
-            Some(_) => {
-                let reset = LiveReset {
-                    detail: format!(
+            // A place past the store's end was not handed out here (another store's, or
+            // one restored from an older backup): waiting for the store to get there would
+            // drop every message until then, so the client is told to reload instead.
+            Some(after) if after >= history.floor && after <= now => after,
+            Some(after) => {
+                let detail = if after > now {
+                    "Last-Event-ID is past the end of this server's event store: reload \
+                     through the query API"
+                        .to_string()
+                } else {
+                    format!(
                         "Last-Event-ID is older than the last {} messages this server \
                          replays: reload through the query API",
                         self.shared.settings.replay
-                    ),
+                    )
                 };
+                let reset = LiveReset { detail };
                 self.pending.push_back(frame(Some(now), "reset", &reset));
                 now
             }

@@ -376,6 +376,31 @@ async fn nothing_of_a_deleted_post_appears_after_its_deletion() {
     );
 }
 
+/// Found in review: every token of the published form is accepted, and one past the
+/// store's end (another store's) would have had the stream drop every message until the
+/// store got there.
+#[tokio::test]
+async fn a_token_past_the_end_of_the_store_gets_a_reset() {
+    let app = app(&[]).await;
+    let board = app.with_post().await;
+    let (address, _stop, _server) = serve(&app).await;
+    let path = format!("/board/live?postId={}", board.post);
+    let mut resumed = subscribe(address, &path, Some("999999999999999999-1")).await;
+    let reset = next(&mut resumed).await;
+    assert_eq!(reset.event.as_deref(), Some("reset"));
+    assert!(
+        reset.json()["detail"]
+            .as_str()
+            .unwrap()
+            .contains("past the end"),
+        "{:?}",
+        reset.json()
+    );
+    // From there the stream is live.
+    let added = comment(&app, &board.ann, &board.post, "after the reset").await;
+    message_about(&mut resumed, &added).await;
+}
+
 #[tokio::test]
 async fn a_token_older_than_the_replayed_messages_gets_one_reset() {
     let app = app(&["--live-replay-events", "3"]).await;

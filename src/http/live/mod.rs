@@ -50,7 +50,7 @@ pub fn router() -> Router<App> {
             `LivePostCreated`, postEdited `LivePostEdited`, postDeleted `LivePostDeleted`, \
             commentAdded `LiveCommentAdded`, commentDeleted `LiveCommentDeleted`, reset \
             `LiveReset`", content_type = "text/event-stream", body = LiveMessage),
-        (status = 400, description = "Both filters, another query parameter, a malformed id, or a `Last-Event-ID` this API did not hand out", body = Problem, content_type = PROBLEM_JSON),
+        (status = 400, description = "Both filters, another query parameter, a malformed id, or a `Last-Event-ID` that is no message's `id:`", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "No such category or post (a deleted post without `Last-Event-ID`: nothing more can come)", body = Problem, content_type = PROBLEM_JSON),
         (status = 429, description = "This client address has as many live streams (or connections) open as it may; retry after `Retry-After`", body = Problem, content_type = PROBLEM_JSON,
             headers(("Retry-After" = String, description = "Seconds to wait"))),
@@ -68,7 +68,7 @@ pub(super) async fn live(
     let after = match headers.get("last-event-id") {
         None => None,
         Some(value) => Some(value.to_str().ok().and_then(token::decode).ok_or_else(|| {
-            ApiError::bad_request("Last-Event-ID is not a token this API handed out")
+            ApiError::bad_request("Last-Event-ID must be the id: of a message of this stream")
         })?),
     };
     let admission = state.live.admit(&address).map_err(refused)?;

@@ -239,6 +239,13 @@ fn parameters_publish_the_rules_they_are_checked_by() {
     assert_eq!(email["maxLength"], rules::EMAIL_MAX);
     let verify_id = parameter(&doc["paths"]["/verify"]["get"], "verify_id");
     assert_eq!(verify_id["minLength"], 1);
+    let cursor = parameter(
+        &doc["paths"]["/board/posts/{postId}/comments"]["get"],
+        "cursor",
+    );
+    assert_eq!(cursor["pattern"], projections::queries::CURSOR_PATTERN);
+    let resume = parameter(&doc["paths"]["/board/live"]["get"], "Last-Event-ID");
+    assert_eq!(resume["pattern"], crate::live::token::PATTERN);
     for (path, method, operation) in operations(&doc) {
         let names: Vec<_> = operation["parameters"]
             .as_array()

@@ -14,8 +14,8 @@ Three things, each for a reason of its own:
   `Last-Event-ID`'s `-`, `If-Match`'s `"`), it finds no valid value and puts the first
   invalid one (`0`) into the cases it marks valid, so positive_data_acceptance fails on
   a request the document says is wrong. Those cases are dropped here, and only those:
-  a case marked valid that carries a part marked invalid. The same invalid values are
-  still sent in the invalid cases of their own.
+  a coverage-phase case marked valid whose headers are marked invalid. The same invalid
+  values are still sent in the invalid cases of their own.
 """
 
 import os
@@ -27,6 +27,7 @@ import urllib.parse
 import urllib.request
 
 import schemathesis
+from schemathesis.core.parameters import ParameterLocation
 from schemathesis.openapi.checks import AuthScenario, IgnoredAuth
 
 MAIL_DIR = pathlib.Path(os.environ["BOARD_TEST_MAIL_DIR"])
@@ -36,9 +37,10 @@ VERIFY_ID = re.compile(r"/verify\?verify_id=(\S+)")
 @schemathesis.hook
 def filter_case(context, case):
     meta = case.meta
-    if meta is None or not meta.generation.mode.is_positive:
+    if meta is None or meta.phase.name != "coverage" or not meta.generation.mode.is_positive:
         return True
-    return not any(component.mode.is_negative for component in meta.components.values())
+    headers = meta.components.get(ParameterLocation.HEADER)
+    return headers is None or not headers.mode.is_negative
 
 
 @schemathesis.hook
@@ -51,18 +53,25 @@ def after_call(context, case, response):
         return
     sent = urllib.parse.urlsplit(response.request.url)
     link = f"{sent.scheme}://{sent.netloc}/verify?verify_id={verify_id}"
-    with urllib.request.urlopen(link, timeout=10) as answer:
-        answer.read()
+    try:
+        with urllib.request.urlopen(link, timeout=10) as answer:
+            answer.read()
+    except urllib.error.HTTPError:
+        # Not verified (a limit, say): the chain stops at the log-in's 403, as it would
+        # for a client whose owner never opened the mail.
+        pass
 
 
 def verification_id(email):
     """The id in the newest verification mail to `email`: written before the sign-up
     answers, so one look is enough (a second after a short wait covers a slow disk)."""
+    # The account keeps its address lowercased and trimmed, and so does the mail's `To:`.
+    recipient = f"To: {email.strip().lower()}"
     for _ in range(2):
         mails = sorted(MAIL_DIR.glob("*.eml"))
         for mail in reversed(mails):
             text = mail.read_text(errors="replace")
-            if f"To: {email}" in text:
+            if recipient in text.splitlines():
                 found = VERIFY_ID.search(text)
                 if found:
                     return found.group(1)
