@@ -13,8 +13,8 @@ use super::facts::{BoardEvent, Facts};
 use super::token;
 use crate::http::format_time;
 use crate::http::schema::{
-    Author, Comment, LiveCategoryCreated, LiveCommentAdded, LiveCommentDeleted, LivePostCreated,
-    LivePostDeleted, LivePostEdited,
+    event_names, Author, Comment, LiveCategoryCreated, LiveCommentAdded, LiveCommentDeleted,
+    LivePostCreated, LivePostDeleted, LivePostEdited,
 };
 use crate::store::reader::{Checkpoint, RecordedEvent};
 
@@ -166,7 +166,7 @@ async fn message(
             };
             Some(Message::new(
                 event,
-                "categoryCreated",
+                event_names::CATEGORY_CREATED,
                 &body,
                 id.clone(),
                 None,
@@ -190,7 +190,14 @@ async fn message(
             };
             let category = category_id.to_string();
             Some(
-                Message::new(event, "postCreated", &body, category, Some(id.clone())).naming(named),
+                Message::new(
+                    event,
+                    event_names::POST_CREATED,
+                    &body,
+                    category,
+                    Some(id.clone()),
+                )
+                .naming(named),
             )
         }
         BoardEvent::Post(PostEvent::PostEdited { title, .. }) => {
@@ -206,7 +213,7 @@ async fn message(
             };
             Some(Message::new(
                 event,
-                "postEdited",
+                event_names::POST_EDITED,
                 &body,
                 post.category_id,
                 Some(id.clone()),
@@ -223,7 +230,7 @@ async fn message(
             };
             Some(Message::new(
                 event,
-                "postDeleted",
+                event_names::POST_DELETED,
                 &body,
                 post.category_id,
                 Some(id.clone()),
@@ -253,7 +260,7 @@ async fn message(
             Some(
                 Message::new(
                     event,
-                    "commentAdded",
+                    event_names::COMMENT_ADDED,
                     &body,
                     post.category_id,
                     Some(post_id),
@@ -275,7 +282,7 @@ async fn message(
             };
             Some(Message::new(
                 event,
-                "commentDeleted",
+                event_names::COMMENT_DELETED,
                 &body,
                 post.category_id,
                 Some(post_id),
@@ -312,7 +319,7 @@ mod tests {
         let body = LiveReset {
             detail: "two\nlines".into(),
         };
-        let wire = frame(Some(id), "reset", &body);
+        let wire = frame(Some(id), event_names::RESET, &body);
         assert_eq!(
             std::str::from_utf8(&wire).unwrap(),
             "id: 7-3\nevent: reset\ndata: {\"detail\":\"two\\nlines\"}\n\n"

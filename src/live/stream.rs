@@ -20,7 +20,7 @@ use tokio::time::{sleep, Instant, Sleep};
 
 use super::message::{frame, Message};
 use super::{token, Admission, Filter, Progress, Shared};
-use crate::http::schema::LiveReset;
+use crate::http::schema::{event_names, LiveReset};
 use crate::store::reader::Checkpoint;
 
 pub struct Stream {
@@ -178,7 +178,8 @@ impl Stream {
                     )
                 };
                 let reset = LiveReset { detail };
-                self.pending.push_back(frame(Some(now), "reset", &reset));
+                self.pending
+                    .push_back(frame(Some(now), event_names::RESET, &reset));
                 now
             }
             None => now,

@@ -90,15 +90,27 @@ pub struct LiveReset {
     pub detail: String,
 }
 
+/// The `event:` names of the stream's messages: the feed writes these, and the document
+/// lists them with their bodies ([`LIVE_EVENTS`]).
+pub mod event_names {
+    pub const CATEGORY_CREATED: &str = "categoryCreated";
+    pub const POST_CREATED: &str = "postCreated";
+    pub const POST_EDITED: &str = "postEdited";
+    pub const POST_DELETED: &str = "postDeleted";
+    pub const COMMENT_ADDED: &str = "commentAdded";
+    pub const COMMENT_DELETED: &str = "commentDeleted";
+    pub const RESET: &str = "reset";
+}
+
 /// Each `event:` name of the stream and the schema of its `data:`.
 pub const LIVE_EVENTS: [(&str, &str); 7] = [
-    ("categoryCreated", "LiveCategoryCreated"),
-    ("postCreated", "LivePostCreated"),
-    ("postEdited", "LivePostEdited"),
-    ("postDeleted", "LivePostDeleted"),
-    ("commentAdded", "LiveCommentAdded"),
-    ("commentDeleted", "LiveCommentDeleted"),
-    ("reset", "LiveReset"),
+    (event_names::CATEGORY_CREATED, "LiveCategoryCreated"),
+    (event_names::POST_CREATED, "LivePostCreated"),
+    (event_names::POST_EDITED, "LivePostEdited"),
+    (event_names::POST_DELETED, "LivePostDeleted"),
+    (event_names::COMMENT_ADDED, "LiveCommentAdded"),
+    (event_names::COMMENT_DELETED, "LiveCommentDeleted"),
+    (event_names::RESET, "LiveReset"),
 ];
 
 /// One message of the stream as an SSE parser hands it over: `event`, `id` (the token to
