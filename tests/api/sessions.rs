@@ -210,13 +210,7 @@ async fn a_password_reset_ends_every_session_of_the_account() {
 
 #[tokio::test]
 async fn failed_log_ins_are_limited_per_account_and_successes_do_not_count() {
-    let app = TestApp::with_args(&[
-        "--failed-log-ins-per-account-per-hour",
-        "3",
-        "--auth-rate-per-minute",
-        "1000",
-    ])
-    .await;
+    let app = three_failed_log_ins_an_hour().await;
     let _ann: Member = app.member("ann@example.com", "ann").await;
     app.member("bob@example.com", "bob").await;
     for _ in 0..5 {
@@ -256,13 +250,7 @@ async fn failed_log_ins_are_limited_per_account_and_successes_do_not_count() {
 
 #[tokio::test]
 async fn a_password_reset_lifts_the_failed_log_ins_others_spent_on_the_account() {
-    let app = TestApp::with_args(&[
-        "--failed-log-ins-per-account-per-hour",
-        "3",
-        "--auth-rate-per-minute",
-        "1000",
-    ])
-    .await;
+    let app = three_failed_log_ins_an_hour().await;
     app.member("ann@example.com", "ann").await;
     // Someone who knows the address uses up its failed log-ins: the owner is refused too.
     for _ in 0..3 {
@@ -310,4 +298,16 @@ async fn wrong_passwords_to_close_an_account_count_against_its_failed_log_ins() 
     app.log_in_with("Ann@Example.com", PASSWORD)
         .await
         .problem(StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// An app whose accounts get 3 failed log-ins an hour, with the per-address limit out of
+/// the way so that only the per-account one is seen.
+async fn three_failed_log_ins_an_hour() -> TestApp {
+    TestApp::with_args(&[
+        "--failed-log-ins-per-account-per-hour",
+        "3",
+        "--auth-rate-per-minute",
+        "1000",
+    ])
+    .await
 }
