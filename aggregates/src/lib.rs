@@ -19,6 +19,7 @@ pub mod facts;
 pub mod kind;
 pub mod post;
 pub mod rules;
+pub mod snapshot;
 #[cfg(test)]
 mod testing;
 
@@ -26,6 +27,7 @@ pub use actor::{Actor, Role};
 pub use decide::Decide;
 pub use error::{DomainError, FieldError};
 pub use kind::AggregateKind;
+pub use snapshot::Snapshot;
 
 /// Every event type starts at this version; an upcaster raises older ones (see `board`'s
 /// event store module).

@@ -2,57 +2,49 @@
 //! carries (`aggregates::facts`), so they are as fresh as the write side (never the
 //! lagging read models).
 
-use cqrs_es::persist::PersistedEventStore;
-use cqrs_es::{AggregateError, EventStore};
-use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use aggregates::category::Category;
 use aggregates::facts::{CategoryStatus, PostStatus};
 use aggregates::post::Post;
-use aggregates::DomainError;
 
+use super::aggregate_loader::AggregateLoader;
 use super::CommandError;
 
 pub struct EventStoreLookup {
-    categories: PersistedEventStore<PostgresEventRepository, Category>,
-    posts: PersistedEventStore<PostgresEventRepository, Post>,
+    categories: AggregateLoader<Category>,
+    posts: AggregateLoader<Post>,
 }
 
 impl EventStoreLookup {
     pub fn new(pool: PgPool) -> Self {
         Self {
-            categories: PersistedEventStore::new_event_store(PostgresEventRepository::new(
-                pool.clone(),
-            ))
-            .with_upcasters(super::upcasting::for_event_store()),
-            posts: PersistedEventStore::new_event_store(PostgresEventRepository::new(pool))
-                .with_upcasters(super::upcasting::for_event_store()),
+            categories: AggregateLoader::with_snapshots(pool.clone()),
+            posts: AggregateLoader::with_snapshots(pool),
         }
     }
 
     pub async fn category_status(&self, category_id: Uuid) -> Result<CategoryStatus, CommandError> {
-        let context = self
+        let loaded = self
             .categories
-            .load_aggregate(&category_id.to_string())
+            .load(category_id)
             .await
             .map_err(unavailable)?;
-        Ok(context.aggregate.status())
+        Ok(loaded.state.status())
     }
 
     pub async fn post_status(&self, post_id: Uuid) -> Result<PostStatus, CommandError> {
-        let context = self
-            .posts
-            .load_aggregate(&post_id.to_string())
-            .await
-            .map_err(unavailable)?;
-        Ok(context.aggregate.status())
+        let loaded = self.posts.load(post_id).await.map_err(unavailable)?;
+        Ok(loaded.state.status())
     }
 }
 
 /// Without the fact the command cannot be decided, whatever kept the store from answering:
 /// the store is unavailable to it (503, try again), as when the aggregate asked itself.
-fn unavailable(err: AggregateError<DomainError>) -> CommandError {
-    CommandError::Unavailable(Box::new(err))
+fn unavailable(err: CommandError) -> CommandError {
+    match err {
+        CommandError::Unavailable(_) => err,
+        other => CommandError::Unavailable(Box::new(other)),
+    }
 }

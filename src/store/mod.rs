@@ -1,6 +1,7 @@
 //! The write side's storage: the PostgreSQL event store (postgres-es) and the tables kept
 //! beside it (credentials, verification tokens, idempotency keys, uniqueness claims).
 
+mod aggregate_loader;
 mod claims;
 mod command_bus;
 mod error;

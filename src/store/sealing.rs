@@ -4,8 +4,9 @@
 //! A wrapper around postgres-es's repository: `persist` seals the personal fields of the
 //! events it is given with their account's key (made on first use) before they are
 //! inserted, so no plain email or nickname ever reaches the events table, the relay or
-//! the topic; the loads open them again for the aggregate, whole (`Reveal::Everything`).
-//! Events without personal fields pass through untouched, without a key lookup.
+//! the topic; its loads open them again for the aggregate, whole (`Reveal::Everything`), as
+//! `store::aggregate_loader` does for the command buses. Events without personal fields
+//! pass through untouched, without a key lookup.
 
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
@@ -59,12 +60,13 @@ impl PersistedEventRepository for SealingRepository {
         self.open(events).await
     }
 
-    /// Board keeps no snapshots (see the event store migration).
+    /// Board keeps its snapshots itself (`store::aggregate_loader`) and loads aggregates
+    /// there; cqrs-es's event store mode never asks for one.
     async fn get_snapshot<A: Aggregate>(
         &self,
-        aggregate_id: &str,
+        _aggregate_id: &str,
     ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
-        self.inner.get_snapshot::<A>(aggregate_id).await
+        Ok(None)
     }
 
     async fn persist<A: Aggregate>(

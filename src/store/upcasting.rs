@@ -1,13 +1,14 @@
 //! Event versions. A stored event is never rewritten: an event stored in an old version is
 //! raised to the current one whenever it is read, by the upcasters listed here. Both the
-//! aggregates (through cqrs-es) and the global reader (relay, rebuilds, exports) use
-//! this one list, so every reader sees the same current shape.
+//! aggregates (`store::aggregate_loader`) and the global reader (relay, rebuilds, exports)
+//! use this one list, so every reader sees the same current shape. An upcaster that
+//! changes what an aggregate's events fold to must come with a new `SNAPSHOT_SCHEMA` for
+//! that aggregate (`aggregates::Snapshot`), or its old snapshots would still be read.
 //!
 //! History of changes:
 //! - `CommentAdded` 1.0 -> 2.0: the comment's text moved from `text` to `content`, the name
 //!   every other event and the API use.
 
-use cqrs_es::persist::{EventUpcaster, SerializedEvent};
 use serde_json::Value;
 
 /// Raises `event_type` at `from` to `to`; `transform` receives and returns the stored
@@ -46,30 +47,6 @@ pub fn upcast(event_type: &str, version: &mut String, payload: &mut Value) {
     {
         *payload = (step.transform)(std::mem::take(payload));
         *version = step.to.to_string();
-    }
-}
-
-/// The same upcasters, for cqrs-es's event store.
-pub fn for_event_store() -> Vec<Box<dyn EventUpcaster>> {
-    vec![Box::new(Upcasting)]
-}
-
-struct Upcasting;
-
-impl EventUpcaster for Upcasting {
-    fn can_upcast(&self, event_type: &str, event_version: &str) -> bool {
-        UPCASTERS
-            .iter()
-            .any(|u| u.event_type == event_type && u.from == event_version)
-    }
-
-    fn upcast(&self, mut event: SerializedEvent) -> SerializedEvent {
-        upcast(
-            &event.event_type,
-            &mut event.event_version,
-            &mut event.payload,
-        );
-        event
     }
 }
 

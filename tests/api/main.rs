@@ -29,4 +29,5 @@ mod proxy;
 mod read_side;
 mod scrapes;
 mod sessions;
+mod snapshots;
 mod sse_client;
