@@ -20,6 +20,7 @@
 #   MYSQL_SOCKET [client default]    socket for root's unix_socket login
 #   SERVICES_START_TIMEOUT [30]      seconds to wait for a started server to answer
 #   TANSU_BUILD_WAIT_TIMEOUT [2400]  seconds to wait for someone else's `cargo install tansu`
+#   TANSU_RUST_LOG [warn]            the broker's log filter; not RUST_LOG, which is Board's
 #
 # Servers are installed or started only when their address is on this machine.
 # Installing needs root (apt-get); the Tansu broker is built with `cargo install`.
@@ -70,6 +71,7 @@ CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
 # Bounds for waiting.
 START_TIMEOUT="${SERVICES_START_TIMEOUT:-30}"      # seconds for a server to answer
 BUILD_WAIT_TIMEOUT="${TANSU_BUILD_WAIT_TIMEOUT:-2400}"   # another cargo install tansu
+TANSU_RUST_LOG="${TANSU_RUST_LOG:-warn}"
 
 # ---------------------------------------------------------------------------
 # PostgreSQL
@@ -391,7 +393,10 @@ kafka_up() {
             printf '\n==== %s: %s broker --listener-url %s --advertised-listener-url %s --storage-engine sqlite://%s\n' \
                 "$(date -Is)" "$bin" "$url" "$url" "$TANSU_DB"
         } >>"$TANSU_LOG"
-        setsid nohup "$bin" broker \
+        # Board's RUST_LOG (info in .env.example) would reach the broker too, and Tansu
+        # logs every span's new/enter/exit/close at info: gigabytes an hour, written from
+        # its request path (docs/BROKER.md).
+        RUST_LOG="$TANSU_RUST_LOG" setsid nohup "$bin" broker \
             --listener-url "$url" \
             --advertised-listener-url "$url" \
             --storage-engine "sqlite://$TANSU_DB" \
