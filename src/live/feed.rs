@@ -65,7 +65,7 @@ impl Feed {
         let pool = self.shared.pool.clone();
         // Listening before reading: a commit between the two still wakes the loop.
         let mut listener = PgListener::connect_with(&pool).await?;
-        listener.listen("board_events").await?;
+        listener.listen(crate::store::EVENTS_CHANNEL).await?;
         if !self.primed {
             self.prime().await?;
             self.primed = true;

@@ -6,8 +6,8 @@
 //!   re-publishes at most the unacknowledged batch (consumers deduplicate by sequence).
 //! - One relay is active at a time: it holds a PostgreSQL advisory lock on a dedicated
 //!   connection; others wait for it, and take over when its connection dies.
-//! - Wakes on `NOTIFY board_events` (sent at commit) and also polls briefly, since an
-//!   event can become readable when an unrelated transaction ends.
+//! - Wakes on `NOTIFY board_events` (sent after commits, `store::CommitSignal`) and also
+//!   polls briefly, since an event can become readable when an unrelated transaction ends.
 //! - Says `NOTIFY board_relayed` (payload: the topic) once the broker acknowledged a
 //!   batch: idle projectors stop fetching and wait for it (see `crate::projector`).
 
@@ -21,7 +21,7 @@ use sqlx::PgPool;
 use tokio::sync::watch;
 
 use crate::kafka::{self, publish, KafkaSettings};
-use crate::store::reader;
+use crate::store::{self, reader};
 use crate::supervise::{until_shutdown, Supervised};
 
 /// The channel of the relay's "published" notification; its payload is the topic.
@@ -67,7 +67,7 @@ impl Relay {
         kafka::ensure_topic(&self.settings, &self.settings.topic).await?;
         let producer = kafka::producer(&self.settings)?;
         let mut listener = PgListener::connect_with(&self.pool).await?;
-        listener.listen("board_events").await?;
+        listener.listen(store::EVENTS_CHANNEL).await?;
         let mut checkpoint = checkpoint::load(&self.pool, &self.name).await?;
         loop {
             if *shutdown.borrow() {

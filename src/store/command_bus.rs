@@ -26,6 +26,7 @@ use aggregates::post::Post;
 use aggregates::{DomainError, Snapshot};
 
 use super::aggregate_loader::AggregateLoader;
+use super::commit_signal::CommitSignal;
 use super::sealing::SealingRepository;
 use super::CommandError;
 use crate::personal_data::Vault;
@@ -67,6 +68,8 @@ pub struct CommandBus<A: Aggregate> {
     /// Writes the events: cqrs-es numbers them and adds their metadata, postgres-es
     /// inserts them in one transaction, sealed on the way (`SealingRepository`).
     store: PersistedEventStore<SealingRepository, A>,
+    /// Wakes the relay and the live feed once a command's events have committed.
+    committed: CommitSignal,
 }
 
 /// How often a command is decided again after losing a race, when the client did not ask
@@ -79,16 +82,21 @@ where
     A::Command: Clone,
 {
     /// A bus that replays each aggregate's whole history on every command.
-    pub fn without_snapshots(pool: PgPool) -> Self {
-        Self::with_loader(AggregateLoader::without_snapshots(pool.clone()), pool)
+    pub fn without_snapshots(pool: PgPool, committed: CommitSignal) -> Self {
+        Self::with_loader(
+            AggregateLoader::without_snapshots(pool.clone()),
+            pool,
+            committed,
+        )
     }
 
-    fn with_loader(loader: AggregateLoader<A>, pool: PgPool) -> Self {
+    fn with_loader(loader: AggregateLoader<A>, pool: PgPool, committed: CommitSignal) -> Self {
         let vault = Vault::new(pool.clone());
         let repository = SealingRepository::new(PostgresEventRepository::new(pool), vault);
         Self {
             loader,
             store: PersistedEventStore::new_event_store(repository),
+            committed,
         }
     }
 
@@ -154,6 +162,9 @@ where
         self.store
             .commit(events, context, metadata.to_map())
             .await?;
+        if recorded > 0 {
+            self.committed.committed();
+        }
         let version = current + recorded as u64;
         tracing::debug!(recorded, "command accepted");
         self.loader
@@ -179,8 +190,12 @@ where
     A::Command: Clone,
 {
     /// A bus that loads aggregates from their snapshots and keeps those up to date.
-    pub fn with_snapshots(pool: PgPool) -> Self {
-        Self::with_loader(AggregateLoader::with_snapshots(pool.clone()), pool)
+    pub fn with_snapshots(pool: PgPool, committed: CommitSignal) -> Self {
+        Self::with_loader(
+            AggregateLoader::with_snapshots(pool.clone()),
+            pool,
+            committed,
+        )
     }
 }
 
@@ -194,13 +209,14 @@ pub struct CommandBuses {
 
 impl CommandBuses {
     pub fn new(pool: PgPool) -> Self {
+        let committed = CommitSignal::new(pool.clone());
         Self {
             // An account's state holds its plain email and nickname, which are kept at
             // rest only sealed: no snapshots (an account's history stays short anyway).
-            accounts: CommandBus::without_snapshots(pool.clone()),
-            categories: CommandBus::with_snapshots(pool.clone()),
-            posts: CommandBus::with_snapshots(pool.clone()),
-            comments: CommandBus::with_snapshots(pool),
+            accounts: CommandBus::without_snapshots(pool.clone(), committed.clone()),
+            categories: CommandBus::with_snapshots(pool.clone(), committed.clone()),
+            posts: CommandBus::with_snapshots(pool.clone(), committed.clone()),
+            comments: CommandBus::with_snapshots(pool, committed),
         }
     }
 }

@@ -4,6 +4,7 @@
 mod aggregate_loader;
 mod claims;
 mod command_bus;
+mod commit_signal;
 mod error;
 pub mod history_sealing;
 mod lookup;
@@ -19,6 +20,7 @@ use sqlx::PgPool;
 
 pub use claims::{claim, claim_holder, claim_holder_since, give_up, take_over, ClaimKind};
 pub use command_bus::{CommandBus, CommandBuses, CommandOutcome, Metadata};
+pub use commit_signal::{CommitSignal, EVENTS_CHANNEL};
 pub use error::CommandError;
 pub use lookup::EventStoreLookup;
 
