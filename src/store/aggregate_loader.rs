@@ -54,8 +54,9 @@ pub struct AggregateLoader<A> {
 }
 
 /// The snapshot (a row whose `event_type` is NULL) and the events after it, in order.
-/// Without a snapshot of the schema asked for (`$3`), the whole history.
-const LOAD: &str = "
+/// Without a snapshot of the schema asked for (`$3`), the whole history. Public for the
+/// benchmark, which runs a command's statements on their own.
+pub const LOAD: &str = "
 WITH snapshot AS (
     SELECT sequence, payload FROM snapshots
      WHERE aggregate_type = $1 AND aggregate_id = $2 AND schema = $3
