@@ -12,6 +12,9 @@ use crate::decide::{decide_and_record, Decide};
 use crate::facts::CategoryStatus;
 use crate::{rules, Actor, DomainError, EVENT_VERSION_1};
 
+/// A category is only ever created: once it exists it exists for good, which the command
+/// side relies on (it remembers the categories it has seen exist, `board`'s
+/// `store::EventStoreLookup`). A command that ends a category must change that first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum CategoryCommand {
     Create {

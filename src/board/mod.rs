@@ -94,7 +94,7 @@ impl BoardService {
         match self
             .buses
             .categories
-            .execute(category_id, command, None, metadata)
+            .execute_create(category_id, command, metadata)
             .await
         {
             Ok(outcome) => Ok(outcome.version),
@@ -130,7 +130,7 @@ impl BoardService {
         let outcome = self
             .buses
             .posts
-            .execute(post_id, command, None, metadata)
+            .execute_create(post_id, command, metadata)
             .await?;
         Ok(outcome.version)
     }
@@ -198,7 +198,7 @@ impl BoardService {
         let outcome = self
             .buses
             .comments
-            .execute(comment_id, command, None, metadata)
+            .execute_create(comment_id, command, metadata)
             .await?;
         Ok(outcome.version)
     }

@@ -45,6 +45,17 @@ pub struct Loaded<A> {
     pub snapshot_version: u64,
 }
 
+impl<A: Default> Loaded<A> {
+    /// An aggregate with no events.
+    pub fn nothing() -> Self {
+        Self {
+            state: A::default(),
+            version: 0,
+            snapshot_version: 0,
+        }
+    }
+}
+
 pub struct AggregateLoader<A> {
     pool: PgPool,
     vault: Vault,
@@ -54,9 +65,8 @@ pub struct AggregateLoader<A> {
 }
 
 /// The snapshot (a row whose `event_type` is NULL) and the events after it, in order.
-/// Without a snapshot of the schema asked for (`$3`), the whole history. Public for the
-/// benchmark, which runs a command's statements on their own.
-pub const LOAD: &str = "
+/// Without a snapshot of the schema asked for (`$3`), the whole history.
+const LOAD: &str = "
 WITH snapshot AS (
     SELECT sequence, payload FROM snapshots
      WHERE aggregate_type = $1 AND aggregate_id = $2 AND schema = $3
@@ -118,11 +128,7 @@ impl<A: Aggregate> AggregateLoader<A> {
             .fetch_all(&self.pool)
             .await
             .map_err(CommandError::from)?;
-        let mut loaded = Loaded {
-            state: A::default(),
-            version: 0,
-            snapshot_version: 0,
-        };
+        let mut loaded = Loaded::<A>::nothing();
         let mut events = Vec::with_capacity(rows.len());
         for row in rows {
             let sequence = row.get::<i64, _>("sequence") as u64;

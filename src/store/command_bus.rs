@@ -25,7 +25,7 @@ use aggregates::comment::Comment;
 use aggregates::post::Post;
 use aggregates::{DomainError, Snapshot};
 
-use super::aggregate_loader::AggregateLoader;
+use super::aggregate_loader::{AggregateLoader, Loaded};
 use super::commit_signal::CommitSignal;
 use super::sealing::SealingRepository;
 use super::CommandError;
@@ -76,6 +76,15 @@ pub struct CommandBus<A: Aggregate> {
 /// for a specific version.
 const ATTEMPTS: usize = 3;
 
+/// What a command's attempt is decided on.
+#[derive(Clone, Copy)]
+enum Start {
+    /// The aggregate as the store has it.
+    Load,
+    /// No history: the first attempt of a creation under a new id.
+    Empty,
+}
+
 impl<A> CommandBus<A>
 where
     A: Aggregate<Error = DomainError, Services = ()> + Clone,
@@ -112,16 +121,45 @@ where
         expected_versions: Option<&[u64]>,
         metadata: &Metadata,
     ) -> Result<CommandOutcome<A>, CommandError> {
+        self.run(id, command, expected_versions, metadata, Start::Load)
+            .await
+    }
+
+    /// Runs a command that creates aggregate `id`, an id made for it. Its first attempt
+    /// is decided on an empty history without reading one, since a new id has none: one
+    /// statement less per creation. If the id had a history after all (a retry under the
+    /// same idempotency key), the write at sequence 1 collides with it on the events'
+    /// primary key, and the command is decided again on the loaded state, as after any
+    /// lost race.
+    #[instrument(skip_all, fields(aggregate = A::TYPE, %id))]
+    pub async fn execute_create(
+        &self,
+        id: Uuid,
+        command: A::Command,
+        metadata: &Metadata,
+    ) -> Result<CommandOutcome<A>, CommandError> {
+        self.run(id, command, None, metadata, Start::Empty).await
+    }
+
+    async fn run(
+        &self,
+        id: Uuid,
+        command: A::Command,
+        expected_versions: Option<&[u64]>,
+        metadata: &Metadata,
+        mut start: Start,
+    ) -> Result<CommandOutcome<A>, CommandError> {
         let mut attempt = 1;
         loop {
             let result = self
-                .attempt(id, command.clone(), expected_versions, metadata)
+                .attempt(id, command.clone(), expected_versions, metadata, start)
                 .await;
             match result {
                 Err(CommandError::Conflict)
                     if expected_versions.is_none() && attempt < ATTEMPTS =>
                 {
                     attempt += 1;
+                    start = Start::Load;
                     tracing::debug!(attempt, "lost a race; deciding again on the new state");
                 }
                 other => {
@@ -141,8 +179,12 @@ where
         command: A::Command,
         expected_versions: Option<&[u64]>,
         metadata: &Metadata,
+        start: Start,
     ) -> Result<CommandOutcome<A>, CommandError> {
-        let loaded = self.loader.load(id).await?;
+        let loaded = match start {
+            Start::Load => self.loader.load(id).await?,
+            Start::Empty => Loaded::nothing(),
+        };
         let current = loaded.version;
         if expected_versions.is_some_and(|expected| !expected.contains(&current)) {
             return Err(CommandError::VersionMismatch { current });

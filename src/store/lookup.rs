@@ -2,6 +2,9 @@
 //! carries (`aggregates::facts`), so they are as fresh as the write side (never the
 //! lagging read models).
 
+use std::collections::HashSet;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -15,23 +18,50 @@ use super::CommandError;
 pub struct EventStoreLookup {
     categories: AggregateLoader<Category>,
     posts: AggregateLoader<Post>,
+    /// Categories seen to exist. A category that exists exists for good (it has no command
+    /// but its creation, and the store only grows), so remembering one can never answer
+    /// stale: every post created in it needs one read less. A missing one is asked again
+    /// every time, since it may be created at any moment.
+    existing_categories: Mutex<HashSet<Uuid>>,
 }
+
+/// The most categories remembered; past it the memory starts over (a board has far
+/// fewer, and made-up ids are missing, so they are never remembered).
+const CATEGORIES_REMEMBERED: usize = 100_000;
 
 impl EventStoreLookup {
     pub fn new(pool: PgPool) -> Self {
         Self {
             categories: AggregateLoader::with_snapshots(pool.clone()),
             posts: AggregateLoader::with_snapshots(pool),
+            existing_categories: Mutex::new(HashSet::new()),
         }
     }
 
     pub async fn category_status(&self, category_id: Uuid) -> Result<CategoryStatus, CommandError> {
+        if self.remembered().contains(&category_id) {
+            return Ok(CategoryStatus::Exists);
+        }
         let loaded = self
             .categories
             .load(category_id)
             .await
             .map_err(unavailable)?;
-        Ok(loaded.state.status())
+        let status = loaded.state.status();
+        if status == CategoryStatus::Exists {
+            let mut remembered = self.remembered();
+            if remembered.len() >= CATEGORIES_REMEMBERED {
+                remembered.clear();
+            }
+            remembered.insert(category_id);
+        }
+        Ok(status)
+    }
+
+    fn remembered(&self) -> MutexGuard<'_, HashSet<Uuid>> {
+        self.existing_categories
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     pub async fn post_status(&self, post_id: Uuid) -> Result<PostStatus, CommandError> {

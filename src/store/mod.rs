@@ -18,7 +18,6 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
-pub use aggregate_loader::LOAD as LOAD_AGGREGATE;
 pub use claims::{claim, claim_holder, claim_holder_since, give_up, take_over, ClaimKind};
 pub use command_bus::{CommandBus, CommandBuses, CommandOutcome, Metadata};
 pub use commit_signal::{CommitSignal, EVENTS_CHANNEL};

@@ -536,3 +536,61 @@ async fn control_characters_in_text_are_a_400_not_a_500() {
         .await
         .problem(StatusCode::BAD_REQUEST);
 }
+
+/// Creations skip reading the new id's history (`CommandBus::execute_create`), and the
+/// command side remembers the categories it has seen exist (`EventStoreLookup`): neither
+/// may change what a creation decides.
+#[tokio::test]
+async fn a_creation_repeated_under_its_id_changes_nothing_and_a_missing_category_is_asked_again() {
+    use aggregates::{Actor, Role};
+    use board::board::{CategoryDraft, PostDraft};
+    use board::store::Metadata;
+
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let admin = Actor {
+        account_id: admin.id,
+        role: Role::Admin,
+        verified: true,
+    };
+    let board = &app.state.board;
+    let metadata = Metadata::default();
+    let (category, post) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let draft = || PostDraft {
+        category_id: category,
+        title: "Hello".to_string(),
+        content: "First post".to_string(),
+    };
+
+    // Asked while missing, the category is refused, and asked again once it exists.
+    let missing = board.create_post(admin, post, draft(), &metadata).await;
+    assert!(missing.is_err(), "{missing:?}");
+    let category_draft = || CategoryDraft {
+        name: "Rust".to_string(),
+        description: "All things Rust".to_string(),
+    };
+    let created = board.create_category(admin, category, category_draft(), &metadata);
+    assert_eq!(created.await.unwrap(), 1);
+    assert_eq!(
+        board
+            .create_post(admin, post, draft(), &metadata)
+            .await
+            .unwrap(),
+        1
+    );
+
+    // The same creations again, as a retry under the same idempotency key makes them:
+    // each collides with the history it assumed away, is decided again on it, and
+    // records nothing.
+    let before = app.event_count().await;
+    let again = board.create_category(admin, category, category_draft(), &metadata);
+    assert_eq!(again.await.unwrap(), 1);
+    assert_eq!(
+        board
+            .create_post(admin, post, draft(), &metadata)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(app.event_count().await, before);
+}
