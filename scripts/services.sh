@@ -356,11 +356,21 @@ tansu_repair_store() {
     say "kafka: store repairs applied (scripts/tansu-store.sql)"
 }
 
+# The log filter our running broker was started with (empty when it had none).
+tansu_log_filter() {
+    tr '\0' '\n' <"/proc/$1/environ" 2>/dev/null | sed -n 's/^RUST_LOG=//p'
+}
+
 kafka_up() {
     local running
     running="$(tansu_running_pid || true)"
     if kafka_answers && [[ -n "$running" ]] && ! kafka_serves; then
         say "kafka: our tansu (pid $running) accepts connections but fails requests; restarting it (last errors in .local/tansu/broker.log)"
+        tansu_stop
+    elif [[ -n "$running" ]] && [[ "$(tansu_log_filter "$running")" != "$TANSU_RUST_LOG" ]]; then
+        # Started before the broker had a filter of its own, it may be logging every
+        # request (docs/BROKER.md): start it again with TANSU_RUST_LOG.
+        say "kafka: our tansu (pid $running) runs with another log filter; restarting it with '$TANSU_RUST_LOG'"
         tansu_stop
     fi
     if kafka_answers; then
