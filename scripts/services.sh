@@ -356,9 +356,11 @@ tansu_repair_store() {
     say "kafka: store repairs applied (scripts/tansu-store.sql)"
 }
 
-# The log filter our running broker was started with (empty when it had none).
-tansu_log_filter() {
-    tr '\0' '\n' <"/proc/$1/environ" 2>/dev/null | sed -n 's/^RUST_LOG=//p'
+# Whether our running broker was started with another log filter than TANSU_RUST_LOG
+# (false when its environment cannot be read: then it is left alone).
+tansu_log_filter_differs() {
+    [[ -r "/proc/$1/environ" ]] || return 1
+    [[ "$(tr '\0' '\n' <"/proc/$1/environ" | sed -n 's/^RUST_LOG=//p')" != "$TANSU_RUST_LOG" ]]
 }
 
 kafka_up() {
@@ -367,9 +369,10 @@ kafka_up() {
     if kafka_answers && [[ -n "$running" ]] && ! kafka_serves; then
         say "kafka: our tansu (pid $running) accepts connections but fails requests; restarting it (last errors in .local/tansu/broker.log)"
         tansu_stop
-    elif [[ -n "$running" ]] && [[ "$(tansu_log_filter "$running")" != "$TANSU_RUST_LOG" ]]; then
+    elif [[ -n "$running" ]] && tansu_log_filter_differs "$running"; then
         # Started before the broker had a filter of its own, it may be logging every
-        # request (docs/BROKER.md): start it again with TANSU_RUST_LOG.
+        # request (docs/BROKER.md): start it again with TANSU_RUST_LOG. (A run using it
+        # meanwhile sees a broker restart, which every part of Board recovers from.)
         say "kafka: our tansu (pid $running) runs with another log filter; restarting it with '$TANSU_RUST_LOG'"
         tansu_stop
     fi

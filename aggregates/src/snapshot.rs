@@ -1,5 +1,5 @@
 //! Which aggregates may be kept as snapshots, and under which schema (the event store's
-//! snapshots are `board`'s `store::snapshots`).
+//! snapshots are `board`'s `store::aggregate_loader`).
 
 use cqrs_es::Aggregate;
 

@@ -1,4 +1,4 @@
--- Snapshots of aggregates with long histories (src/store/snapshots.rs).
+-- Snapshots of aggregates with long histories (src/store/aggregate_loader.rs).
 --
 -- The `snapshots` table of the first migration had postgres-es's shape and was never
 -- written: Board keeps its own, one row per aggregate, the newest only. A snapshot is a

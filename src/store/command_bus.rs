@@ -130,7 +130,8 @@ where
     /// statement less per creation. If the id had a history after all (a retry under the
     /// same idempotency key), the write at sequence 1 collides with it on the events'
     /// primary key, and the command is decided again on the loaded state, as after any
-    /// lost race.
+    /// lost race; a refusal, which writes nothing to collide, is decided again on the
+    /// loaded state too.
     #[instrument(skip_all, fields(aggregate = A::TYPE, %id))]
     pub async fn execute_create(
         &self,
@@ -155,6 +156,15 @@ where
                 .attempt(id, command.clone(), expected_versions, metadata, start)
                 .await;
             match result {
+                // Only a write tells that the history was empty (it collides otherwise):
+                // a refusal decided on an assumed-empty history may be wrong for the
+                // real one (a retried comment on a post deleted since is a no-op there).
+                Err(CommandError::Domain(_)) if matches!(start, Start::Empty) => {
+                    start = Start::Load;
+                    tracing::debug!(
+                        "refused on an assumed-empty history; deciding on the stored one"
+                    );
+                }
                 Err(CommandError::Conflict)
                     if expected_versions.is_none() && attempt < ATTEMPTS =>
                 {

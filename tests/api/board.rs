@@ -594,3 +594,49 @@ async fn a_creation_repeated_under_its_id_changes_nothing_and_a_missing_category
     );
     assert_eq!(app.event_count().await, before);
 }
+
+/// A refusal decided on the history a creation assumes empty is checked against the
+/// stored one: a retried comment on a post deleted since is the no-op it always was.
+#[tokio::test]
+async fn a_comment_retried_after_its_post_was_deleted_is_still_a_no_op() {
+    use aggregates::{Actor, Role};
+    use board::store::Metadata;
+
+    let app = TestApp::spawn().await;
+    let Board { ann, post, .. } = app.with_post().await;
+    let author = Actor {
+        account_id: ann.id,
+        role: Role::Member,
+        verified: true,
+    };
+    let board = &app.state.board;
+    let metadata = Metadata::default();
+    let (comment, post_id) = (uuid::Uuid::now_v7(), post.parse().unwrap());
+    let add = || board.add_comment(author, comment, post_id, "Nice".to_string(), &metadata);
+    assert_eq!(add().await.unwrap(), 1);
+    let res = app
+        .delete(&format!("/board/posts/{post}"))
+        .bearer(&ann.token)
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::NO_CONTENT, "{}", res.text());
+
+    let before = app.event_count().await;
+    assert_eq!(
+        add().await.unwrap(),
+        1,
+        "the retry answers as the first add did"
+    );
+    assert_eq!(app.event_count().await, before);
+    // A new comment on the deleted post is still refused.
+    let refused = board
+        .add_comment(
+            author,
+            uuid::Uuid::now_v7(),
+            post_id,
+            "Late".to_string(),
+            &metadata,
+        )
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+}
