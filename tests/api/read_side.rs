@@ -199,6 +199,24 @@ async fn lists_page_by_cursor_without_gaps_or_repeats() {
         .send()
         .await
         .problem(StatusCode::NOT_FOUND);
+    // A category without posts is an empty page, not a missing category.
+    let res = app
+        .post("/board/categories")
+        .bearer(&admin.token)
+        .json(json!({ "name": "Empty", "description": "Nothing yet" }))
+        .send()
+        .await;
+    let (empty, position) = (
+        res.json()["categoryId"].as_str().unwrap().to_string(),
+        res.header("event-position").unwrap().to_string(),
+    );
+    let res = app
+        .get(&format!("/board/categories/{empty}/posts"))
+        .header("event-position", &position)
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    assert_eq!(res.json()["posts"], json!([]));
 }
 
 #[tokio::test]
