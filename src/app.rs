@@ -156,7 +156,7 @@ impl App {
 }
 
 fn connect_read_models(config: &Config, max_connections: u32) -> anyhow::Result<MySqlPool> {
-    MySqlPoolOptions::new()
+    crate::databases::checked_when_idle(MySqlPoolOptions::new())
         .max_connections(max_connections)
         .acquire_timeout(READ_ACQUIRE_TIMEOUT)
         .connect_lazy(config.read_database_url.expose())

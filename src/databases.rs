@@ -5,6 +5,40 @@
 //! second a bug.
 //!
 //! Rebuilds use [`with_database`] to name shadow databases beside the live one.
+//!
+//! [`checked_when_idle`] is how every long-lived pool checks a connection before it hands
+//! it out.
+
+use std::time::Duration;
+
+use sqlx::pool::PoolOptions;
+use sqlx::{Connection, Database};
+
+/// How long after its last use a pooled connection is handed out again without a ping.
+pub const TRUSTED_AFTER_USE: Duration = Duration::from_millis(500);
+
+/// `options` with the check a connection gets before it is handed out: a ping only when
+/// it has been idle for [`TRUSTED_AFTER_USE`] or longer, as HikariCP does
+/// (`aliveBypassWindowMs`, also 500 ms).
+///
+/// sqlx pings every connection it hands out by default (`test_before_acquire`): one more
+/// round trip before every transaction and every query on the pool. In a burst of
+/// commands it was the sqlx function with the most samples in the benchmark's profile
+/// (docs/PERFORMANCE.md). A connection used moments ago is as alive as a ping would show;
+/// one idle for longer (the database may have restarted meanwhile) is still checked,
+/// and one that fails the ping is closed and another taken, as before.
+pub fn checked_when_idle<DB: Database>(options: PoolOptions<DB>) -> PoolOptions<DB> {
+    options
+        .test_before_acquire(false)
+        .before_acquire(|connection, metadata| {
+            Box::pin(async move {
+                if metadata.idle_for >= TRUSTED_AFTER_USE {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
 
 /// `url` with its database replaced by `name` (or added, for a server-level URL).
 pub fn with_database(url: &str, name: &str) -> String {

@@ -31,7 +31,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/post
 /// instead of hanging. Connecting is lazy: the server starts and serves queries even
 /// while PostgreSQL is away.
 pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
+    crate::databases::checked_when_idle(PgPoolOptions::new())
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(3))
         .connect_lazy(url)
@@ -45,7 +45,7 @@ const LIMITS_POOL_SIZE: u32 = 4;
 /// wait for the WAL to reach the disk (`synchronous_commit = off`): a limiter update lost
 /// in a crash forgets a few attempts, nothing more.
 pub fn connect_limits_lazy(url: &str) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
+    crate::databases::checked_when_idle(PgPoolOptions::new())
         .max_connections(LIMITS_POOL_SIZE)
         .acquire_timeout(Duration::from_secs(3))
         .after_connect(|connection, _| {
