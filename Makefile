@@ -80,11 +80,12 @@ chaos: services ## The fault suite, longer: kill -9/stop every part under load (
 check-compose: ## Validate docker-compose.yml against the Compose Specification schema
 	scripts/check-compose.sh
 
-bench: services ## The benchmark: commands, queries, read-model latency, relay, rebuild, live updates and memory beside same-run baselines (target/bench*.json)
+bench: services ## The benchmark: commands, queries, read-model latency, relay, rebuild, live updates, memory, then the Kafka leg's steadiness (target/bench*.json, target/steadiness.json)
 	$(CARGO) run --release --example bench; status=$$?; $(SERVICES) prune board-bench-; exit $$status
 	$(CARGO) run --release --example history_rates
 	$(MAKE) -f $(THIS_MAKEFILE) bench-live
 	$(MAKE) -f $(THIS_MAKEFILE) bench-scaling
+	$(MAKE) -f $(THIS_MAKEFILE) bench-steady
 
 bench-live: services ## Live updates: delivery to 1,000 subscribers at 100 commands/s beside the read model, memory per stream, subscribers held (target/bench-live.json)
 	$(CARGO) build --release --bin board --example live_fanout
