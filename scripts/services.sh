@@ -381,8 +381,12 @@ kafka_up() {
         pid="$(tansu_running_pid || true)"
         [[ -n "$pid" ]] && note="tansu pid $pid, started by this script"
         say "kafka: already running on $KAFKA_HOST:$KAFKA_PORT ($note)"
-        [[ -n "$pid" ]] && tansu_repair_store
-        return
+        # (an `if`: a bare `[[ ]] &&` would make the function's status 1 for a broker
+        # that is not ours, and stop `up` under `set -e`)
+        if [[ -n "$pid" ]]; then
+            tansu_repair_store
+        fi
+        return 0
     fi
     is_local "$KAFKA_HOST" || die "kafka: nothing answers on $KAFKA_HOST:$KAFKA_PORT (not this machine, so not starting one)"
     tansu_ensure_installed
