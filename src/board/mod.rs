@@ -70,7 +70,7 @@ pub struct BoardService {
 impl BoardService {
     pub fn new(pool: PgPool, buses: Arc<CommandBuses>) -> Self {
         Self {
-            lookup: EventStoreLookup::new(pool.clone()),
+            lookup: EventStoreLookup::new(buses.clone()),
             pool,
             buses,
         }

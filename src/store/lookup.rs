@@ -3,21 +3,18 @@
 //! lagging read models).
 
 use std::collections::HashSet;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use sqlx::PgPool;
 use uuid::Uuid;
 
-use aggregates::category::Category;
 use aggregates::facts::{CategoryStatus, PostStatus};
-use aggregates::post::Post;
 
-use super::aggregate_loader::AggregateLoader;
-use super::CommandError;
+use super::{CommandBuses, CommandError};
 
+/// Loads through the command buses, so a fact is read the way the aggregate itself is
+/// (its snapshot and the events after it).
 pub struct EventStoreLookup {
-    categories: AggregateLoader<Category>,
-    posts: AggregateLoader<Post>,
+    buses: Arc<CommandBuses>,
     /// Categories seen to exist. A category that exists exists for good (it has no command
     /// but its creation, and the store only grows), so remembering one can never answer
     /// stale: every post created in it needs one read less. A missing one is asked again
@@ -30,10 +27,9 @@ pub struct EventStoreLookup {
 const CATEGORIES_REMEMBERED: usize = 100_000;
 
 impl EventStoreLookup {
-    pub fn new(pool: PgPool) -> Self {
+    pub fn new(buses: Arc<CommandBuses>) -> Self {
         Self {
-            categories: AggregateLoader::with_snapshots(pool.clone()),
-            posts: AggregateLoader::with_snapshots(pool),
+            buses,
             existing_categories: Mutex::new(HashSet::new()),
         }
     }
@@ -42,12 +38,13 @@ impl EventStoreLookup {
         if self.remembered().contains(&category_id) {
             return Ok(CategoryStatus::Exists);
         }
-        let loaded = self
+        let (category, _) = self
+            .buses
             .categories
             .load(category_id)
             .await
             .map_err(unavailable)?;
-        let status = loaded.state.status();
+        let status = category.status();
         if status == CategoryStatus::Exists {
             let mut remembered = self.remembered();
             if remembered.len() >= CATEGORIES_REMEMBERED {
@@ -65,8 +62,8 @@ impl EventStoreLookup {
     }
 
     pub async fn post_status(&self, post_id: Uuid) -> Result<PostStatus, CommandError> {
-        let loaded = self.posts.load(post_id).await.map_err(unavailable)?;
-        Ok(loaded.state.status())
+        let (post, _) = self.buses.posts.load(post_id).await.map_err(unavailable)?;
+        Ok(post.status())
     }
 }
 
