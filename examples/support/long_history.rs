@@ -16,19 +16,9 @@ const EDITS: usize = 200;
 /// the p50 of the same edit of a fresh post.
 pub async fn edit_latencies(stack: &Stack) -> anyhow::Result<(f64, f64, f64)> {
     let long = new_post(stack, "long").await?;
-    // Its history, written straight into the store: 5,000 edits through the API would
-    // cost 5,000 ever longer loads before the measurement even starts. The rows are what
-    // the post's own edits record.
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         SELECT 'post', $1, n, 'PostEdited', '1.0',
-                jsonb_build_object('PostEdited', jsonb_build_object('title', 'Edit ' || n)), '{}'
-           FROM generate_series(2, $2::bigint + 1) AS n",
-    )
-    .bind(&long)
-    .bind(EARLIER_EVENTS)
-    .execute(&stack.state.pool)
-    .await?;
+    // Its history, written straight into the store (each of 5,000 edits through the API
+    // would first load an ever longer history).
+    testkit::history::append_title_edits(&stack.state.pool, &long, EARLIER_EVENTS).await?;
     let fresh = new_post(stack, "fresh").await?;
     let (fresh_p50, _, _) = percentiles(edits(stack, &fresh).await);
     let (long_p50, long_p99, _) = percentiles(edits(stack, &long).await);

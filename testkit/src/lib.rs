@@ -9,6 +9,7 @@
 //! `TEST_DATABASE_URL` (a PostgreSQL server URL), `TEST_READ_DATABASE_URL` (a MySQL
 //! server URL) and `KAFKA_BROKERS`.
 
+pub mod history;
 pub mod scratch;
 mod stack;
 

@@ -542,17 +542,12 @@ async fn control_characters_in_text_are_a_400_not_a_500() {
 /// may change what a creation decides.
 #[tokio::test]
 async fn a_creation_repeated_under_its_id_changes_nothing_and_a_missing_category_is_asked_again() {
-    use aggregates::{Actor, Role};
-    use board::board::{CategoryDraft, PostDraft};
-    use board::store::Metadata;
+    use aggregates::{DomainError, Role};
+    use board::board::{BoardError, CategoryDraft, PostDraft};
+    use board::store::{CommandError, Metadata};
 
     let app = TestApp::spawn().await;
-    let admin = app.admin().await;
-    let admin = Actor {
-        account_id: admin.id,
-        role: Role::Admin,
-        verified: true,
-    };
+    let admin = app.admin().await.actor(Role::Admin);
     let board = &app.state.board;
     let metadata = Metadata::default();
     let (category, post) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
@@ -564,7 +559,15 @@ async fn a_creation_repeated_under_its_id_changes_nothing_and_a_missing_category
 
     // Asked while missing, the category is refused, and asked again once it exists.
     let missing = board.create_post(admin, post, draft(), &metadata).await;
-    assert!(missing.is_err(), "{missing:?}");
+    assert!(
+        matches!(
+            missing,
+            Err(BoardError::Command(CommandError::Domain(
+                DomainError::NotFound("category")
+            )))
+        ),
+        "{missing:?}"
+    );
     let category_draft = || CategoryDraft {
         name: "Rust".to_string(),
         description: "All things Rust".to_string(),
@@ -599,16 +602,13 @@ async fn a_creation_repeated_under_its_id_changes_nothing_and_a_missing_category
 /// stored one: a retried comment on a post deleted since is the no-op it always was.
 #[tokio::test]
 async fn a_comment_retried_after_its_post_was_deleted_is_still_a_no_op() {
-    use aggregates::{Actor, Role};
-    use board::store::Metadata;
+    use aggregates::{DomainError, Role};
+    use board::board::BoardError;
+    use board::store::{CommandError, Metadata};
 
     let app = TestApp::spawn().await;
     let Board { ann, post, .. } = app.with_post().await;
-    let author = Actor {
-        account_id: ann.id,
-        role: Role::Member,
-        verified: true,
-    };
+    let author = ann.actor(Role::Member);
     let board = &app.state.board;
     let metadata = Metadata::default();
     let (comment, post_id) = (uuid::Uuid::now_v7(), post.parse().unwrap());
@@ -638,5 +638,13 @@ async fn a_comment_retried_after_its_post_was_deleted_is_still_a_no_op() {
             &metadata,
         )
         .await;
-    assert!(refused.is_err(), "{refused:?}");
+    assert!(
+        matches!(
+            refused,
+            Err(BoardError::Command(CommandError::Domain(
+                DomainError::NotFound("post")
+            )))
+        ),
+        "{refused:?}"
+    );
 }

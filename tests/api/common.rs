@@ -320,6 +320,18 @@ pub struct Member {
     pub refresh: String,
 }
 
+impl Member {
+    /// The verified member as the command side sees it, for tests that call the board
+    /// service directly.
+    pub fn actor(&self, role: aggregates::Role) -> aggregates::Actor {
+        aggregates::Actor {
+            account_id: self.id,
+            role,
+            verified: true,
+        }
+    }
+}
+
 /// A request under construction.
 pub struct Req {
     router: Router,

@@ -123,3 +123,22 @@ async fn transaction_ids_order_as_numbers_not_as_text() {
     let order: Vec<_> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
     assert_eq!(order, ["nine", "ten"]);
 }
+
+/// The relay and the live feed are woken once a command has committed: the writing
+/// process sends `NOTIFY board_events` after the commit (`store::CommitSignal`), no longer
+/// a trigger inside the transaction. Without it they would only look every 200 ms.
+#[tokio::test]
+async fn a_committed_command_wakes_the_readers_of_the_store() {
+    let app = TestApp::spawn().await;
+    let mut listener = sqlx::postgres::PgListener::connect_with(&app.pool)
+        .await
+        .unwrap();
+    listener.listen(board::store::EVENTS_CHANNEL).await.unwrap();
+    app.admin().await;
+    // Bounded only so that a missing notification fails instead of hanging.
+    let woken = tokio::time::timeout(crate::sse_client::HANG, listener.recv()).await;
+    assert!(
+        matches!(woken, Ok(Ok(_))),
+        "no notification after a command committed: {woken:?}"
+    );
+}

@@ -41,16 +41,9 @@ async fn a_long_history_loads_from_its_snapshot_and_an_untrusted_snapshot_is_rep
     let Board { ann, post, .. } = app.with_post().await;
     // 150 edits of the title, written straight into the store as the post's own edits
     // would record them: a history from before snapshots existed.
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
-         SELECT 'post', $1, n, 'PostEdited', '1.0',
-                jsonb_build_object('PostEdited', jsonb_build_object('title', 'Edit ' || n)), '{}'
-           FROM generate_series(2, 151) AS n",
-    )
-    .bind(&post)
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    testkit::history::append_title_edits(&app.pool, &post, 150)
+        .await
+        .unwrap();
 
     // The first command replays the whole history, then keeps a snapshot of the result.
     let (title, etag) = edit_content(&app, &ann, &post, "one").await;
