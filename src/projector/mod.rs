@@ -360,7 +360,7 @@ impl Projector {
                     }
                     tx = again;
                 }
-                Err(BatchError::Database(error)) => return Err(error.into()),
+                Err(error) => return Err(error.into()),
             }
         }
         let mut last_per_partition: BTreeMap<i32, (i64, &Envelope)> = BTreeMap::new();

@@ -29,7 +29,7 @@ use sqlx::mysql::MySqlPoolOptions;
 use sqlx::{MySqlPool, PgPool};
 use tokio::sync::watch;
 
-use projections::fold::{self, BatchError};
+use projections::fold::{self, Bulk};
 
 use crate::personal_data::{Reveal, Vault};
 use projections::views;
@@ -42,16 +42,20 @@ use crate::store::reader::{self, Checkpoint, Filter, ReadAhead};
 pub use published::{read as published_progress, RebuildRow};
 use published::{Ended, PublishedProgress};
 
-const BATCH: i64 = 1_000;
+/// Events read from the store at a time.
+const PAGE: i64 = 1_000;
 
 /// Called with the number of events just applied.
 pub type Progress<'a> = &'a (dyn Fn(u64) + Sync);
 
-/// Applies every readable event after `from` to the read models in `target`. Returns the
-/// number of events and the checkpoint reached, or `None` when `cancel` turned true.
+/// Applies every readable event after `from` to the read models `bulk` writes: a database
+/// no one else writes (a rebuild's shadow, verify's scratch), so the rows stay in memory
+/// between pages and are written back in large transactions, the last one landed before
+/// this returns. Returns the number of events and the checkpoint reached, or `None` when
+/// `cancel` turned true (the database then holds part of them).
 pub async fn replay(
     source: &PgPool,
-    target: &MySqlPool,
+    bulk: &mut Bulk,
     from: Checkpoint,
     progress: Progress<'_>,
     cancel: Option<&watch::Receiver<bool>>,
@@ -59,45 +63,24 @@ pub async fn replay(
     let mut checkpoint = from;
     let mut count = 0u64;
     let vault = Vault::new(source.clone());
-    let mut batches = ReadAhead::start(source, Filter::default(), from, BATCH);
+    let mut pages = ReadAhead::start(source, Filter::default(), from, PAGE);
     loop {
         if cancel.is_some_and(|c| *c.borrow()) {
             return Ok(None);
         }
-        let events = batches.next_page().await?;
+        let events = pages.next_page().await?;
         let Some(last) = events.last() else {
+            bulk.finish().await?;
             return Ok(Some((count, checkpoint)));
         };
         checkpoint = last.checkpoint;
         let applied = events.len() as u64;
         let mut envelopes: Vec<_> = events.into_iter().map(into_envelope).collect();
         vault.open_all(&mut envelopes, Reveal::Public).await?;
-        apply_with_retry(target, &envelopes).await?;
+        // The store is read in global order, so a gap here is a bug, not a lost message.
+        bulk.apply(&envelopes).await?;
         count += applied;
         progress(applied);
-    }
-}
-
-/// Applies one batch in one transaction. While a rebuild hands over, it and the live
-/// projector write the same rows, and MySQL may pick one of them as a deadlock victim:
-/// that batch is simply applied again.
-async fn apply_with_retry(
-    target: &MySqlPool,
-    events: &[projections::Envelope],
-) -> anyhow::Result<()> {
-    let mut attempt = 0;
-    loop {
-        let mut tx = target.begin().await?;
-        let result = fold::apply_batch(&mut tx, events).await;
-        match result {
-            Ok(_) => return Ok(tx.commit().await?),
-            Err(BatchError::Database(error)) if fold::is_retryable(&error) && attempt < 10 => {
-                attempt += 1;
-                tracing::debug!(%error, attempt, "retrying a batch after a lock conflict");
-            }
-            // The store is read in global order, so a gap here is a bug, not a lost message.
-            Err(error) => return Err(error.into()),
-        }
     }
 }
 
@@ -154,6 +137,7 @@ async fn swap_in_rebuilt(
         drop_database(admin, leftover).await?;
     }
     let shadow_pool = fresh_database(admin, read_url, &shadow).await?;
+    let mut bulk = Bulk::on_empty_tables(shadow_pool.clone());
     // Everything committed before the rebuild began is in it, whatever else is running.
     reader::settle(source, Duration::from_secs(30)).await?;
 
@@ -161,12 +145,13 @@ async fn swap_in_rebuilt(
     let mut events = 0;
     let mut checkpoint = Checkpoint::default();
     for _pass in 0..2 {
-        match replay(source, &shadow_pool, checkpoint, progress, Some(&cancel)).await? {
+        match replay(source, &mut bulk, checkpoint, progress, Some(&cancel)).await? {
             Some((count, reached)) => {
                 events += count;
                 checkpoint = reached;
             }
             None => {
+                drop(bulk);
                 shadow_pool.close().await;
                 drop_database(admin, &shadow).await?;
                 return Ok(RebuildOutcome::Interrupted);
@@ -181,10 +166,11 @@ async fn swap_in_rebuilt(
         .bind(fold::READ_MODELS)
         .fetch_optional(&mut *lock)
         .await?;
-    let (last, _) = replay(source, &shadow_pool, checkpoint, progress, None)
+    let (last, _) = replay(source, &mut bulk, checkpoint, progress, None)
         .await?
         .expect("no cancel signal was given");
     events += last;
+    drop(bulk);
     shadow_pool.close().await;
     sqlx::query(&format!("CREATE DATABASE {}", quoted(&previous)?))
         .execute(admin)
@@ -238,11 +224,12 @@ pub async fn verify(
         .context("connecting to the read models")?;
     drop_database(&admin, &scratch).await?;
     let reference = fresh_database(&admin, read_url, &scratch).await?;
+    let mut bulk = Bulk::on_empty_tables(reference.clone());
     let deadline = Instant::now() + patience;
     let mut checkpoint = Checkpoint::default();
     let differences = loop {
         // Bring the reference up to the store's head, then compare.
-        let (_, reached) = replay(source, &reference, checkpoint, progress, None)
+        let (_, reached) = replay(source, &mut bulk, checkpoint, progress, None)
             .await?
             .expect("no cancel signal was given");
         checkpoint = reached;
@@ -254,6 +241,7 @@ pub async fn verify(
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     };
+    drop(bulk);
     reference.close().await;
     drop_database(&admin, &scratch).await?;
     let quarantined = quarantine::list(&admin, None).await?;

@@ -6,6 +6,7 @@
 mod abuse;
 mod accounts;
 mod board;
+mod bulk_replay;
 mod chaos;
 mod closing;
 mod cluster;

@@ -442,17 +442,18 @@ async fn a_stored_version_1_comment_still_loads_and_projects() {
     .await
     .unwrap();
 
-    // Replayed into the read models; it becomes readable once older transactions on the
-    // server have ended.
-    let reference = MySqlPool::connect(&pipeline.read_url).await.unwrap();
+    // Replayed into read models of its own, as a rebuild does; it becomes readable once
+    // older transactions on the server have ended.
+    let reference = MySqlPool::connect(&crate::pipeline::fresh_read_database().await)
+        .await
+        .unwrap();
+    let mut bulk = projections::fold::Bulk::on_empty_tables(reference.clone());
     let mut content: Option<String> = None;
     let mut checkpoint = board::store::reader::Checkpoint::default();
     for _ in 0..600 {
-        let (_, reached) =
-            board::rebuild::replay(&pipeline.app.pool, &reference, checkpoint, &|_| {}, None)
-                .await
-                .unwrap()
-                .unwrap();
+        let replayed =
+            board::rebuild::replay(&pipeline.app.pool, &mut bulk, checkpoint, &|_| {}, None);
+        let (_, reached) = replayed.await.unwrap().unwrap();
         checkpoint = reached;
         content = sqlx::query_scalar("SELECT content FROM comments_view WHERE comment_id = ?")
             .bind(&comment)

@@ -281,14 +281,13 @@ impl Pipeline {
             .unwrap();
         let reference_url = fresh_read_database().await;
         let reference = MySqlPool::connect(&reference_url).await.unwrap();
+        let mut bulk = projections::fold::Bulk::on_empty_tables(reference.clone());
         let mut checkpoint = board::store::reader::Checkpoint::default();
         let mut differences = Vec::new();
         for _ in 0..600 {
-            let (_, reached) =
-                board::rebuild::replay(&self.app.pool, &reference, checkpoint, &|_| {}, None)
-                    .await
-                    .unwrap()
-                    .expect("no cancel signal");
+            let replayed =
+                board::rebuild::replay(&self.app.pool, &mut bulk, checkpoint, &|_| {}, None);
+            let (_, reached) = replayed.await.unwrap().expect("no cancel signal");
             checkpoint = reached;
             let expected = snapshot::take(&reference).await.unwrap();
             let live = snapshot::take(&self.read_pool).await.unwrap();

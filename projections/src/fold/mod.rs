@@ -29,7 +29,8 @@
 //!
 //! A batch costs a few statements per table, not per event: the rows are loaded with one
 //! `SELECT … FOR UPDATE`, changed in memory, and written back with multi-row upserts. The
-//! live projector and rebuilds share this code, so they cannot disagree.
+//! live projector and rebuilds share this code, so they cannot disagree: a rebuild only
+//! keeps the rows in memory across batches ([`Bulk`]), since no one else writes its tables.
 //!
 //! Only [`apply_batch`] does I/O, around a pure core: it decodes the events (`decode`),
 //! locks and loads the rows they can touch and their aggregates' quarantine (`plan` says
@@ -37,6 +38,7 @@
 //! event at a time by `step`), and writes back the rows that changed. [`share_lock`],
 //! [`record_progress`] and [`is_retryable`] serve the caller's transaction around a batch.
 
+mod bulk;
 mod decode;
 mod plan;
 mod rows;
@@ -44,6 +46,8 @@ mod step;
 #[cfg(test)]
 mod tests;
 mod transaction;
+
+use std::collections::BTreeSet;
 
 use aggregates::AggregateKind;
 use sqlx::MySqlConnection;
@@ -53,6 +57,7 @@ use decode::{Decoded, Event};
 use rows::{Aggregate, Rows};
 use step::Fate;
 
+pub use bulk::Bulk;
 pub use transaction::{is_retryable, record_progress, share_lock};
 
 /// The projector's name in `projection_progress`.
@@ -88,6 +93,9 @@ pub enum BatchError {
     Database(#[from] sqlx::Error),
     #[error("events {} to {} of {} {} are missing before this batch", .0.from, .0.to, .0.aggregate_type, .0.aggregate_id)]
     Gap(Gap),
+    /// A [`Bulk`] whose earlier batch failed part-way: its rows cannot be trusted.
+    #[error("an earlier batch of this replay failed part-way; it cannot go on")]
+    Broken,
 }
 
 /// Applies `events`, in order, inside the caller's transaction. On a [`Gap`] nothing has
@@ -121,19 +129,66 @@ async fn run(
 ) -> Result<Applied, BatchError> {
     let events = decode::batch(events);
     let mut rows = Rows::default();
-    for view in plan::LOAD_ORDER {
-        let ids = plan::ids_to_load(view, &events, &rows);
-        rows.load(conn, view, &ids).await?;
-    }
     let mut aggregates = plan::aggregates(&events);
     aggregates.extend(retried.clone());
-    rows.quarantine.load(conn, &aggregates).await?;
+    load(conn, &mut rows, &events, &aggregates, Access::Shared).await?;
     if let Some(aggregate) = &retried {
         release(&mut rows, aggregate, &events);
     }
     let applied = fold(&mut rows, events).map_err(BatchError::Gap)?;
     rows.write(conn).await?;
     Ok(applied)
+}
+
+/// How a batch reaches the rows it can touch.
+#[derive(Clone, Copy)]
+enum Access<'a> {
+    /// Tables other appliers write too (the live projector's): each row is locked, a
+    /// placeholder inserted first if need be, and the quarantine of `aggregates` after
+    /// them.
+    Shared,
+    /// Tables no one else writes ([`Bulk`]): nothing is locked, and a row not in memory
+    /// is taken from the rows being written back (`writing`), or read if the tables may
+    /// hold it (`written`).
+    Private {
+        writing: Option<&'a Rows>,
+        written: &'a bulk::Written,
+    },
+}
+
+/// Brings into `rows` every row the fold of `events` can touch (see `plan`), and the
+/// quarantine of `aggregates`.
+async fn load(
+    conn: &mut MySqlConnection,
+    rows: &mut Rows,
+    events: &[Event<'_>],
+    aggregates: &BTreeSet<Aggregate>,
+    access: Access<'_>,
+) -> Result<(), sqlx::Error> {
+    let mut before = BTreeSet::new();
+    for view in plan::LOAD_ORDER {
+        let ids = plan::ids_to_load(view, events, rows, &before);
+        match access {
+            Access::Shared => rows.load(conn, view, &ids).await?,
+            Access::Private { writing, written } => {
+                let stored = |id: &str| written.may_hold_row(view, id);
+                rows.load_unlocked(conn, view, &ids, writing, stored)
+                    .await?
+            }
+        }
+        before = ids;
+    }
+    match access {
+        Access::Shared => rows.quarantine.load(conn, aggregates).await,
+        Access::Private { writing, written } => {
+            let writing = writing.map(|rows| &rows.quarantine);
+            let stored = |aggregate: &Aggregate| written.may_hold_quarantine(aggregate);
+            let quarantine = &mut rows.quarantine;
+            quarantine
+                .load_unlocked(conn, aggregates, writing, stored)
+                .await
+        }
+    }
 }
 
 /// Takes `aggregate`'s quarantined events out of quarantine, up to the last of `events`

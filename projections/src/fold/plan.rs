@@ -21,19 +21,32 @@ pub const LOAD_ORDER: [View; 4] = [
     View::Accounts,
 ];
 
-/// The ids of `view` the fold of `events` can touch, given the rows of the views before it
-/// in [`LOAD_ORDER`], already loaded into `loaded`.
-pub fn ids_to_load(view: View, events: &[Event<'_>], loaded: &Rows) -> BTreeSet<String> {
+/// The ids of `view` the fold of `events` can touch. `before` are the ids planned for the
+/// view before it in [`LOAD_ORDER`], whose rows are already in `loaded`.
+pub fn ids_to_load(
+    view: View,
+    events: &[Event<'_>],
+    loaded: &Rows,
+    before: &BTreeSet<String>,
+) -> BTreeSet<String> {
     let named = events.iter().filter_map(|event| named(view, event));
     match view {
         View::Comments | View::Accounts => named.collect(),
         // A `CommentDeleted` does not name its post: the comment's row does.
         View::Posts => named
-            .chain(loaded.comments.values().filter_map(|c| c.post_id.clone()))
+            .chain(
+                before
+                    .iter()
+                    .filter_map(|id| loaded.comments.get(id)?.post_id.clone()),
+            )
             .collect(),
         // A `PostDeleted` does not name its category: the post's row does.
         View::Categories => named
-            .chain(loaded.posts.values().filter_map(|p| p.category_id.clone()))
+            .chain(
+                before
+                    .iter()
+                    .filter_map(|id| loaded.posts.get(id)?.category_id.clone()),
+            )
             .collect(),
     }
 }

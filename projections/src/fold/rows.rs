@@ -18,7 +18,7 @@ pub use quarantine::Quarantined;
 pub use quarantine::{Aggregate, Quarantine};
 
 /// The view tables, each keyed by its aggregate's id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum View {
     Accounts,
     Categories,
@@ -111,6 +111,12 @@ pub struct Rows {
     loaded_comments: BTreeMap<String, CommentRow>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Lock {
+    None,
+    ForUpdate,
+}
+
 #[derive(FromRow)]
 struct Keyed<T> {
     id: String,
@@ -150,6 +156,127 @@ impl Rows {
             b.push_bind(id);
         });
         insert.build().execute(&mut *conn).await?;
+        self.select(conn, view, ids, Lock::ForUpdate).await
+    }
+
+    /// Brings rows `ids` into memory for tables no one else writes (see `fold::Bulk`),
+    /// without locks. A row not in memory yet is taken from `writing` (rows being written
+    /// back, as the table will hold them) if there, else read if `stored` says the table
+    /// may hold it. A row the table lacks starts as the placeholder [`Rows::load`] would
+    /// have inserted, and is written with the others.
+    pub async fn load_unlocked(
+        &mut self,
+        conn: &mut MySqlConnection,
+        view: View,
+        ids: &BTreeSet<String>,
+        writing: Option<&Rows>,
+        stored: impl Fn(&str) -> bool,
+    ) -> Result<(), sqlx::Error> {
+        let mut to_read = BTreeSet::new();
+        let mut absent = Vec::new();
+        for id in ids {
+            if self.holds(view, id) || writing.is_some_and(|w| self.copy(w, view, id)) {
+                continue;
+            }
+            if stored(id) {
+                to_read.insert(id.clone());
+            }
+            absent.push(id);
+        }
+        if !to_read.is_empty() {
+            self.select(conn, view, &to_read, Lock::None).await?;
+        }
+        // Those the table did not have after all start as placeholders.
+        for id in absent {
+            match view {
+                View::Accounts => {
+                    self.account(id);
+                }
+                View::Categories => {
+                    self.category(id);
+                }
+                View::Posts => {
+                    self.post(id);
+                }
+                View::Comments => {
+                    self.comment(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes row `id` of `view` from `other`, as loaded, if it is there.
+    fn copy(&mut self, other: &Rows, view: View, id: &str) -> bool {
+        fn copy<T: Clone>(
+            rows: &mut BTreeMap<String, T>,
+            loaded: &mut BTreeMap<String, T>,
+            other: &BTreeMap<String, T>,
+            id: &str,
+        ) -> bool {
+            let Some(row) = other.get(id) else {
+                return false;
+            };
+            loaded.insert(id.to_string(), row.clone());
+            rows.insert(id.to_string(), row.clone());
+            true
+        }
+        match view {
+            View::Accounts => copy(
+                &mut self.accounts,
+                &mut self.loaded_accounts,
+                &other.accounts,
+                id,
+            ),
+            View::Categories => copy(
+                &mut self.categories,
+                &mut self.loaded_categories,
+                &other.categories,
+                id,
+            ),
+            View::Posts => copy(&mut self.posts, &mut self.loaded_posts, &other.posts, id),
+            View::Comments => copy(
+                &mut self.comments,
+                &mut self.loaded_comments,
+                &other.comments,
+                id,
+            ),
+        }
+    }
+
+    fn holds(&self, view: View, id: &str) -> bool {
+        match view {
+            View::Accounts => self.accounts.contains_key(id),
+            View::Categories => self.categories.contains_key(id),
+            View::Posts => self.posts.contains_key(id),
+            View::Comments => self.comments.contains_key(id),
+        }
+    }
+
+    /// How many view rows are in memory, and roughly how many bytes of text they hold.
+    pub fn size(&self) -> (usize, usize) {
+        fn sum<T: RowSize>(rows: &BTreeMap<String, T>) -> (usize, usize) {
+            (rows.len(), rows.values().map(RowSize::text_bytes).sum())
+        }
+        [
+            sum(&self.accounts),
+            sum(&self.categories),
+            sum(&self.posts),
+            sum(&self.comments),
+        ]
+        .into_iter()
+        .fold((0, 0), |(rows, bytes), (r, b)| (rows + r, bytes + b))
+    }
+
+    /// Reads rows `ids` of `view` into memory, as loaded.
+    async fn select(
+        &mut self,
+        conn: &mut MySqlConnection,
+        view: View,
+        ids: &BTreeSet<String>,
+        lock: Lock,
+    ) -> Result<(), sqlx::Error> {
+        let (table, key) = (view.table(), view.key());
         let columns = view.columns()[1..].join(", ");
         let mut select = QueryBuilder::new(format!(
             "SELECT {key} AS id, {columns} FROM {table} WHERE {key} IN ("
@@ -158,7 +285,10 @@ impl Rows {
         for id in ids {
             list.push_bind(id);
         }
-        select.push(") FOR UPDATE");
+        select.push(")");
+        if lock == Lock::ForUpdate {
+            select.push(" FOR UPDATE");
+        }
         match view {
             View::Accounts => {
                 for k in select

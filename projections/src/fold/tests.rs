@@ -61,10 +61,7 @@ fn run(
 ) -> Result<(Applied, Vec<(View, String)>), Gap> {
     let events = decode::batch(events);
     let mut rows = Rows::default();
-    for view in plan::LOAD_ORDER {
-        let ids = plan::ids_to_load(view, &events, &rows);
-        rows.load_from(db, view, &ids);
-    }
+    load_planned(db, &events, &mut rows);
     let mut aggregates = plan::aggregates(&events);
     aggregates.extend(retried.clone());
     rows.quarantine.load_from(&db.quarantine, &aggregates);
@@ -85,6 +82,26 @@ fn run(
         "the fold used the quarantine of aggregates the plan did not load it for"
     );
     Ok((applied, rows.write_into(db)))
+}
+
+/// Loads from `db` into `rows` what the plan names for `events`, view by view as `run`
+/// does; returns the ids planned for each view.
+fn load_planned(
+    db: &Rows,
+    events: &[decode::Event<'_>],
+    rows: &mut Rows,
+) -> Vec<(View, BTreeSet<String>)> {
+    let mut planned: Vec<(View, BTreeSet<String>)> = Vec::new();
+    for view in plan::LOAD_ORDER {
+        let before = planned
+            .last()
+            .map(|(_, ids)| ids.clone())
+            .unwrap_or_default();
+        let ids = plan::ids_to_load(view, events, rows, &before);
+        rows.load_from(db, view, &ids);
+        planned.push((view, ids));
+    }
+    planned
 }
 
 /// Applies each batch in turn to empty tables, and returns the tables.
@@ -298,12 +315,7 @@ fn the_plan_loads_comments_then_the_posts_they_name_then_the_categories_those_na
     ];
     let events = decode::batch(&batch);
     let mut rows = Rows::default();
-    let mut planned = Vec::new();
-    for view in plan::LOAD_ORDER {
-        let to_load = plan::ids_to_load(view, &events, &rows);
-        rows.load_from(&db, view, &to_load);
-        planned.push((view, to_load));
-    }
+    let planned = load_planned(&db, &events, &mut rows);
     assert_eq!(
         planned,
         [
@@ -350,12 +362,7 @@ fn the_plan_loads_an_undecodable_events_own_row_and_every_followed_aggregates_qu
     ];
     let events = decode::batch(&batch);
     let mut rows = Rows::default();
-    let mut planned = Vec::new();
-    for view in plan::LOAD_ORDER {
-        let to_load = plan::ids_to_load(view, &events, &rows);
-        rows.load_from(&Rows::default(), view, &to_load);
-        planned.push((view, to_load));
-    }
+    let planned = load_planned(&Rows::default(), &events, &mut rows);
     assert_eq!(
         planned,
         [

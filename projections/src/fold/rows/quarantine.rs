@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use aggregates::AggregateKind;
 use sqlx::{MySqlConnection, QueryBuilder};
 
-use super::{statements, RowSize};
+use super::{statements, Lock, RowSize};
 use crate::fold::READ_MODELS;
 use crate::quarantine::TABLE;
 use crate::Envelope;
@@ -49,6 +49,14 @@ impl Quarantine {
     /// The first sequence of `aggregate` in quarantine, if any.
     pub fn first_held(&self, aggregate: &Aggregate) -> Option<i64> {
         self.held.get(aggregate)?.first().copied()
+    }
+
+    /// The aggregates with events in quarantine, in the table or added since it was read.
+    pub fn aggregates_held(&self) -> impl Iterator<Item = &Aggregate> {
+        self.held
+            .iter()
+            .filter(|(_, held)| !held.is_empty())
+            .map(|(aggregate, _)| aggregate)
     }
 
     /// Puts `envelope`, an event of `kind`, in quarantine because of `reason`.
@@ -103,6 +111,39 @@ impl Quarantine {
         conn: &mut MySqlConnection,
         aggregates: &BTreeSet<Aggregate>,
     ) -> Result<(), sqlx::Error> {
+        self.select(conn, aggregates, Lock::ForUpdate).await
+    }
+
+    /// Brings into memory, without locks, what the quarantine holds of those of
+    /// `aggregates` not loaded yet, for a table no one else writes (see `fold::Bulk`):
+    /// from `writing` (a quarantine being written back) if it holds the aggregate, else
+    /// from the table if `stored` says it may.
+    pub async fn load_unlocked(
+        &mut self,
+        conn: &mut MySqlConnection,
+        aggregates: &BTreeSet<Aggregate>,
+        writing: Option<&Quarantine>,
+        stored: impl Fn(&Aggregate) -> bool,
+    ) -> Result<(), sqlx::Error> {
+        let mut to_read = BTreeSet::new();
+        for aggregate in aggregates.difference(&self.loaded) {
+            if let Some(held) = writing.and_then(|w| w.held.get(aggregate)) {
+                self.held.insert(aggregate.clone(), held.clone());
+            } else if stored(aggregate) {
+                to_read.insert(aggregate.clone());
+            }
+        }
+        self.select(conn, &to_read, Lock::None).await?;
+        self.loaded.extend(aggregates.iter().cloned());
+        Ok(())
+    }
+
+    async fn select(
+        &mut self,
+        conn: &mut MySqlConnection,
+        aggregates: &BTreeSet<Aggregate>,
+        lock: Lock,
+    ) -> Result<(), sqlx::Error> {
         if aggregates.is_empty() {
             return Ok(());
         }
@@ -130,7 +171,10 @@ impl Quarantine {
             }
             select.push("))");
         }
-        select.push(") FOR UPDATE");
+        select.push(")");
+        if lock == Lock::ForUpdate {
+            select.push(" FOR UPDATE");
+        }
         let rows: Vec<(String, String, i64)> = select.build_query_as().fetch_all(conn).await?;
         self.loaded.extend(aggregates.iter().cloned());
         for (aggregate_type, id, sequence) in rows {
