@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, EventStore};
-use postgres_es::PostgresEventRepository;
 use sqlx::PgPool;
 use tracing::instrument;
 use uuid::Uuid;
@@ -101,7 +100,7 @@ where
 
     fn with_loader(loader: AggregateLoader<A>, pool: PgPool, committed: CommitSignal) -> Self {
         let vault = Vault::new(pool.clone());
-        let repository = SealingRepository::new(PostgresEventRepository::new(pool), vault);
+        let repository = SealingRepository::new(pool, vault);
         Self {
             loader,
             store: PersistedEventStore::new_event_store(repository),

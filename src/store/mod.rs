@@ -23,6 +23,7 @@ pub use command_bus::{CommandBus, CommandBuses, CommandOutcome, Metadata};
 pub use commit_signal::{CommitSignal, EVENTS_CHANNEL};
 pub use error::CommandError;
 pub use lookup::EventStoreLookup;
+pub use sealing::SealingRepository;
 
 /// The PostgreSQL migrations, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -6,7 +6,8 @@
 //! inserted, so no plain email or nickname ever reaches the events table, the relay or
 //! the topic; its loads open them again for the aggregate, whole (`Reveal::Everything`), as
 //! `store::aggregate_loader` does for the command buses. Events without personal fields
-//! pass through untouched, without a key lookup.
+//! pass through untouched, without a key lookup. The insert itself is Board's own, one
+//! statement instead of postgres-es's transaction of three (see [`append`]).
 
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
@@ -14,17 +15,23 @@ use cqrs_es::persist::{
 use cqrs_es::Aggregate;
 use postgres_es::PostgresEventRepository;
 use serde_json::Value;
+use sqlx::PgPool;
 
 use crate::personal_data::{self, Reveal, Vault};
 
 pub struct SealingRepository {
     inner: PostgresEventRepository,
+    pool: PgPool,
     vault: Vault,
 }
 
 impl SealingRepository {
-    pub fn new(inner: PostgresEventRepository, vault: Vault) -> Self {
-        Self { inner, vault }
+    pub fn new(pool: PgPool, vault: Vault) -> Self {
+        Self {
+            inner: PostgresEventRepository::new(pool.clone()),
+            pool,
+            vault,
+        }
     }
 
     async fn open(
@@ -78,7 +85,7 @@ impl PersistedEventRepository for SealingRepository {
             .iter()
             .all(|e| personal_data::personal_fields(&e.event_type).is_empty())
         {
-            return self.inner.persist::<A>(events, snapshot_update).await;
+            return append::<A>(&self.pool, events, snapshot_update).await;
         }
         let mut sealed = events.to_vec();
         for event in &mut sealed {
@@ -92,7 +99,7 @@ impl PersistedEventRepository for SealingRepository {
                 .map_err(unknown)?;
             personal_data::seal_payload(&event.event_type, &mut event.payload, &key);
         }
-        self.inner.persist::<A>(&sealed, snapshot_update).await
+        append::<A>(&self.pool, &sealed, snapshot_update).await
     }
 
     /// Not used by Board (its readers of whole streams are `store::reader`); the events
@@ -107,6 +114,62 @@ impl PersistedEventRepository for SealingRepository {
     /// As [`Self::stream_events`].
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
         self.inner.stream_all_events::<A>().await
+    }
+}
+
+/// Inserts one command's events, numbered by cqrs-es, into postgres-es's `events` table
+/// with a single statement. postgres-es runs `BEGIN`, one `INSERT` per event and `COMMIT`:
+/// three round trips to PostgreSQL for the usual command of one event, where a single
+/// `INSERT` is as atomic (all of the command's events are stored, or none) and takes one
+/// (docs/PERFORMANCE.md). Failures are reported as postgres-es reports them: a clash on
+/// the primary key (aggregate type, id, sequence), another command having stored those
+/// sequences first, as an optimistic-lock error; a broken connection as a connection
+/// error; anything else as unknown, the `sqlx::Error` inside.
+async fn append<A: Aggregate>(
+    pool: &PgPool,
+    events: &[SerializedEvent],
+    snapshot_update: Option<(String, Value, usize)>,
+) -> Result<(), PersistenceError> {
+    // cqrs-es's event-store mode asks for no snapshot; Board keeps its own.
+    debug_assert!(snapshot_update.is_none());
+    if events.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&SerializedEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
+    // WITH ORDINALITY and ORDER BY: the global positions follow the command's own order.
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                             payload, metadata)
+         SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
+           FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                       $6::jsonb[], $7::jsonb[])
+                WITH ORDINALITY AS e(aggregate_type, aggregate_id, sequence, event_type,
+                                     event_version, payload, metadata, n)
+          ORDER BY n",
+    )
+    .bind(vec![A::TYPE; events.len()])
+    .bind(column(|e| e.aggregate_id.clone()))
+    .bind(events.iter().map(|e| e.sequence as i64).collect::<Vec<_>>())
+    .bind(column(|e| e.event_type.clone()))
+    .bind(column(|e| e.event_version.clone()))
+    .bind(events.iter().map(|e| &e.payload).collect::<Vec<_>>())
+    .bind(events.iter().map(|e| &e.metadata).collect::<Vec<_>>())
+    .execute(pool)
+    .await
+    .map_err(persistence_error)?;
+    Ok(())
+}
+
+/// postgres-es's classification of a failed write (its own is not public).
+fn persistence_error(error: sqlx::Error) -> PersistenceError {
+    match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+            PersistenceError::OptimisticLockError
+        }
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            PersistenceError::ConnectionError(Box::new(error))
+        }
+        _ => PersistenceError::UnknownError(Box::new(error)),
     }
 }
 

@@ -1,7 +1,11 @@
 //! Guarantee 2: a reader that follows the global order never skips an event whose
 //! transaction commits late with a lower position.
 
+use aggregates::post::Post;
+use board::personal_data::Vault;
 use board::store::reader::{read_after, Checkpoint, RecordedEvent};
+use board::store::SealingRepository;
+use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
 use serde_json::json;
 use sqlx::PgPool;
 
@@ -141,4 +145,57 @@ async fn a_committed_command_wakes_the_readers_of_the_store() {
         matches!(woken, Ok(Ok(_))),
         "no notification after a command committed: {woken:?}"
     );
+}
+
+/// A command's events as cqrs-es numbers them, for the event store's `persist`.
+fn numbered(post: &str, sequences: std::ops::RangeInclusive<usize>) -> Vec<SerializedEvent> {
+    sequences
+        .map(|sequence| SerializedEvent {
+            aggregate_id: post.to_string(),
+            sequence,
+            aggregate_type: "post".to_string(),
+            event_type: "PostEdited".to_string(),
+            event_version: "1.0".to_string(),
+            payload: json!({ "PostEdited": { "title": format!("edit {sequence}") } }),
+            metadata: json!({}),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_commands_events_are_stored_in_order_all_or_none() {
+    let app = TestApp::spawn().await;
+    let store = SealingRepository::new(app.pool.clone(), Vault::new(app.pool.clone()));
+    let post = uuid::Uuid::now_v7().to_string();
+    let stored = || async {
+        sqlx::query_as::<_, (i64,)>(
+            "SELECT sequence FROM events WHERE aggregate_id = $1 ORDER BY global_position",
+        )
+        .bind(&post)
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(sequence,)| sequence)
+        .collect::<Vec<_>>()
+    };
+
+    // Three events of one command: stored together, positioned in the command's order.
+    store
+        .persist::<Post>(&numbered(&post, 1..=3), None)
+        .await
+        .unwrap();
+    assert_eq!(stored().await, [1, 2, 3]);
+
+    // A command decided on version 2 lost the race: its 4th event is new, its 3rd
+    // clashes with the stored one. Nothing of it is stored, and it reads as a conflict.
+    let error = store
+        .persist::<Post>(&numbered(&post, 3..=4), None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, PersistenceError::OptimisticLockError),
+        "{error:?}"
+    );
+    assert_eq!(stored().await, [1, 2, 3]);
 }
