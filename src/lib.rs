@@ -27,14 +27,6 @@
 //!
 //! Start reading at [`app`], then [`cli::serve`] and [`http::app`].
 
-/// Every process that links Board (the server, the command line, the tests and the
-/// benchmarks alike) allocates through mimalloc rather than the C library's allocator:
-/// requests, exports and replays allocate many small short-lived values (JSON trees,
-/// rows, strings), where glibc's malloc and free took a fifth of an export's samples
-/// (docs/PERFORMANCE.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 pub mod accounts;
 pub mod app;
 pub mod auth;

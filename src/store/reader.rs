@@ -125,7 +125,12 @@ impl ReadAhead {
                 self.limit,
             );
         }
-        Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)
+        let page = rows.iter().map(decode).collect::<Result<_, _>>();
+        if page.is_err() {
+            // The next page follows this one: reading on would skip it.
+            self.next.abort();
+        }
+        Ok(page?)
     }
 
     fn read(

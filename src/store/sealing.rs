@@ -131,7 +131,10 @@ async fn append<A: Aggregate>(
     snapshot_update: Option<(String, Value, usize)>,
 ) -> Result<(), PersistenceError> {
     // cqrs-es's event-store mode asks for no snapshot; Board keeps its own.
-    debug_assert!(snapshot_update.is_none());
+    if snapshot_update.is_some() {
+        let refused = "cqrs-es snapshots are not kept by this event store".into();
+        return Err(PersistenceError::UnknownError(refused));
+    }
     if events.is_empty() {
         return Ok(());
     }

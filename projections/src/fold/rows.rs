@@ -253,7 +253,8 @@ impl Rows {
         }
     }
 
-    /// How many view rows are in memory, and roughly how many bytes of text they hold.
+    /// How many rows are in memory (view rows and events added to the quarantine), and
+    /// roughly how many bytes of text they hold.
     pub fn size(&self) -> (usize, usize) {
         fn sum<T: RowSize>(rows: &BTreeMap<String, T>) -> (usize, usize) {
             (rows.len(), rows.values().map(RowSize::text_bytes).sum())
@@ -265,6 +266,7 @@ impl Rows {
             sum(&self.comments),
         ]
         .into_iter()
+        .chain([self.quarantine.size()])
         .fold((0, 0), |(rows, bytes), (r, b)| (rows + r, bytes + b))
     }
 

@@ -59,6 +59,24 @@ impl Quarantine {
             .map(|(aggregate, _)| aggregate)
     }
 
+    /// How many events this batch added, and roughly how many bytes of text they hold.
+    pub fn size(&self) -> (usize, usize) {
+        fn text(value: &serde_json::Value) -> usize {
+            match value {
+                serde_json::Value::String(s) => s.len(),
+                serde_json::Value::Array(items) => items.iter().map(text).sum(),
+                serde_json::Value::Object(map) => map.iter().map(|(k, v)| k.len() + text(v)).sum(),
+                _ => 8,
+            }
+        }
+        let bytes = self
+            .added
+            .iter()
+            .map(|q| q.reason.len() + text(&q.envelope.payload) + text(&q.envelope.metadata))
+            .sum();
+        (self.added.len(), bytes)
+    }
+
     /// Puts `envelope`, an event of `kind`, in quarantine because of `reason`.
     pub fn add(&mut self, kind: AggregateKind, envelope: &Envelope, reason: String) {
         // Debug only: rebuilds and verify's scratch replays quarantine too. The live
