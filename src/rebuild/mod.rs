@@ -133,6 +133,7 @@ async fn swap_in_rebuilt(
     let started = Instant::now();
     let shadow = format!("{live}__rebuild");
     let previous = format!("{live}__previous");
+    let _only_writer = OnlyWriter::of(admin, &shadow).await?;
     for leftover in [&shadow, &previous] {
         drop_database(admin, leftover).await?;
     }
@@ -222,6 +223,7 @@ pub async fn verify(
     let admin = MySqlPool::connect(read_url)
         .await
         .context("connecting to the read models")?;
+    let _only_writer = OnlyWriter::of(&admin, &scratch).await?;
     drop_database(&admin, &scratch).await?;
     let reference = fresh_database(&admin, read_url, &scratch).await?;
     let mut bulk = Bulk::on_empty_tables(reference.clone());
@@ -259,6 +261,31 @@ pub async fn verify(
             )
         }))
         .collect())
+}
+
+/// MySQL's named lock on a shadow or scratch database, held while a rebuild or `verify`
+/// uses it: the replay into it (`fold::Bulk`) must be its only writer, and a second
+/// rebuild of the same read models would drop and recreate it under the first. Released
+/// when dropped (the lock's connection is closed, not returned to the pool).
+struct OnlyWriter {
+    _connection: sqlx::MySqlConnection,
+}
+
+impl OnlyWriter {
+    async fn of(admin: &MySqlPool, database: &str) -> anyhow::Result<Self> {
+        let mut connection = admin.acquire().await?.detach();
+        let taken: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 0)")
+            .bind(database)
+            .fetch_one(&mut connection)
+            .await?;
+        anyhow::ensure!(
+            taken == Some(1),
+            "another rebuild or verify is using database {database}; run this once it has ended"
+        );
+        Ok(Self {
+            _connection: connection,
+        })
+    }
 }
 
 /// Creates database `name` next to the live one, with the read-model schema.

@@ -209,6 +209,41 @@ async fn verify_prints_differences_and_exits_non_zero() {
     );
 }
 
+#[tokio::test]
+async fn a_second_rebuild_or_verify_of_one_read_model_is_refused_while_the_first_runs() {
+    let pipeline = Pipeline::new(1).await;
+    let live = board::databases::database_name(&pipeline.read_url).unwrap();
+    // What a running rebuild and a running verify hold.
+    let mut running = <sqlx::MySqlConnection as sqlx::Connection>::connect(&pipeline.read_url)
+        .await
+        .unwrap();
+    for name in [format!("{live}__rebuild"), format!("{live}__verify")] {
+        let taken: i64 = sqlx::query_scalar("SELECT GET_LOCK(?, 0)")
+            .bind(&name)
+            .fetch_one(&mut running)
+            .await
+            .unwrap();
+        assert_eq!(taken, 1);
+    }
+    for args in [
+        &["projections", "rebuild", "--all"][..],
+        &["projections", "verify", "--wait", "0s"][..],
+    ] {
+        let output = pipeline.board(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("another rebuild or verify"),
+            "{args:?}: {stderr}"
+        );
+    }
+    drop(running);
+    let (code, out) = pipeline
+        .run_board(&["projections", "verify", "--wait", "0s"])
+        .await;
+    assert_eq!(code, 0, "{out}");
+}
+
 /// Peak resident memory of a process that runs to completion, in KiB.
 async fn peak_rss_kib(mut child: std::process::Child) -> (i32, u64) {
     let pid = child.id();
