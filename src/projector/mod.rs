@@ -242,6 +242,11 @@ impl Projector {
                         positions = self.assign(&consumer, &kept).await?;
                         break;
                     }
+                    Err(error) if is_lock_conflict(&error) => {
+                        // Two appliers on one row (two members briefly sharing a
+                        // partition, or a rebuild handing over): MySQL gave up on this one.
+                        tracing::info!(error = %format!("{error:#}"), "lock conflict with another applier; applying the batch again");
+                    }
                     Err(error) => {
                         tracing::warn!(error = %format!("{error:#}"), "read models unavailable; retrying the batch");
                         tokio::select! {
@@ -538,6 +543,17 @@ impl Relayed {
             tokio::time::sleep(RETRY_PAUSE).await;
         }
     }
+}
+
+/// Whether a batch failed only because MySQL chose it as a deadlock victim or its lock
+/// wait timed out: the same batch simply applies again.
+fn is_lock_conflict(error: &anyhow::Error) -> bool {
+    let database = match error.downcast_ref::<BatchError>() {
+        Some(BatchError::Database(error)) => Some(error),
+        Some(_) => None,
+        None => error.downcast_ref::<sqlx::Error>(),
+    };
+    database.is_some_and(fold::is_retryable)
 }
 
 /// Errors the consumer recovers from by itself (it reconnects and fetches again).
