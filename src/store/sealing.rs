@@ -138,7 +138,6 @@ async fn append<A: Aggregate>(
     if events.is_empty() {
         return Ok(());
     }
-    let column = |f: fn(&SerializedEvent) -> String| events.iter().map(f).collect::<Vec<_>>();
     // WITH ORDINALITY and ORDER BY: the global positions follow the command's own order.
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
@@ -151,10 +150,25 @@ async fn append<A: Aggregate>(
           ORDER BY n",
     )
     .bind(vec![A::TYPE; events.len()])
-    .bind(column(|e| e.aggregate_id.clone()))
+    .bind(
+        events
+            .iter()
+            .map(|e| e.aggregate_id.as_str())
+            .collect::<Vec<_>>(),
+    )
     .bind(events.iter().map(|e| e.sequence as i64).collect::<Vec<_>>())
-    .bind(column(|e| e.event_type.clone()))
-    .bind(column(|e| e.event_version.clone()))
+    .bind(
+        events
+            .iter()
+            .map(|e| e.event_type.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        events
+            .iter()
+            .map(|e| e.event_version.as_str())
+            .collect::<Vec<_>>(),
+    )
     .bind(events.iter().map(|e| &e.payload).collect::<Vec<_>>())
     .bind(events.iter().map(|e| &e.metadata).collect::<Vec<_>>())
     .execute(pool)

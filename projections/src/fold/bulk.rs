@@ -66,16 +66,15 @@ impl Written {
     }
 
     fn record(&mut self, rows: &Rows) {
-        let ids = [
-            (View::Accounts, rows.accounts.keys().collect::<Vec<_>>()),
-            (View::Categories, rows.categories.keys().collect()),
-            (View::Posts, rows.posts.keys().collect()),
-            (View::Comments, rows.comments.keys().collect()),
-        ];
-        for (view, ids) in ids {
-            self.hashes
-                .extend(ids.into_iter().map(|id| hash(&(view, id.as_str()))));
-        }
+        let ids = rows
+            .accounts
+            .keys()
+            .map(|id| (View::Accounts, id))
+            .chain(rows.categories.keys().map(|id| (View::Categories, id)))
+            .chain(rows.posts.keys().map(|id| (View::Posts, id)))
+            .chain(rows.comments.keys().map(|id| (View::Comments, id)));
+        self.hashes
+            .extend(ids.map(|(view, id)| hash(&(view, id.as_str()))));
         for aggregate in rows.quarantine.aggregates_held() {
             self.hashes.insert(hash(&("quarantine", aggregate)));
         }
