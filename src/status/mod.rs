@@ -50,7 +50,9 @@ pub struct RelayStatus {
     pub name: String,
     pub global_position: i64,
     pub lag_events: i64,
-    /// How long the oldest unpublished event has waited; 0 when caught up.
+    /// How long the next event to publish has waited (the first after the checkpoint in
+    /// the relay's order, which is the oldest but for a few milliseconds of concurrent
+    /// commits); 0 when caught up.
     pub lag_seconds: f64,
     pub updated_at: DateTime<Utc>,
 }
@@ -130,8 +132,10 @@ pub async fn collect(
     group: &str,
 ) -> anyhow::Result<Status> {
     let now = Utc::now();
-    // Each maximum is read off its index. No `count(*)` here: it reads the whole table,
-    // and this runs at every `/metrics` scrape.
+    // Each maximum is read off its index. No `count(*)` of the store here: it reads the
+    // whole table, and this runs at every `/metrics` scrape. A relay's lag is counted, so
+    // it costs in proportion to the lag; its age is the first event in the relay's order
+    // (one step down the index), not the minimum over the lag.
     let (global_position, recorded_at): (Option<i64>, Option<DateTime<Utc>>) =
         sqlx::query_as("SELECT max(global_position), max(recorded_at) FROM events")
             .fetch_one(pg)
@@ -140,8 +144,9 @@ pub async fn collect(
         "SELECT c.relay, c.global_position,
                 (SELECT count(*) FROM events e
                   WHERE (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)),
-                (SELECT min(e.recorded_at) FROM events e
-                  WHERE (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)),
+                (SELECT e.recorded_at FROM events e
+                  WHERE (e.transaction_id, e.global_position) > (c.transaction_id, c.global_position)
+                  ORDER BY e.transaction_id, e.global_position LIMIT 1),
                 c.updated_at
            FROM relay_checkpoints c ORDER BY c.relay",
     )
