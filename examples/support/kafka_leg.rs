@@ -242,17 +242,28 @@ pub async fn relay_backlog(stack: &Stack) -> anyhow::Result<(f64, i64)> {
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
         .fetch_one(&stack.state.pool)
         .await?;
+    // Done when the relay's checkpoint reaches the last event in its order. Not by
+    // counting what lies behind the checkpoint, as this did: a count every 5 ms of up to
+    // 20,000 events took 4 ms each (pg_stat_statements), and slowed the relay it timed.
+    let (last_transaction, last_position): (String, i64) = sqlx::query_as(
+        "SELECT transaction_id::text, global_position FROM events
+          ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+    )
+    .fetch_one(&stack.state.pool)
+    .await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let started = Instant::now();
     let relay = tokio::spawn(stack.state.relay().run(stopped));
     loop {
-        let relayed: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM events e, relay_checkpoints c
-              WHERE (e.transaction_id, e.global_position) <= (c.transaction_id, c.global_position)",
+        let done: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM relay_checkpoints
+                             WHERE (transaction_id, global_position) >= ($1::text::xid8, $2))",
         )
+        .bind(&last_transaction)
+        .bind(last_position)
         .fetch_one(&stack.state.pool)
         .await?;
-        if relayed >= total {
+        if done {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

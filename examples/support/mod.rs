@@ -186,6 +186,21 @@ impl Stack {
     }
 }
 
+/// `GET path` with no credentials; returns the status and the body's length. The body
+/// is read to its end but not parsed: a query's figure is what the server does, and
+/// parsing its answer was work of this load generator on the same two cores.
+pub async fn get(app: &axum::Router, path: &str) -> (u16, usize) {
+    let request = Request::builder()
+        .method("GET")
+        .uri(path)
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    (status, bytes.len())
+}
+
 pub async fn call(
     app: &axum::Router,
     method: &str,
