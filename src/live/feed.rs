@@ -78,11 +78,7 @@ impl Feed {
             let head = self.shared.lock().head;
             let events = reader::read_after(&pool, head, BATCH).await?;
             if events.is_empty() {
-                tokio::select! {
-                    notification = listener.recv() => { notification?; }
-                    () = tokio::time::sleep(IDLE_POLL) => {}
-                    _ = shutdown.changed() => {}
-                }
+                crate::store::wait_for_commits(&mut listener, IDLE_POLL, shutdown).await?;
                 continue;
             }
             for event in &events {

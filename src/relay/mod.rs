@@ -76,11 +76,7 @@ impl Relay {
             lock.check().await?;
             let events = reader::read_after(&self.pool, checkpoint, BATCH).await?;
             if events.is_empty() {
-                tokio::select! {
-                    notification = listener.recv() => { notification?; }
-                    () = tokio::time::sleep(IDLE_POLL) => {}
-                    _ = shutdown.changed() => {}
-                }
+                store::wait_for_commits(&mut listener, IDLE_POLL, shutdown).await?;
                 continue;
             }
             publish(&producer, &self.settings.topic, &events).await?;
