@@ -34,6 +34,7 @@ use board::kafka::envelope;
 use board::store::reader::{self, Checkpoint};
 use support::kafka_leg::{
     at_rest, burst, load, plain_consume, projector_drain, relay_backlog, steady_load, CLIENTS,
+    WARM_UP,
 };
 use support::{flood, get, long_history, mysql_round_trip, percentiles, Stack};
 
@@ -171,12 +172,13 @@ async fn main() -> anyhow::Result<()> {
     })
     .await;
     let (base_p50, _, _) = percentiles(base_latencies);
+    let base_rate = commands as f64 / base_elapsed.as_secs_f64();
     figures.push(Figure {
         name: "commands through HTTP",
         value: command_rate,
         unit: "/s",
         baseline_name: "plain INSERT of the event rows",
-        baseline: commands as f64 / base_elapsed.as_secs_f64(),
+        baseline: base_rate,
         detail: format!(
             "p50 {p50:.2} ms, p99 {p99:.2} ms (baseline p50 {base_p50:.2} ms); a creation writes with one INSERT, as the baseline does, and shares a NOTIFY with the commits beside it"
         ),
@@ -336,10 +338,38 @@ async fn main() -> anyhow::Result<()> {
         .await;
 
     // 4: the relay's rate on a backlog, against raw acknowledged produce of the same messages.
-    let backlog = Stack::start(false, false).await?;
-    for i in 0..commands {
-        backlog.create_post(i).await;
-    }
+    // Its commands are sent as the burst's were, with no relay or projector running: the
+    // command path alone, beside the same baseline. The gap between this row and the
+    // first is what the pipeline's share of these two cores costs the commands.
+    let backlog = Arc::new(Stack::start(false, false).await?);
+    let send = |total: usize, from: usize| {
+        load(total, {
+            let backlog = backlog.clone();
+            move |i| {
+                let backlog = backlog.clone();
+                async move {
+                    let (status, body) = backlog.create_post(from + i).await;
+                    assert_eq!(status, 201, "{body}");
+                }
+            }
+        })
+    };
+    send(WARM_UP, commands).await;
+    let (alone, alone_elapsed) = send(commands, 0).await;
+    let (alone_p50, alone_p99, _) = percentiles(alone);
+    figures.insert(
+        1,
+        Figure {
+            name: "commands, API alone",
+            value: commands as f64 / alone_elapsed.as_secs_f64(),
+            unit: "/s",
+            baseline_name: "plain INSERT of the event rows",
+            baseline: base_rate,
+            detail: format!(
+                "p50 {alone_p50:.2} ms, p99 {alone_p99:.2} ms; the burst above with no relay or projector running beside it"
+            ),
+        },
+    );
     let events = reader::read_after(&backlog.state.pool, Checkpoint::default(), i64::MAX).await?;
     let settings = backlog.state.config.kafka();
     let raw_topic = backlog.scratch_topic("raw");
@@ -385,7 +415,11 @@ async fn main() -> anyhow::Result<()> {
     // time to the first message is shown beside the rates.
     let plain = plain_consume(&settings, total).await?;
     let projector = projector_drain(&backlog, total).await?;
-    backlog.stop().await;
+    Arc::try_unwrap(backlog)
+        .ok()
+        .expect("the backlog's loads are over")
+        .stop()
+        .await;
     figures.push(Figure {
         name: "projector, broker to read model",
         value: projector.rate,

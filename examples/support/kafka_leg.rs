@@ -120,7 +120,7 @@ pub fn follow(stack: &Stack) -> (Pending, Arc<AtomicBool>, JoinHandle<Vec<Durati
 /// commands open its database connections, which made the first burst's latency a figure
 /// of connection set-up (measured: p99 0.66 s on a fresh stack, 0.16-0.18 s on the next
 /// bursts of the same stack).
-const WARM_UP: usize = 10 * CLIENTS;
+pub const WARM_UP: usize = 10 * CLIENTS;
 
 /// A burst: `commands` posts as fast as `CLIENTS` clients send them, every 20th followed
 /// to the read model, after a warm-up that is not counted. Returns the command latencies,
