@@ -228,7 +228,10 @@ async fn main() -> anyhow::Result<()> {
                     .await
                 } else {
                     load(each, {
-                        let pool = stack.read_pool.clone();
+                        // The server's own pool: the benchmark's (sqlx's defaults) pings
+                        // a connection before every query, a round trip the server's
+                        // pool makes only after 500 ms idle (`databases`).
+                        let pool = stack.state.read_pool.clone();
                         move |_| {
                             let pool = pool.clone();
                             async move {
