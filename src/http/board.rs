@@ -222,8 +222,8 @@ pub(super) async fn edit_post(
             title: post.title,
             // The author is editing, so the account is open.
             author: Author::new(
-                &post.author_id.to_string(),
-                &Some(edited.author_nickname),
+                post.author_id.to_string(),
+                Some(edited.author_nickname),
                 None,
             ),
             comment_count: edited.comment_count,

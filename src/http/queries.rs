@@ -118,7 +118,7 @@ pub(super) async fn list_posts(
         return Err(ApiError::not_found("no such category"));
     }
     Ok(Json(PostPage {
-        posts: page.items.iter().map(PostSummary::from).collect(),
+        posts: page.items.into_iter().map(PostSummary::from).collect(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -173,7 +173,7 @@ pub(super) async fn list_comments(
     }
     let page = queries::comments(&state.read_pool, post_id, cursor, size).await?;
     Ok(Json(CommentPage {
-        comments: page.items.iter().map(Comment::from).collect(),
+        comments: page.items.into_iter().map(Comment::from).collect(),
         next_cursor: page.next_cursor,
     }))
 }

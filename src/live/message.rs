@@ -87,7 +87,7 @@ impl Message {
             .author
             .as_ref()
             .filter(|a| a.account_id == account_id)?;
-        let closed = NamedAuthor::of(&Author::new(account_id, &None, Some(true)));
+        let closed = NamedAuthor::of(&Author::new(account_id, None, Some(true)));
         // The author's JSON object cannot occur inside a string value of the message,
         // where every quote is escaped: the one occurrence is the author.
         let text = std::str::from_utf8(&self.wire).ok()?;
@@ -300,7 +300,7 @@ async fn author(
     let author = facts.author(account_id, at).await?;
     Ok(Author::new(
         account_id,
-        &author.nickname,
+        author.nickname.clone(),
         Some(author.closed),
     ))
 }
