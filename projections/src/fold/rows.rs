@@ -188,22 +188,28 @@ impl Rows {
         }
         // Those the table did not have after all start as placeholders.
         for id in absent {
-            match view {
-                View::Accounts => {
-                    self.account(id);
-                }
-                View::Categories => {
-                    self.category(id);
-                }
-                View::Posts => {
-                    self.post(id);
-                }
-                View::Comments => {
-                    self.comment(id);
-                }
-            }
+            self.placeholder(view, id);
         }
         Ok(())
+    }
+
+    /// Row `id` of `view`, unless in memory already, as `INSERT IGNORE` makes it: every
+    /// column at its default. Not as loaded, so it is written back with the changed rows.
+    fn placeholder(&mut self, view: View, id: &str) {
+        match view {
+            View::Accounts => {
+                self.account(id);
+            }
+            View::Categories => {
+                self.category(id);
+            }
+            View::Posts => {
+                self.post(id);
+            }
+            View::Comments => {
+                self.comment(id);
+            }
+        }
     }
 
     /// Takes row `id` of `view` from `other`, as loaded, if it is there.

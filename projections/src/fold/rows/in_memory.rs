@@ -11,26 +11,12 @@ impl Rows {
     /// What [`Rows::load`] does, from `db`: a row `db` lacks loads as the placeholder that
     /// `INSERT IGNORE` makes, every column at its default.
     pub fn load_from(&mut self, db: &Rows, view: View, ids: &BTreeSet<String>) {
-        match view {
-            View::Accounts => load(
-                &mut self.accounts,
-                &mut self.loaded_accounts,
-                &db.accounts,
-                ids,
-            ),
-            View::Categories => load(
-                &mut self.categories,
-                &mut self.loaded_categories,
-                &db.categories,
-                ids,
-            ),
-            View::Posts => load(&mut self.posts, &mut self.loaded_posts, &db.posts, ids),
-            View::Comments => load(
-                &mut self.comments,
-                &mut self.loaded_comments,
-                &db.comments,
-                ids,
-            ),
+        for id in ids {
+            if !self.copy(db, view, id) {
+                let mut placeholder = Rows::default();
+                placeholder.placeholder(view, id);
+                self.copy(&placeholder, view, id);
+            }
         }
     }
 
@@ -80,19 +66,6 @@ impl Rows {
             &mut missing,
         );
         missing
-    }
-}
-
-fn load<T: Clone + Default>(
-    rows: &mut BTreeMap<String, T>,
-    loaded: &mut BTreeMap<String, T>,
-    db: &BTreeMap<String, T>,
-    ids: &BTreeSet<String>,
-) {
-    for id in ids {
-        let row = db.get(id).cloned().unwrap_or_default();
-        loaded.insert(id.clone(), row.clone());
-        rows.insert(id.clone(), row);
     }
 }
 
