@@ -53,7 +53,7 @@ async fn shadow_exists(pipeline: &Pipeline) -> bool {
 #[tokio::test]
 async fn status_reports_positions_and_lag_as_json() {
     let pipeline = Pipeline::new(2).await;
-    let _relay = pipeline.start_relay();
+    let relay = pipeline.start_relay();
     let _projector = pipeline.start_projector();
     let admin = pipeline.app.admin().await;
     pipeline.app.category(&admin, "Rust").await;
@@ -73,6 +73,22 @@ async fn status_reports_positions_and_lag_as_json() {
     let (code, table) = pipeline.run_board(&["projections", "status"]).await;
     assert_eq!(code, 0);
     assert!(table.contains("LAG EVENTS"), "{table}");
+
+    // With the relay stopped, what is stored after its checkpoint is its lag, in events
+    // and in the age of the first of them.
+    relay.stop().await;
+    pipeline.app.category(&admin, "Go").await;
+    pipeline.app.category(&admin, "Zig").await;
+    let behind = pipeline.stored_events().await - stored;
+    assert!(behind >= 2, "{behind}");
+    let (code, out) = pipeline
+        .run_board(&["projections", "status", "--json"])
+        .await;
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["relays"][0]["lagEvents"], behind, "{status:#}");
+    let age = status["relays"][0]["lagSeconds"].as_f64().unwrap();
+    assert!(age > 0.0, "{status:#}");
 }
 
 #[tokio::test]
