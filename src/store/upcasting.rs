@@ -39,12 +39,21 @@ fn comment_text_to_content(mut payload: Value) -> Value {
     payload
 }
 
-/// Raises a stored event to its current version, step by step.
-pub fn upcast(event_type: &str, version: &mut String, payload: &mut Value) {
-    while let Some(step) = UPCASTERS
+/// The upcaster that raises `event_type` from `version`, if any.
+fn step_from(event_type: &str, version: &str) -> Option<&'static Upcaster> {
+    UPCASTERS
         .iter()
         .find(|u| u.event_type == event_type && u.from == version)
-    {
+}
+
+/// Whether an event stored at `version` is read as stored (no upcaster raises it).
+pub fn is_current(event_type: &str, version: &str) -> bool {
+    step_from(event_type, version).is_none()
+}
+
+/// Raises a stored event to its current version, step by step.
+pub fn upcast(event_type: &str, version: &mut String, payload: &mut Value) {
+    while let Some(step) = step_from(event_type, version) {
         *payload = (step.transform)(std::mem::take(payload));
         *version = step.to.to_string();
     }

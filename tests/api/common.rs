@@ -227,6 +227,22 @@ impl TestApp {
         self.member(ADMIN_EMAIL, "admin").await
     }
 
+    /// `events export` of the whole store as JSON Lines, and how many events it wrote.
+    pub async fn export_jsonl(&self) -> (String, u64) {
+        let mut out = Vec::new();
+        let (count, _) = board::history::export(
+            &self.pool,
+            &Default::default(),
+            board::history::Format::Jsonl,
+            &mut out,
+            &|_| {},
+            &tokio::sync::watch::channel(false).1,
+        )
+        .await
+        .unwrap();
+        (String::from_utf8(out).unwrap(), count)
+    }
+
     /// Creates a category as `admin`; returns its id.
     pub async fn category(&self, admin: &Member, name: &str) -> String {
         let res = self

@@ -317,6 +317,62 @@ async fn export_peak(pipeline: &Pipeline, events: usize) -> (u64, u64) {
     (peak_kib, exported)
 }
 
+/// The export copies most events' JSON as stored, without parsing it; the others (an old
+/// version to raise, personal fields to open) take the path every reader takes. Both must
+/// write what that path gives, the envelope of the event as read.
+#[tokio::test]
+async fn an_export_writes_every_event_as_its_envelope_whichever_way_it_takes() {
+    let app = crate::common::TestApp::spawn().await;
+    let admin = app.admin().await;
+    let ann = app.member("ann@example.com", "ann").await;
+    let category = app.category(&admin, "Rust").await;
+    let post = app.post_in(&ann, &category).await;
+    let res = app
+        .patch(&format!("/board/posts/{post}"))
+        .bearer(&ann.token)
+        .json(json!({ "title": "Edited: \"quoted\", and \\ escaped" }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text());
+    crate::live::comment(&app, &admin, &post, "Nice, really").await;
+    // A comment as the first release stored it (raised from 1.0 as it is read).
+    sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES ('comment', $1, 1, 'CommentAdded', '1.0', $2, '{\"requestId\": \"r-1\"}')",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(json!({ "CommentAdded": { "post_id": post, "author_id": ann.id.to_string(), "text": "Old" } }))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+
+    let (text, count) = app.export_jsonl().await;
+    let mut events = board::store::reader::read_after(&app.pool, Default::default(), 1_000)
+        .await
+        .unwrap();
+    board::personal_data::Vault::new(app.pool.clone())
+        .open_all(&mut events, board::personal_data::Reveal::Public)
+        .await
+        .unwrap();
+    assert_eq!(count as usize, events.len());
+    assert_eq!(text.lines().count(), events.len());
+    for (line, event) in text.lines().zip(&events) {
+        let written: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(written, json!(board::kafka::envelope(event)), "{line}");
+        // Compact, as serde_json writes: no space after a key or between fields.
+        assert!(!line.contains("\": ") && !line.contains(", \""), "{line}");
+    }
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    for expected in [
+        "AccountRegistered",
+        "PostCreated",
+        "PostEdited",
+        "CommentAdded",
+    ] {
+        assert!(types.contains(&expected), "{types:?}");
+    }
+}
+
 #[tokio::test]
 async fn export_filters_and_writes_csv() {
     let pipeline = Pipeline::new(1).await;

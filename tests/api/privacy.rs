@@ -358,18 +358,7 @@ async fn an_export_shows_no_email_of_any_account_and_the_nicknames_of_open_ones(
     app.admin().await;
     app.member("ann@example.com", "annie").await;
     app.sign_up("bob@example.com", "bobby").await;
-    let mut out = Vec::new();
-    board::history::export(
-        &app.pool,
-        &Default::default(),
-        board::history::Format::Jsonl,
-        &mut out,
-        &|_| {},
-        &tokio::sync::watch::channel(false).1,
-    )
-    .await
-    .unwrap();
-    let text = String::from_utf8(out).unwrap();
+    let (text, _) = app.export_jsonl().await;
     assert!(!text.contains('@'), "no address at all: {text}");
     assert!(text.contains("annie") && text.contains("bobby"), "{text}");
 }
