@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
 
 use crate::personal_data::PersonalEvent;
 
@@ -156,7 +156,10 @@ pub struct Filter {
 ///
 /// The task asks for [`PAGES_PER_QUERY`] pages at a time and hands them over one by one
 /// through a channel of one page: every query is a round trip, and a page the size of a
-/// query would hold that many rows in memory. Dropping this stops the read under way.
+/// query would hold that many rows in memory. It reads on a connection of its own, not
+/// one of the pool's: it keeps its connection while it waits for the caller to take a
+/// page, and a caller that needed the pool meanwhile (the vault, for its keys) would
+/// otherwise wait for it, for ever with a pool of one. Dropping this stops the read.
 pub struct ReadAhead {
     pages: tokio::sync::mpsc::Receiver<Result<Vec<PgRow>, sqlx::Error>>,
     reader: tokio::task::JoinHandle<()>,
@@ -169,9 +172,14 @@ impl ReadAhead {
     /// Starts reading after `after`, in pages of `limit` events.
     pub fn start(pool: &PgPool, filter: Filter, after: Checkpoint, limit: i64) -> Self {
         let (sender, pages) = tokio::sync::mpsc::channel(1);
-        let pool = pool.clone();
+        let options = pool.connect_options();
         let reader = tokio::spawn(async move {
-            if let Err(error) = read_ahead(&pool, &filter, after, limit, &sender).await {
+            let read = async {
+                let mut connection = options.connect().await?;
+                read_ahead(&mut connection, &filter, after, limit, &sender).await?;
+                connection.close().await
+            };
+            if let Err(error) = read.await {
                 // The caller hears of it after the pages before it.
                 let _ = sender.send(Err(error)).await;
             }
@@ -211,7 +219,7 @@ impl Drop for ReadAhead {
 /// [`ReadAhead`]'s task: sends the pages after `after` until a query finds nothing more,
 /// or the caller is gone.
 async fn read_ahead(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     filter: &Filter,
     mut after: Checkpoint,
     limit: i64,
@@ -219,23 +227,22 @@ async fn read_ahead(
 ) -> Result<(), sqlx::Error> {
     use futures_util::TryStreamExt;
 
-    let sql = filtered_sql();
+    // The planner cannot tell how many events lie after a checkpoint (it guesses a fifth
+    // of the table), and once a query's limit looks large beside that guess it sorts
+    // everything after the checkpoint instead of walking the index: on a store of 100,000
+    // events, 10,000 rows took 170 ms instead of 5. The index gives the order, so these
+    // queries never need a sort. (The connection is this reader's alone, and closes with it.)
+    sqlx::query("SET enable_sort = off")
+        .execute(&mut *connection)
+        .await?;
     let page_size = usize::try_from(limit).unwrap_or(1).max(1);
     loop {
-        let mut tx = pool.begin().await?;
-        // The planner cannot tell how many events lie after a checkpoint (it guesses a
-        // fifth of the table), and once a query's limit looks large beside that guess it
-        // sorts everything after the checkpoint instead of walking the index: on a store of
-        // 100,000 events, 10,000 rows took 170 ms instead of 5. The index gives the order,
-        // so these queries never need a sort.
-        sqlx::query("SET LOCAL enable_sort = off")
-            .execute(&mut *tx)
-            .await?;
-        let mut rows = filtered_query(&sql, filter, after, limit * PAGES_PER_QUERY).fetch(&mut *tx);
+        let mut rows =
+            filtered_query(filter, after, limit * PAGES_PER_QUERY).fetch(&mut *connection);
         let mut page = Vec::with_capacity(page_size);
-        let mut read = 0usize;
+        let mut found_any = false;
         while let Some(row) = rows.try_next().await? {
-            read += 1;
+            found_any = true;
             page.push(row);
             if page.len() == page_size {
                 after = checkpoint(&page[page_size - 1])?;
@@ -244,16 +251,14 @@ async fn read_ahead(
                 }
             }
         }
-        drop(rows);
-        tx.commit().await?;
+        if !found_any {
+            return Ok(());
+        }
         if let Some(last) = page.last() {
             after = checkpoint(last)?;
-        }
-        if !page.is_empty() && pages.send(Ok(page)).await.is_err() {
-            return Ok(());
-        }
-        if read == 0 {
-            return Ok(());
+            if pages.send(Ok(page)).await.is_err() {
+                return Ok(());
+            }
         }
     }
 }
@@ -284,49 +289,34 @@ pub async fn read_filtered(
     after: Checkpoint,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-    let rows = read_filtered_rows(pool, filter, after, limit).await?;
+    let rows = filtered_query(filter, after, limit).fetch_all(pool).await?;
     rows.iter().map(decode).collect()
 }
 
-/// [`read_filtered`]'s rows, not decoded yet.
-async fn read_filtered_rows(
-    pool: &PgPool,
+/// The query of up to `limit` events `filter` admits after `after`, in global order,
+/// all from finished transactions.
+fn filtered_query(
     filter: &Filter,
     after: Checkpoint,
     limit: i64,
-) -> Result<Vec<PgRow>, sqlx::Error> {
-    let sql = filtered_sql();
-    filtered_query(&sql, filter, after, limit)
-        .fetch_all(pool)
-        .await
-}
-
-/// The query of up to `limit` events `filter` admits after `after`, in global order,
-/// all from finished transactions; `sql` is [`filtered_sql`].
-fn filtered_query<'q>(
-    sql: &'q str,
-    filter: &'q Filter,
-    after: Checkpoint,
-    limit: i64,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    let query = sqlx::query(sql)
+) -> sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!(
+            "SELECT {COLUMNS}
+               FROM events
+              WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
+                AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+                AND {}
+              ORDER BY transaction_id, global_position
+              LIMIT $3",
+            Filter::CLAUSE_FROM_4
+        )
+    });
+    let query = sqlx::query(SQL.as_str())
         .bind(after.transaction_id.to_string())
         .bind(after.global_position)
         .bind(limit);
     filter.bind(query)
-}
-
-fn filtered_sql() -> String {
-    format!(
-        "SELECT {COLUMNS}
-           FROM events
-          WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-            AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-            AND {}
-          ORDER BY transaction_id, global_position
-          LIMIT $3",
-        Filter::CLAUSE_FROM_4
-    )
 }
 
 /// The last `limit` events of the global order that are readable now (all from finished

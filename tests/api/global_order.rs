@@ -3,7 +3,7 @@
 
 use aggregates::post::Post;
 use board::personal_data::Vault;
-use board::store::reader::{read_after, Checkpoint, RecordedEvent};
+use board::store::reader::{read_after, Checkpoint, Filter, ReadAhead, RecordedEvent};
 use board::store::SealingRepository;
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
 use serde_json::json;
@@ -198,4 +198,65 @@ async fn a_commands_events_are_stored_in_order_all_or_none() {
         "{error:?}"
     );
     assert_eq!(stored().await, [1, 2, 3]);
+}
+
+/// Every page the page reader hands over, until it says the end, as positions.
+async fn pages_of(pool: &PgPool, limit: i64) -> Vec<Vec<i64>> {
+    let mut reader = ReadAhead::start(pool, Filter::default(), Checkpoint::default(), limit);
+    let mut pages = Vec::new();
+    loop {
+        let page = reader.next_page().await.unwrap();
+        if page.is_empty() {
+            return pages;
+        }
+        pages.push(page.iter().map(RecordedEvent::global_position).collect());
+    }
+}
+
+#[tokio::test]
+async fn the_page_reader_hands_over_every_event_once_in_order_across_its_queries() {
+    let app = TestApp::spawn().await;
+    for n in 0..50 {
+        insert_event(&app.pool, &format!("event-{n}")).await;
+    }
+    let stored: Vec<i64> = read_until(&app.pool, 50)
+        .await
+        .iter()
+        .map(RecordedEvent::global_position)
+        .collect();
+    // Pages of 3: each query reads 24 events, so 50 events cross two query boundaries,
+    // one of them inside a page's worth.
+    let pages = pages_of(&app.pool, 3).await;
+    assert!(pages.iter().all(|page| page.len() <= 3), "{pages:?}");
+    assert_eq!(pages.concat(), stored);
+}
+
+#[tokio::test]
+async fn the_page_reader_leaves_the_pool_to_its_caller() {
+    let app = TestApp::spawn().await;
+    for n in 0..20 {
+        insert_event(&app.pool, &format!("event-{n}")).await;
+    }
+    read_until(&app.pool, 20).await;
+    // A pool of one connection, as EVENT_STORE_POOL_SIZE=1 gives. The timeout turns the
+    // wait for a connection the reader kept into a failure instead of a hang.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(std::time::Duration::from_secs(10))
+        .connect_with((*app.pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let mut reader = ReadAhead::start(&pool, Filter::default(), Checkpoint::default(), 2);
+    let mut read = reader.next_page().await.unwrap().len();
+    // The reader is now in the middle of its first query, waiting for this caller to take
+    // a page; the caller needs the pool (as the export's vault does).
+    sqlx::query("SELECT 1").execute(&pool).await.unwrap();
+    loop {
+        let page = reader.next_page().await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        read += page.len();
+    }
+    assert_eq!(read, 20);
 }
