@@ -26,6 +26,7 @@ use aggregates::{DomainError, Snapshot};
 
 use super::aggregate_loader::{AggregateLoader, Loaded};
 use super::commit_signal::CommitSignal;
+use super::group_commit::GroupCommit;
 use super::sealing::SealingRepository;
 use super::CommandError;
 use crate::personal_data::Vault;
@@ -90,17 +91,23 @@ where
     A::Command: Clone,
 {
     /// A bus that replays each aggregate's whole history on every command.
-    pub fn without_snapshots(pool: PgPool, committed: CommitSignal) -> Self {
+    pub fn without_snapshots(pool: PgPool, writer: GroupCommit, committed: CommitSignal) -> Self {
         Self::with_loader(
             AggregateLoader::without_snapshots(pool.clone()),
             pool,
+            writer,
             committed,
         )
     }
 
-    fn with_loader(loader: AggregateLoader<A>, pool: PgPool, committed: CommitSignal) -> Self {
+    fn with_loader(
+        loader: AggregateLoader<A>,
+        pool: PgPool,
+        writer: GroupCommit,
+        committed: CommitSignal,
+    ) -> Self {
         let vault = Vault::new(pool.clone());
-        let repository = SealingRepository::new(pool, vault);
+        let repository = SealingRepository::new(pool, vault, writer);
         Self {
             loader,
             store: PersistedEventStore::new_event_store(repository),
@@ -241,16 +248,18 @@ where
     A::Command: Clone,
 {
     /// A bus that loads aggregates from their snapshots and keeps those up to date.
-    pub fn with_snapshots(pool: PgPool, committed: CommitSignal) -> Self {
+    pub fn with_snapshots(pool: PgPool, writer: GroupCommit, committed: CommitSignal) -> Self {
         Self::with_loader(
             AggregateLoader::with_snapshots(pool.clone()),
             pool,
+            writer,
             committed,
         )
     }
 }
 
-/// One command bus per aggregate type, sharing one pool.
+/// One command bus per aggregate type, sharing one pool and one writer (commands of
+/// every type are written together).
 pub struct CommandBuses {
     pub accounts: CommandBus<Account>,
     pub categories: CommandBus<Category>,
@@ -261,13 +270,18 @@ pub struct CommandBuses {
 impl CommandBuses {
     pub fn new(pool: PgPool) -> Self {
         let committed = CommitSignal::new(pool.clone());
+        let writer = GroupCommit::new(pool.clone());
         Self {
             // An account's state holds its plain email and nickname, which are kept at
             // rest only sealed: no snapshots (an account's history stays short anyway).
-            accounts: CommandBus::without_snapshots(pool.clone(), committed.clone()),
-            categories: CommandBus::with_snapshots(pool.clone(), committed.clone()),
-            posts: CommandBus::with_snapshots(pool.clone(), committed.clone()),
-            comments: CommandBus::with_snapshots(pool, committed),
+            accounts: CommandBus::without_snapshots(
+                pool.clone(),
+                writer.clone(),
+                committed.clone(),
+            ),
+            categories: CommandBus::with_snapshots(pool.clone(), writer.clone(), committed.clone()),
+            posts: CommandBus::with_snapshots(pool.clone(), writer.clone(), committed.clone()),
+            comments: CommandBus::with_snapshots(pool, writer, committed),
         }
     }
 }

@@ -6,6 +6,7 @@ mod claims;
 mod command_bus;
 mod commit_signal;
 mod error;
+mod group_commit;
 pub mod history_sealing;
 mod lookup;
 pub mod positions;
@@ -22,6 +23,7 @@ pub use claims::{claim, claim_holder, claim_holder_since, give_up, take_over, Cl
 pub use command_bus::{CommandBus, CommandBuses, CommandOutcome, Metadata};
 pub use commit_signal::{wait_for_commits, CommitSignal, EVENTS_CHANNEL};
 pub use error::CommandError;
+pub use group_commit::GroupCommit;
 pub use lookup::EventStoreLookup;
 pub use sealing::SealingRepository;
 

@@ -6,8 +6,9 @@
 //! inserted, so no plain email or nickname ever reaches the events table, the relay or
 //! the topic; its loads open them again for the aggregate, whole (`Reveal::Everything`), as
 //! `store::aggregate_loader` does for the command buses. Events without personal fields
-//! pass through untouched, without a key lookup. The insert itself is Board's own, one
-//! statement instead of postgres-es's transaction of three (see [`append`]).
+//! pass through untouched, without a key lookup. The insert itself is Board's own: one
+//! statement instead of postgres-es's transaction of three, shared with the commands
+//! beside it (see [`GroupCommit`]).
 
 use cqrs_es::persist::{
     PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
@@ -17,19 +18,20 @@ use postgres_es::PostgresEventRepository;
 use serde_json::Value;
 use sqlx::PgPool;
 
+use super::GroupCommit;
 use crate::personal_data::{self, Reveal, Vault};
 
 pub struct SealingRepository {
     inner: PostgresEventRepository,
-    pool: PgPool,
+    writer: GroupCommit,
     vault: Vault,
 }
 
 impl SealingRepository {
-    pub fn new(pool: PgPool, vault: Vault) -> Self {
+    pub fn new(pool: PgPool, vault: Vault, writer: GroupCommit) -> Self {
         Self {
-            inner: PostgresEventRepository::new(pool.clone()),
-            pool,
+            inner: PostgresEventRepository::new(pool),
+            writer,
             vault,
         }
     }
@@ -81,11 +83,10 @@ impl PersistedEventRepository for SealingRepository {
         events: &[SerializedEvent],
         snapshot_update: Option<(String, Value, usize)>,
     ) -> Result<(), PersistenceError> {
-        if events
-            .iter()
-            .all(|e| personal_data::personal_fields(&e.event_type).is_empty())
-        {
-            return append::<A>(&self.pool, events, snapshot_update).await;
+        // cqrs-es's event-store mode asks for no snapshot; Board keeps its own.
+        if snapshot_update.is_some() {
+            let refused = "cqrs-es snapshots are not kept by this event store".into();
+            return Err(PersistenceError::UnknownError(refused));
         }
         let mut sealed = events.to_vec();
         for event in &mut sealed {
@@ -99,7 +100,7 @@ impl PersistedEventRepository for SealingRepository {
                 .map_err(unknown)?;
             personal_data::seal_payload(&event.event_type, &mut event.payload, &key);
         }
-        append::<A>(&self.pool, &sealed, snapshot_update).await
+        self.writer.append(A::TYPE, sealed).await
     }
 
     /// Not used by Board (its readers of whole streams are `store::reader`); the events
@@ -114,79 +115,6 @@ impl PersistedEventRepository for SealingRepository {
     /// As [`Self::stream_events`].
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
         self.inner.stream_all_events::<A>().await
-    }
-}
-
-/// Inserts one command's events, numbered by cqrs-es, into postgres-es's `events` table
-/// with a single statement. postgres-es runs `BEGIN`, one `INSERT` per event and `COMMIT`:
-/// three round trips to PostgreSQL for the usual command of one event, where a single
-/// `INSERT` is as atomic (all of the command's events are stored, or none) and takes one
-/// (docs/PERFORMANCE.md). Failures are reported as postgres-es reports them: a clash on
-/// the primary key (aggregate type, id, sequence), another command having stored those
-/// sequences first, as an optimistic-lock error; a broken connection as a connection
-/// error; anything else as unknown, the `sqlx::Error` inside.
-async fn append<A: Aggregate>(
-    pool: &PgPool,
-    events: &[SerializedEvent],
-    snapshot_update: Option<(String, Value, usize)>,
-) -> Result<(), PersistenceError> {
-    // cqrs-es's event-store mode asks for no snapshot; Board keeps its own.
-    if snapshot_update.is_some() {
-        let refused = "cqrs-es snapshots are not kept by this event store".into();
-        return Err(PersistenceError::UnknownError(refused));
-    }
-    if events.is_empty() {
-        return Ok(());
-    }
-    // WITH ORDINALITY and ORDER BY: the global positions follow the command's own order.
-    sqlx::query(
-        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
-                             payload, metadata)
-         SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata
-           FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[],
-                       $6::jsonb[], $7::jsonb[])
-                WITH ORDINALITY AS e(aggregate_type, aggregate_id, sequence, event_type,
-                                     event_version, payload, metadata, n)
-          ORDER BY n",
-    )
-    .bind(vec![A::TYPE; events.len()])
-    .bind(
-        events
-            .iter()
-            .map(|e| e.aggregate_id.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(events.iter().map(|e| e.sequence as i64).collect::<Vec<_>>())
-    .bind(
-        events
-            .iter()
-            .map(|e| e.event_type.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        events
-            .iter()
-            .map(|e| e.event_version.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(events.iter().map(|e| &e.payload).collect::<Vec<_>>())
-    .bind(events.iter().map(|e| &e.metadata).collect::<Vec<_>>())
-    .execute(pool)
-    .await
-    .map_err(persistence_error)?;
-    Ok(())
-}
-
-/// postgres-es's classification of a failed write (its own is not public).
-fn persistence_error(error: sqlx::Error) -> PersistenceError {
-    match &error {
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
-            PersistenceError::OptimisticLockError
-        }
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
-            PersistenceError::ConnectionError(Box::new(error))
-        }
-        _ => PersistenceError::UnknownError(Box::new(error)),
     }
 }
 

@@ -4,7 +4,7 @@
 use aggregates::post::Post;
 use board::personal_data::Vault;
 use board::store::reader::{read_after, Checkpoint, Filter, ReadAhead, RecordedEvent};
-use board::store::SealingRepository;
+use board::store::{GroupCommit, SealingRepository};
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
 use serde_json::json;
 use sqlx::PgPool;
@@ -165,7 +165,7 @@ fn numbered(post: &str, sequences: std::ops::RangeInclusive<usize>) -> Vec<Seria
 #[tokio::test]
 async fn a_commands_events_are_stored_in_order_all_or_none() {
     let app = TestApp::spawn().await;
-    let store = SealingRepository::new(app.pool.clone(), Vault::new(app.pool.clone()));
+    let store = repository(&app.pool);
     let post = uuid::Uuid::now_v7().to_string();
     let stored = || async {
         sqlx::query_as::<_, (i64,)>(
@@ -198,6 +198,104 @@ async fn a_commands_events_are_stored_in_order_all_or_none() {
         "{error:?}"
     );
     assert_eq!(stored().await, [1, 2, 3]);
+}
+
+fn repository(pool: &PgPool) -> SealingRepository {
+    SealingRepository::new(
+        pool.clone(),
+        Vault::new(pool.clone()),
+        GroupCommit::new(pool.clone()),
+    )
+}
+
+/// The stored events of `posts`, in global order: (post, sequence, transaction id).
+async fn stored_in_order(pool: &PgPool, posts: &[&str]) -> Vec<(String, i64, String)> {
+    sqlx::query_as(
+        "SELECT aggregate_id, sequence, transaction_id::text FROM events
+          WHERE aggregate_id = ANY($1) ORDER BY global_position",
+    )
+    .bind(posts)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+/// Persists each of `commands` at once; their verdicts, in the same order.
+async fn persist_together(
+    store: &SealingRepository,
+    commands: &[Vec<SerializedEvent>],
+) -> Vec<Result<(), PersistenceError>> {
+    futures::future::join_all(
+        commands
+            .iter()
+            .map(|events| store.persist::<Post>(events, None)),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn commands_written_together_each_get_their_own_verdict() {
+    let app = TestApp::spawn().await;
+    let store = repository(&app.pool);
+    let [x, y, z] = [(); 3].map(|()| uuid::Uuid::now_v7().to_string());
+    // Sent together (the test's runtime has one thread, so the writer first runs once all
+    // four wait), they go in one batch. The third clashes with the first on x's sequence 2:
+    // PostgreSQL refuses the batch, and each command is written again on its own.
+    let commands = [
+        numbered(&x, 1..=2),
+        numbered(&y, 1..=1),
+        numbered(&x, 2..=3),
+        numbered(&z, 1..=1),
+    ];
+    let verdicts = persist_together(&store, &commands).await;
+    assert!(
+        verdicts[0].is_ok() && verdicts[1].is_ok() && verdicts[3].is_ok(),
+        "{verdicts:?}"
+    );
+    assert!(
+        matches!(verdicts[2], Err(PersistenceError::OptimisticLockError)),
+        "{verdicts:?}"
+    );
+    let stored: Vec<(String, i64)> = stored_in_order(&app.pool, &[&x, &y, &z])
+        .await
+        .into_iter()
+        .map(|(post, sequence, _)| (post, sequence))
+        .collect();
+    assert_eq!(
+        stored,
+        [
+            (x.clone(), 1),
+            (x.clone(), 2),
+            (y.clone(), 1),
+            (z.clone(), 1)
+        ],
+        "the commands that won, in the order they came"
+    );
+
+    // A batch nobody refuses is one transaction, in the order the commands came.
+    let [a, b, c] = [(); 3].map(|()| uuid::Uuid::now_v7().to_string());
+    let commands = [
+        numbered(&a, 1..=2),
+        numbered(&b, 1..=1),
+        numbered(&c, 1..=1),
+    ];
+    let verdicts = persist_together(&store, &commands).await;
+    assert!(verdicts.iter().all(Result::is_ok), "{verdicts:?}");
+    let stored = stored_in_order(&app.pool, &[&a, &b, &c]).await;
+    let order: Vec<(&str, i64)> = stored.iter().map(|(p, s, _)| (p.as_str(), *s)).collect();
+    assert_eq!(
+        order,
+        [
+            (a.as_str(), 1),
+            (a.as_str(), 2),
+            (b.as_str(), 1),
+            (c.as_str(), 1)
+        ]
+    );
+    assert!(
+        stored.iter().all(|(_, _, txid)| *txid == stored[0].2),
+        "one commit for the batch: {stored:?}"
+    );
 }
 
 /// Every page the page reader hands over, until it says the end, as positions.

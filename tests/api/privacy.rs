@@ -402,6 +402,7 @@ async fn the_migration_seals_events_written_before_sealing_once() {
     // The aggregate reads it back whole through its key.
     let bus = board::store::CommandBus::<aggregates::account::Account>::without_snapshots(
         app.pool.clone(),
+        board::store::GroupCommit::new(app.pool.clone()),
         board::store::CommitSignal::new(app.pool.clone()),
     );
     let (state, _) = bus.load(account).await.unwrap();
