@@ -11,23 +11,30 @@
 //!
 //! - **Nothing waits to fill a batch.** A command is written at once when a writer is free;
 //!   the commands that arrive while all [`WRITERS`] are busy go together in the next batch.
-//!   At rest every batch is one command, as before.
+//!   At rest every batch is one command, as before. A command that waited longer for a
+//!   writer than the pool lets anyone wait for a connection is answered "unavailable"
+//!   (503) without being written, as it was when it waited for the pool itself.
 //! - **Each command keeps its own verdict.** A batch commits all of its commands or none.
 //!   When PostgreSQL refuses a batch (one command lost a race on its aggregate's
-//!   sequence, an email already claimed), nothing of it was stored, and each command is
-//!   written again on its own, in arrival order, so that each gets the answer it would
-//!   have had alone. When the connection fails, whether the batch committed is unknown:
-//!   every command of it gets that error (503), as it would have alone; none is written
-//!   again, which could store it twice.
-//! - **The order is the arrival order.** The rows are numbered in the statement
-//!   (`WITH ORDINALITY`), so the global positions follow the commands' order, and a
-//!   command's events stay together.
+//!   sequence, an email already claimed, a deadlock), nothing of it was stored, and each
+//!   command is written again on its own, in the batch's order, so that each gets the
+//!   answer it would have had alone. Any other failure (the connection, the server going
+//!   away) may come after the commit: every command of the batch gets that error (503),
+//!   as it would have alone, and none is written again, which could store it twice.
+//! - **One command per aggregate in a batch.** A second command on an aggregate already
+//!   in the batch waits for the next one: both would clash on the same sequence and
+//!   fail the batch. A batch's commands are ordered by aggregate, so two batches in
+//!   flight take their rows' locks in the same order and cannot deadlock on them. (The
+//!   order among concurrent commands is the store's to choose; a command's own events
+//!   keep theirs.)
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::time::Instant;
 
 /// Batches in flight at once. Each takes a connection; while all are busy, arriving
 /// commands queue for the next batch.
@@ -40,6 +47,14 @@ struct Append {
     aggregate_type: &'static str,
     events: Vec<SerializedEvent>,
     answer: oneshot::Sender<Result<(), PersistenceError>>,
+    queued_at: Instant,
+}
+
+impl Append {
+    /// The aggregate the command is about (all of a command's events are).
+    fn aggregate(&self) -> (&'static str, &str) {
+        (self.aggregate_type, &self.events[0].aggregate_id)
+    }
 }
 
 /// Cheap to clone; clones share one dispatching task, started with the first write
@@ -77,6 +92,7 @@ impl GroupCommit {
             aggregate_type,
             events,
             answer,
+            queued_at: Instant::now(),
         };
         if let Err(mpsc::error::SendError(append)) = queue.send(append) {
             // The dispatcher is gone with the runtime that started it: write alone.
@@ -84,8 +100,10 @@ impl GroupCommit {
                 .await
                 .map_err(persistence_error);
         }
+        // The writer went away with its runtime, perhaps in the middle of the write:
+        // unavailable, whether the events were stored unknown.
         verdict.await.unwrap_or_else(|_| {
-            Err(PersistenceError::UnknownError(
+            Err(PersistenceError::ConnectionError(
                 "the event store's writer stopped before answering".into(),
             ))
         })
@@ -94,24 +112,44 @@ impl GroupCommit {
 
 fn spawn_dispatcher(pool: PgPool) -> mpsc::UnboundedSender<Append> {
     let (queue, mut arrivals) = mpsc::unbounded_channel::<Append>();
+    let longest_wait = pool.options().get_acquire_timeout();
     tokio::spawn(async move {
         let writers = Arc::new(Semaphore::new(WRITERS));
-        while let Some(first) = arrivals.recv().await {
+        // A command kept out of the last batch: its aggregate was in it.
+        let mut held: Option<Append> = None;
+        loop {
+            let first = match held.take() {
+                Some(append) => append,
+                None => match arrivals.recv().await {
+                    Some(append) => append,
+                    None => return,
+                },
+            };
             // Waiting for a writer is what lets commands gather behind the first.
             let Ok(writer) = writers.clone().acquire_owned().await else {
                 return;
             };
-            let mut rows = first.events.len();
-            let mut batch = vec![first];
-            while rows < MAX_ROWS {
-                match arrivals.try_recv() {
-                    Ok(next) => {
-                        rows += next.events.len();
-                        batch.push(next);
-                    }
-                    Err(_) => break,
+            let mut batch: Vec<Append> = Vec::new();
+            let mut rows = 0;
+            let mut next = Some(first);
+            while let Some(append) = next.take() {
+                if append.queued_at.elapsed() > longest_wait {
+                    let _ = append.answer.send(Err(waited_too_long(longest_wait)));
+                } else if batch.iter().any(|b| b.aggregate() == append.aggregate()) {
+                    held = Some(append);
+                    break;
+                } else {
+                    rows += append.events.len();
+                    batch.push(append);
+                }
+                if rows < MAX_ROWS {
+                    next = arrivals.try_recv().ok();
                 }
             }
+            if batch.is_empty() {
+                continue;
+            }
+            batch.sort_by(|a, b| a.aggregate().cmp(&b.aggregate()));
             let pool = pool.clone();
             tokio::spawn(async move {
                 write(&pool, batch).await;
@@ -120,6 +158,15 @@ fn spawn_dispatcher(pool: PgPool) -> mpsc::UnboundedSender<Append> {
         }
     });
     queue
+}
+
+/// As the pool answers a caller that waited `limit` for a connection.
+fn waited_too_long(limit: Duration) -> PersistenceError {
+    tracing::debug!(
+        ?limit,
+        "a command waited too long for the event store's writer"
+    );
+    PersistenceError::UnknownError(Box::new(sqlx::Error::PoolTimedOut))
 }
 
 /// Writes a batch and answers each of its commands.
@@ -134,7 +181,7 @@ async fn write(pool: &PgPool, batch: Vec<Append>) {
         }
         // PostgreSQL refused the statement, so nothing of it was stored: each command on
         // its own, for its own verdict. (Alone, its error is its own already.)
-        Err(sqlx::Error::Database(_)) if batch.len() > 1 => {
+        Err(error) if batch.len() > 1 && refused(&error) => {
             for append in batch {
                 let alone = insert(pool, &[&append]).await.map_err(persistence_error);
                 let _ = append.answer.send(alone);
@@ -152,6 +199,22 @@ async fn write(pool: &PgPool, batch: Vec<Append>) {
             let _ = first.answer.send(Err(persistence_error(error)));
         }
     }
+}
+
+/// Whether PostgreSQL refused the statement, so that its transaction surely rolled back:
+/// bad data (22), a constraint (23), a deadlock or serialization failure (40), a
+/// statement it cannot run (42), a limit (54), an error raised by a trigger (P0). Other
+/// errors (the connection, the server shutting down, a crash) can come after the
+/// commit.
+fn refused(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = error else {
+        return false;
+    };
+    db.code().is_some_and(|code| {
+        ["22", "23", "40", "42", "54", "P0"]
+            .iter()
+            .any(|class| code.starts_with(class))
+    })
 }
 
 /// Another error of the same kind as `error`, for each command of a batch that failed
@@ -210,10 +273,17 @@ async fn insert(pool: &PgPool, batch: &[&Append]) -> Result<(), sqlx::Error> {
 /// postgres-es's classification of a failed write (its own is not public): a clash on
 /// the primary key (aggregate type, id, sequence), another command having stored those
 /// sequences first, is an optimistic-lock error; a broken connection a connection error;
-/// anything else unknown, the `sqlx::Error` inside.
+/// anything else unknown, the `sqlx::Error` inside. A deadlock or serialization failure
+/// (class 40: two commands' rows locked in opposite orders, the claims of unique values
+/// among them) counts as a lost race too: the command bus decides the command again on
+/// the current state.
 fn persistence_error(error: sqlx::Error) -> PersistenceError {
     match &error {
-        sqlx::Error::Database(db) if db.code().as_deref() == Some("23505") => {
+        sqlx::Error::Database(db)
+            if db
+                .code()
+                .is_some_and(|code| code == "23505" || code.starts_with("40")) =>
+        {
             PersistenceError::OptimisticLockError
         }
         sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {

@@ -233,14 +233,51 @@ async fn persist_together(
     .await
 }
 
+/// Post ids that sort in the order of `prefixes`, unique to the test.
+fn ids<const N: usize>(prefixes: [&str; N]) -> [String; N] {
+    prefixes.map(|prefix| format!("{prefix}-{}", uuid::Uuid::now_v7()))
+}
+
 #[tokio::test]
-async fn commands_written_together_each_get_their_own_verdict() {
+async fn commands_written_together_commit_together_ordered_by_aggregate() {
     let app = TestApp::spawn().await;
     let store = repository(&app.pool);
-    let [x, y, z] = [(); 3].map(|()| uuid::Uuid::now_v7().to_string());
-    // Sent together (the test's runtime has one thread, so the writer first runs once all
-    // four wait), they go in one batch. The third clashes with the first on x's sequence 2:
-    // PostgreSQL refuses the batch, and each command is written again on its own.
+    let [a, b, c] = ids(["a", "b", "c"]);
+    // Sent together: the test's runtime has one thread, so the writer first runs once all
+    // of them wait, and takes them in one batch.
+    let commands = [
+        numbered(&c, 1..=1),
+        numbered(&a, 1..=2),
+        numbered(&b, 1..=1),
+    ];
+    let verdicts = persist_together(&store, &commands).await;
+    assert!(verdicts.iter().all(Result::is_ok), "{verdicts:?}");
+    let stored = stored_in_order(&app.pool, &[&a, &b, &c]).await;
+    let order: Vec<(&str, i64)> = stored.iter().map(|(p, s, _)| (p.as_str(), *s)).collect();
+    assert_eq!(
+        order,
+        [
+            (a.as_str(), 1),
+            (a.as_str(), 2),
+            (b.as_str(), 1),
+            (c.as_str(), 1)
+        ],
+        "ordered by aggregate, each command's events in its own order"
+    );
+    assert!(
+        stored.iter().all(|(_, _, txid)| *txid == stored[0].2),
+        "one commit for the batch: {stored:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_batch_is_written_again_command_by_command() {
+    let app = TestApp::spawn().await;
+    let store = repository(&app.pool);
+    let [x, y, z] = ids(["x", "y", "z"]);
+    // Sent together. The second command on x waits for the next batch, with z; there it
+    // clashes with the first on x's sequence 2, PostgreSQL refuses that batch, and each
+    // of its commands is written again on its own: z is stored, x's second loses.
     let commands = [
         numbered(&x, 1..=2),
         numbered(&y, 1..=1),
@@ -256,46 +293,21 @@ async fn commands_written_together_each_get_their_own_verdict() {
         matches!(verdicts[2], Err(PersistenceError::OptimisticLockError)),
         "{verdicts:?}"
     );
-    let stored: Vec<(String, i64)> = stored_in_order(&app.pool, &[&x, &y, &z])
-        .await
-        .into_iter()
-        .map(|(post, sequence, _)| (post, sequence))
-        .collect();
-    assert_eq!(
-        stored,
-        [
-            (x.clone(), 1),
-            (x.clone(), 2),
-            (y.clone(), 1),
-            (z.clone(), 1)
-        ],
-        "the commands that won, in the order they came"
-    );
-
-    // A batch nobody refuses is one transaction, in the order the commands came.
-    let [a, b, c] = [(); 3].map(|()| uuid::Uuid::now_v7().to_string());
-    let commands = [
-        numbered(&a, 1..=2),
-        numbered(&b, 1..=1),
-        numbered(&c, 1..=1),
-    ];
-    let verdicts = persist_together(&store, &commands).await;
-    assert!(verdicts.iter().all(Result::is_ok), "{verdicts:?}");
-    let stored = stored_in_order(&app.pool, &[&a, &b, &c]).await;
+    let stored = stored_in_order(&app.pool, &[&x, &y, &z]).await;
     let order: Vec<(&str, i64)> = stored.iter().map(|(p, s, _)| (p.as_str(), *s)).collect();
     assert_eq!(
         order,
         [
-            (a.as_str(), 1),
-            (a.as_str(), 2),
-            (b.as_str(), 1),
-            (c.as_str(), 1)
-        ]
+            (x.as_str(), 1),
+            (x.as_str(), 2),
+            (y.as_str(), 1),
+            (z.as_str(), 1)
+        ],
+        "the commands that won"
     );
-    assert!(
-        stored.iter().all(|(_, _, txid)| *txid == stored[0].2),
-        "one commit for the batch: {stored:?}"
-    );
+    let txid = |n: usize| stored[n].2.as_str();
+    assert_eq!(txid(0), txid(2), "x's first command and y were one batch");
+    assert_ne!(txid(0), txid(3), "z was written apart");
 }
 
 /// Every page the page reader hands over, until it says the end, as positions.
