@@ -25,7 +25,6 @@ use aggregates::post::Post;
 use aggregates::{DomainError, Snapshot};
 
 use super::aggregate_loader::{AggregateLoader, Loaded};
-use super::commit_signal::CommitSignal;
 use super::group_commit::GroupCommit;
 use super::sealing::SealingRepository;
 use super::CommandError;
@@ -68,8 +67,6 @@ pub struct CommandBus<A: Aggregate> {
     /// Writes the events: cqrs-es numbers them and adds their metadata, postgres-es
     /// inserts them in one transaction, sealed on the way (`SealingRepository`).
     store: PersistedEventStore<SealingRepository, A>,
-    /// Wakes the relay and the live feed once a command's events have committed.
-    committed: CommitSignal,
 }
 
 /// How often a command is decided again after losing a race, when the client did not ask
@@ -91,27 +88,20 @@ where
     A::Command: Clone,
 {
     /// A bus that replays each aggregate's whole history on every command.
-    pub fn without_snapshots(pool: PgPool, writer: GroupCommit, committed: CommitSignal) -> Self {
+    pub fn without_snapshots(pool: PgPool, writer: GroupCommit) -> Self {
         Self::with_loader(
             AggregateLoader::without_snapshots(pool.clone()),
             pool,
             writer,
-            committed,
         )
     }
 
-    fn with_loader(
-        loader: AggregateLoader<A>,
-        pool: PgPool,
-        writer: GroupCommit,
-        committed: CommitSignal,
-    ) -> Self {
+    fn with_loader(loader: AggregateLoader<A>, pool: PgPool, writer: GroupCommit) -> Self {
         let vault = Vault::new(pool.clone());
         let repository = SealingRepository::new(pool, vault, writer);
         Self {
             loader,
             store: PersistedEventStore::new_event_store(repository),
-            committed,
         }
     }
 
@@ -220,9 +210,6 @@ where
         self.store
             .commit(events, context, metadata.to_map())
             .await?;
-        if recorded > 0 {
-            self.committed.committed();
-        }
         let version = current + recorded as u64;
         tracing::debug!(recorded, "command accepted");
         self.loader
@@ -248,13 +235,8 @@ where
     A::Command: Clone,
 {
     /// A bus that loads aggregates from their snapshots and keeps those up to date.
-    pub fn with_snapshots(pool: PgPool, writer: GroupCommit, committed: CommitSignal) -> Self {
-        Self::with_loader(
-            AggregateLoader::with_snapshots(pool.clone()),
-            pool,
-            writer,
-            committed,
-        )
+    pub fn with_snapshots(pool: PgPool, writer: GroupCommit) -> Self {
+        Self::with_loader(AggregateLoader::with_snapshots(pool.clone()), pool, writer)
     }
 }
 
@@ -269,19 +251,15 @@ pub struct CommandBuses {
 
 impl CommandBuses {
     pub fn new(pool: PgPool) -> Self {
-        let committed = CommitSignal::new(pool.clone());
+        // Writes the events of every type, and wakes the event store's readers after.
         let writer = GroupCommit::new(pool.clone());
         Self {
             // An account's state holds its plain email and nickname, which are kept at
             // rest only sealed: no snapshots (an account's history stays short anyway).
-            accounts: CommandBus::without_snapshots(
-                pool.clone(),
-                writer.clone(),
-                committed.clone(),
-            ),
-            categories: CommandBus::with_snapshots(pool.clone(), writer.clone(), committed.clone()),
-            posts: CommandBus::with_snapshots(pool.clone(), writer.clone(), committed.clone()),
-            comments: CommandBus::with_snapshots(pool, writer, committed),
+            accounts: CommandBus::without_snapshots(pool.clone(), writer.clone()),
+            categories: CommandBus::with_snapshots(pool.clone(), writer.clone()),
+            posts: CommandBus::with_snapshots(pool.clone(), writer.clone()),
+            comments: CommandBus::with_snapshots(pool, writer),
         }
     }
 }

@@ -27,6 +27,9 @@
 //!   flight take their rows' locks in the same order and cannot deadlock on them. (The
 //!   order among concurrent commands is the store's to choose; a command's own events
 //!   keep theirs.)
+//! - **The readers are woken by the writer**, once the events committed
+//!   ([`CommitSignal`]): one wake-up per batch, sent even when the command's caller has
+//!   gone away meanwhile.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -35,6 +38,8 @@ use cqrs_es::persist::{PersistenceError, SerializedEvent};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::time::Instant;
+
+use super::commit_signal::CommitSignal;
 
 /// Batches in flight at once. Each takes a connection; while all are busy, arriving
 /// commands queue for the next batch.
@@ -63,12 +68,14 @@ impl Append {
 #[derive(Clone)]
 pub struct GroupCommit {
     pool: PgPool,
+    committed: CommitSignal,
     queue: Arc<OnceLock<mpsc::UnboundedSender<Append>>>,
 }
 
 impl GroupCommit {
     pub fn new(pool: PgPool) -> Self {
         Self {
+            committed: CommitSignal::new(pool.clone()),
             pool,
             queue: Arc::new(OnceLock::new()),
         }
@@ -86,7 +93,7 @@ impl GroupCommit {
         }
         let queue = self
             .queue
-            .get_or_init(|| spawn_dispatcher(self.pool.clone()));
+            .get_or_init(|| spawn_dispatcher(self.pool.clone(), self.committed.clone()));
         let (answer, verdict) = oneshot::channel();
         let append = Append {
             aggregate_type,
@@ -96,7 +103,7 @@ impl GroupCommit {
         };
         if let Err(mpsc::error::SendError(append)) = queue.send(append) {
             // The dispatcher is gone with the runtime that started it: write alone.
-            return insert(&self.pool, &[&append])
+            return insert(&self.pool, &self.committed, &[&append])
                 .await
                 .map_err(persistence_error);
         }
@@ -110,7 +117,7 @@ impl GroupCommit {
     }
 }
 
-fn spawn_dispatcher(pool: PgPool) -> mpsc::UnboundedSender<Append> {
+fn spawn_dispatcher(pool: PgPool, committed: CommitSignal) -> mpsc::UnboundedSender<Append> {
     let (queue, mut arrivals) = mpsc::unbounded_channel::<Append>();
     let longest_wait = pool.options().get_acquire_timeout();
     tokio::spawn(async move {
@@ -150,9 +157,9 @@ fn spawn_dispatcher(pool: PgPool) -> mpsc::UnboundedSender<Append> {
                 continue;
             }
             batch.sort_by(|a, b| a.aggregate().cmp(&b.aggregate()));
-            let pool = pool.clone();
+            let (pool, committed) = (pool.clone(), committed.clone());
             tokio::spawn(async move {
-                write(&pool, batch).await;
+                write(&pool, &committed, batch).await;
                 drop(writer);
             });
         }
@@ -170,9 +177,9 @@ fn waited_too_long(limit: Duration) -> PersistenceError {
 }
 
 /// Writes a batch and answers each of its commands.
-async fn write(pool: &PgPool, batch: Vec<Append>) {
+async fn write(pool: &PgPool, committed: &CommitSignal, batch: Vec<Append>) {
     let all: Vec<&Append> = batch.iter().collect();
-    let outcome = insert(pool, &all).await;
+    let outcome = insert(pool, committed, &all).await;
     match outcome {
         Ok(()) => {
             for append in batch {
@@ -183,7 +190,9 @@ async fn write(pool: &PgPool, batch: Vec<Append>) {
         // its own, for its own verdict. (Alone, its error is its own already.)
         Err(error) if batch.len() > 1 && refused(&error) => {
             for append in batch {
-                let alone = insert(pool, &[&append]).await.map_err(persistence_error);
+                let alone = insert(pool, committed, &[&append])
+                    .await
+                    .map_err(persistence_error);
                 let _ = append.answer.send(alone);
             }
         }
@@ -231,9 +240,13 @@ fn same_failure(error: &sqlx::Error) -> sqlx::Error {
 }
 
 /// One `INSERT` of the commands' events into postgres-es's `events` table, as one
-/// transaction. With `WITH ORDINALITY` and `ORDER BY` the global positions follow the
-/// commands' order and each command's own.
-async fn insert(pool: &PgPool, batch: &[&Append]) -> Result<(), sqlx::Error> {
+/// transaction, then the readers' wake-up. With `WITH ORDINALITY` and `ORDER BY` the
+/// global positions follow the commands' order and each command's own.
+async fn insert(
+    pool: &PgPool,
+    committed: &CommitSignal,
+    batch: &[&Append],
+) -> Result<(), sqlx::Error> {
     let events = || batch.iter().flat_map(|a| a.events.iter());
     sqlx::query(
         "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
@@ -266,8 +279,9 @@ async fn insert(pool: &PgPool, batch: &[&Append]) -> Result<(), sqlx::Error> {
     .bind(events().map(|e| &e.payload).collect::<Vec<_>>())
     .bind(events().map(|e| &e.metadata).collect::<Vec<_>>())
     .execute(pool)
-    .await
-    .map(|_| ())
+    .await?;
+    committed.committed();
+    Ok(())
 }
 
 /// postgres-es's classification of a failed write (its own is not public): a clash on
@@ -290,5 +304,47 @@ fn persistence_error(error: sqlx::Error) -> PersistenceError {
             PersistenceError::ConnectionError(Box::new(error))
         }
         _ => PersistenceError::UnknownError(Box::new(error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::databases::is_unavailable;
+    use crate::store::CommandError;
+
+    /// Whether the caller of a command that failed with `error` is answered 503 (else 500).
+    fn answered_unavailable(error: sqlx::Error) -> bool {
+        let error: CommandError =
+            cqrs_es::AggregateError::<aggregates::DomainError>::from(persistence_error(error))
+                .into();
+        matches!(error, CommandError::Unavailable(_))
+    }
+
+    #[test]
+    fn every_command_of_a_failed_batch_gets_the_answer_the_first_one_gets() {
+        let failures = || {
+            [
+                sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "reset",
+                )),
+                sqlx::Error::Tls("handshake".into()),
+                sqlx::Error::PoolTimedOut,
+                sqlx::Error::PoolClosed,
+                sqlx::Error::WorkerCrashed,
+                sqlx::Error::RowNotFound,
+                sqlx::Error::Protocol("garbled".into()),
+            ]
+        };
+        for (error, again) in failures().into_iter().zip(failures()) {
+            let copy = same_failure(&again);
+            assert_eq!(is_unavailable(&copy), is_unavailable(&error), "{error:?}");
+            assert_eq!(
+                answered_unavailable(copy),
+                answered_unavailable(error),
+                "{again:?}"
+            );
+        }
     }
 }

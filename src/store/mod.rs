@@ -21,7 +21,7 @@ use sqlx::PgPool;
 
 pub use claims::{claim, claim_holder, claim_holder_since, give_up, take_over, ClaimKind};
 pub use command_bus::{CommandBus, CommandBuses, CommandOutcome, Metadata};
-pub use commit_signal::{wait_for_commits, CommitSignal, EVENTS_CHANNEL};
+pub use commit_signal::{wait_for_commits, EVENTS_CHANNEL};
 pub use error::CommandError;
 pub use group_commit::GroupCommit;
 pub use lookup::EventStoreLookup;

@@ -403,7 +403,6 @@ async fn the_migration_seals_events_written_before_sealing_once() {
     let bus = board::store::CommandBus::<aggregates::account::Account>::without_snapshots(
         app.pool.clone(),
         board::store::GroupCommit::new(app.pool.clone()),
-        board::store::CommitSignal::new(app.pool.clone()),
     );
     let (state, _) = bus.load(account).await.unwrap();
     assert_eq!(
