@@ -127,10 +127,32 @@ in_the_pipeline() {
     "$BOARD_BIN" projections status --json 2>/dev/null | tr -d ' \n' | grep -Eq "\"[^\"]*:$pid:[0-9a-f]+\""
 }
 
+# Ready, or else (the part exited, or is still not ready after READY_TIMEOUT) it fails
+# with the end of the part's log, so that a failed start says why where it is reported.
 wait_ready() {
     local name="$1" ready=in_the_pipeline
     [[ "$name" == api-* ]] && ready=api_ready
-    wait_for "$name" "$READY_TIMEOUT" "$ready" "$name" || die "$name: not ready; see $CLUSTER_DIR/$name.log"
+    wait_for "$name" "$READY_TIMEOUT" ready_or_gone "$name" "$ready" && ! exited "$name" && return 0
+    local why="not ready after ${READY_TIMEOUT}s"
+    exited "$name" && why="exited"
+    die "$name: $why; the end of $CLUSTER_DIR/$name.log:
+$(tail -n 20 "$CLUSTER_DIR/$name.log" 2>/dev/null)"
+}
+
+# Succeeds when part $1 passes check $2, or has exited (there is nothing left to wait for).
+ready_or_gone() {
+    exited "$1" || "$2" "$1"
+}
+
+# The process start_part started for part $1 has ended: gone, or a zombie (this script is
+# its parent until it exits, and reaps it only then). Not `pid_of`, which also fails for a
+# moment after the start, before the subshell has become the part's program.
+exited() {
+    local file="$CLUSTER_DIR/$1.pid" state
+    [[ -f "$file" ]] || return 1
+    # The state follows the program's name in parentheses, which may hold spaces.
+    state="$(sed 's/.*) //; s/ .*//' "/proc/$(<"$file")/stat" 2>/dev/null)"
+    [[ -z "$state" || "$state" == Z ]]
 }
 
 # Waits up to $2 tenths of a second for process $1 to be gone.

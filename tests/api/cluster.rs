@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use tokio::sync::SemaphorePermit;
 use tokio::task::JoinHandle;
 
 use crate::http_client::{self, Reply};
-use crate::private_services::{free_ports, Workdir};
+use crate::private_services::{free_ports, room_for_board_processes, Workdir};
 use crate::sse_client;
 
 const ADMIN: &str = "admin@example.com";
@@ -29,7 +30,12 @@ struct LocalCluster {
     replicas: Vec<SocketAddr>,
     /// Each replica's `/metrics`, on an address of its own.
     metrics: Vec<SocketAddr>,
+    /// The cluster's place among the processes tests run at once; dropped after `down`.
+    _room: SemaphorePermit<'static>,
 }
+
+/// What `cluster.sh up` starts: two API replicas, two relays, two projectors.
+const PROCESSES: u32 = 6;
 
 impl LocalCluster {
     async fn up() -> Self {
@@ -37,6 +43,7 @@ impl LocalCluster {
     }
 
     async fn up_with(settings: &[(&'static str, &'static str)]) -> Self {
+        let room = room_for_board_processes(PROCESSES).await;
         let stack = testkit::Stack::for_tests()
             .fresh_read_models()
             .scratch_topic(&testkit::brokers(), 3)
@@ -53,6 +60,7 @@ impl LocalCluster {
             nginx,
             replicas: vec![first, second],
             metrics: vec![first_metrics, second_metrics],
+            _room: room,
         };
         let up = cluster.script(&["up"]).await;
         assert!(up.status.success(), "cluster.sh up: {}", describe(&up));

@@ -56,18 +56,89 @@ impl Drop for Workdir {
     }
 }
 
-/// A port nothing listens on right now (the kernel's pick; released at once).
+/// `board` processes the tests that start many may run at once, over all of them.
+///
+/// Each process holds PostgreSQL connections of its own besides its pool (the relay's
+/// LISTEN and its leader lock, the live feed's LISTEN, the rate limiters' pool), and the
+/// tests running side by side share the server's `max_connections` (100 by default).
+/// Three clusters of six processes beside the fault suite's three held 95 of them at once
+/// (99 in another run; most idle, smaller pools barely changed it): past the limit
+/// PostgreSQL refuses the next connection, and whichever test asked for it fails. With
+/// this budget a cluster and the fault suite may run together, two clusters wait for
+/// each other; the peak of a whole `make test` fell to 60 and it took 47 s longer.
+const BOARD_PROCESSES_AT_ONCE: u32 = 9;
+
+/// Waits until `processes` more `board` processes fit in the budget above, and holds
+/// their place until dropped (after the processes are gone).
+pub async fn room_for_board_processes(processes: u32) -> tokio::sync::SemaphorePermit<'static> {
+    static BUDGET: tokio::sync::Semaphore =
+        tokio::sync::Semaphore::const_new(BOARD_PROCESSES_AT_ONCE as usize);
+    BUDGET
+        .acquire_many(processes.min(BOARD_PROCESSES_AT_ONCE))
+        .await
+        .expect("the budget is never closed")
+}
+
+/// A port nothing listens on right now, for a process the test starts later.
 pub fn free_port() -> u16 {
     free_ports::<1>()[0]
 }
 
-/// `N` different free ports: the probes are held until all are chosen (one closed before
-/// the next is bound may be handed out again).
+/// `N` different ports nothing uses now, for processes the test starts later.
+///
+/// Not the kernel's pick (`bind` to port 0): that comes from the ephemeral range, where
+/// every outgoing connection on the machine (to PostgreSQL, MySQL, the broker) also takes
+/// its local port, so between the probe and the server's own bind another connection
+/// could take it, and the server fails to start, or a test talks to somebody else's
+/// server on it. These come from below that range, and no port is handed out twice in
+/// this test process (its tests run side by side and would otherwise race for the same
+/// one); each is probed with a bind, so one some other program holds is skipped.
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let probes: Vec<_> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a probe socket"))
-        .collect();
-    std::array::from_fn(|i| probes[i].local_addr().unwrap().port())
+    std::array::from_fn(|_| unused_port())
+}
+
+fn unused_port() -> u16 {
+    static HANDED_OUT: std::sync::Mutex<Option<std::collections::HashSet<u16>>> =
+        std::sync::Mutex::new(None);
+    let (first, last) = ports_outside_ephemeral_range();
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    let handed_out = handed_out.get_or_insert_with(Default::default);
+    // Start at a random place, so that two test processes run one after the other (or
+    // by hand, side by side) do not walk the same sequence.
+    let span = u32::from(last - first) + 1;
+    let start = (Uuid::new_v4().as_u128() % u128::from(span)) as u32;
+    for step in 0..span {
+        let port = first + ((start + step) % span) as u16;
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.insert(port);
+            return port;
+        }
+    }
+    panic!("no free port from {first} to {last}");
+}
+
+/// The larger of the stretches below and above the kernel's ephemeral range
+/// (`ip_local_port_range`, 32768-60999 by default), starting above the well-known ports
+/// and the services' own (5432, 3306, 9092, ...).
+fn ports_outside_ephemeral_range() -> (u16, u16) {
+    const FIRST: u16 = 20_000;
+    let (start, end) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| {
+            let mut bounds = range.split_whitespace().map(|b| b.parse::<u16>().ok());
+            Some((bounds.next()??, bounds.next()??))
+        })
+        .unwrap_or((32_768, 60_999));
+    let below = (FIRST, start.saturating_sub(1).max(FIRST));
+    let above = (end.saturating_add(1).max(FIRST), u16::MAX);
+    if below.1 - below.0 >= above.1 - above.0 {
+        below
+    } else {
+        above
+    }
 }
 
 /// The first of `candidates` that is an executable file, or else a clear failure.

@@ -31,6 +31,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::{json, Value};
+use tokio::sync::SemaphorePermit;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
@@ -38,7 +39,9 @@ use projections::Envelope;
 
 use crate::http_client::{self, Reply};
 use crate::pipeline::{fresh_read_database_on, Pipeline};
-use crate::private_services::{free_port, Daemon, PrivateBroker, PrivateMysql, Workdir};
+use crate::private_services::{
+    free_port, room_for_board_processes, Daemon, PrivateBroker, PrivateMysql, Workdir,
+};
 
 mod plan;
 
@@ -247,10 +250,13 @@ struct Cluster {
     pipeline: Pipeline,
     api_addr: SocketAddr,
     work: Workdir,
+    /// Its place among the `board` processes tests run at once (api, relay, projector).
+    _room: SemaphorePermit<'static>,
 }
 
 impl Cluster {
     async fn start() -> Self {
+        let room = room_for_board_processes(3).await;
         let work = Workdir::new("board-chaos");
         let broker = PrivateBroker::start(&work).await;
         let mysql = PrivateMysql::start(&work).await;
@@ -268,6 +274,7 @@ impl Cluster {
             pipeline,
             api_addr,
             work,
+            _room: room,
         };
         cluster.relay.start().await;
         cluster.projector.start().await;
