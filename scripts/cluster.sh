@@ -132,9 +132,11 @@ in_the_pipeline() {
 wait_ready() {
     local name="$1" ready=in_the_pipeline
     [[ "$name" == api-* ]] && ready=api_ready
-    wait_for "$name" "$READY_TIMEOUT" ready_or_gone "$name" "$ready" && ! exited "$name" && return 0
     local why="not ready after ${READY_TIMEOUT}s"
-    exited "$name" && why="exited"
+    if wait_for "$name" "$READY_TIMEOUT" ready_or_gone "$name" "$ready"; then
+        exited "$name" || return 0
+        why="exited"
+    fi
     die "$name: $why; the end of $CLUSTER_DIR/$name.log:
 $(tail -n 20 "$CLUSTER_DIR/$name.log" 2>/dev/null)"
 }

@@ -98,11 +98,10 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
 }
 
 fn unused_port() -> u16 {
-    static HANDED_OUT: std::sync::Mutex<Option<std::collections::HashSet<u16>>> =
-        std::sync::Mutex::new(None);
+    static HANDED_OUT: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     let (first, last) = ports_outside_ephemeral_range();
     let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
-    let handed_out = handed_out.get_or_insert_with(Default::default);
     // Start at a random place, so that two test processes run one after the other (or
     // by hand, side by side) do not walk the same sequence.
     let span = u32::from(last - first) + 1;
