@@ -73,8 +73,9 @@ pub fn producer(settings: &KafkaSettings) -> anyhow::Result<FutureProducer> {
 /// the next fetch once the projector has taken what came, and looks again every
 /// `fetch.queue.backoff.ms` until then: one fetch per batch under load, the same
 /// fetching as before when the projector keeps up. Measured with `bench 40000` (the
-/// burst with the relay and projector beside it): the broker's CPU fell from 0.58–0.67
-/// of a core to 0.42–0.49 (docs/PERFORMANCE.md).
+/// burst with the relay and projector beside it): the broker's CPU fell from 0.61 of a
+/// core to 0.48 (docs/PERFORMANCE.md). The queue also holds the consumer's error reports,
+/// so a reader of this consumer takes those promptly too, or they hold fetching back.
 pub fn consumer(settings: &KafkaSettings, group: &str) -> anyhow::Result<StreamConsumer> {
     base(settings)
         .set("group.id", group)

@@ -48,6 +48,12 @@ const BATCH: usize = 500;
 /// brought is taken, nothing is waited for.
 const GATHER: Duration = Duration::ZERO;
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// After an error the consumer reports (the broker unreachable, a fetch refused), a short
+/// pause, no more: every report waiting in the consumer's queue holds its next fetch back
+/// (`kafka::consumer`, `queued.min.messages`), so the reports must be taken promptly. Each
+/// comes once per broker connection and kind of error (librdkafka repeats an identical
+/// one at most every 30 s), so the pause only keeps a misbehaving client from spinning.
+const ERROR_PAUSE: Duration = Duration::from_millis(20);
 /// How long a look at the partitions' ends may take. It holds up the projector's loop
 /// (lease renewals among it), so it stays well under the lease's life.
 const END_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -167,7 +173,7 @@ impl Projector {
                     // The consumer reconnects by itself.
                     Err(error) if is_transient(&error) => {
                         tracing::warn!(%error, "broker unavailable; the consumer keeps retrying");
-                        tokio::time::sleep(RETRY_PAUSE).await;
+                        tokio::time::sleep(ERROR_PAUSE).await;
                         continue;
                     }
                     Err(error) => return Err(error.into()),
