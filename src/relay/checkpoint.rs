@@ -1,15 +1,15 @@
 //! The relay's checkpoint in PostgreSQL: the last event the broker acknowledged.
 
-use sqlx::PgPool;
+use sqlx::PgConnection;
 
 use crate::store::reader::Checkpoint;
 
-pub async fn load(pool: &PgPool, relay: &str) -> Result<Checkpoint, sqlx::Error> {
+pub async fn load(conn: &mut PgConnection, relay: &str) -> Result<Checkpoint, sqlx::Error> {
     let row: Option<(String, i64)> = sqlx::query_as(
         "SELECT transaction_id::text, global_position FROM relay_checkpoints WHERE relay = $1",
     )
     .bind(relay)
-    .fetch_optional(pool)
+    .fetch_optional(conn)
     .await?;
     Ok(match row {
         Some((transaction_id, global_position)) => Checkpoint {
@@ -22,7 +22,11 @@ pub async fn load(pool: &PgPool, relay: &str) -> Result<Checkpoint, sqlx::Error>
     })
 }
 
-pub async fn save(pool: &PgPool, relay: &str, checkpoint: Checkpoint) -> Result<(), sqlx::Error> {
+pub async fn save(
+    conn: &mut PgConnection,
+    relay: &str,
+    checkpoint: Checkpoint,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO relay_checkpoints (relay, transaction_id, global_position, updated_at)
          VALUES ($1, $2::text::xid8, $3, now())
@@ -37,7 +41,7 @@ pub async fn save(pool: &PgPool, relay: &str, checkpoint: Checkpoint) -> Result<
     .bind(relay)
     .bind(checkpoint.transaction_id.to_string())
     .bind(checkpoint.global_position)
-    .execute(pool)
+    .execute(conn)
     .await?;
     Ok(())
 }

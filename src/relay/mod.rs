@@ -5,7 +5,8 @@
 //!   checkpoint in PostgreSQL. Killed at any instant it loses nothing; the next relay
 //!   re-publishes at most the unacknowledged batch (consumers deduplicate by sequence).
 //! - One relay is active at a time: it holds a PostgreSQL advisory lock on a dedicated
-//!   connection; others wait for it, and take over when its connection dies.
+//!   connection, and reads and records its progress on that connection ([`leader`]);
+//!   others wait for it, and take over when its connection dies.
 //! - Wakes on `NOTIFY board_events` (sent after commits, `store::CommitSignal`) and also
 //!   polls briefly, since an event can become readable when an unrelated transaction ends.
 //! - Says `NOTIFY board_relayed` (payload: the topic) once the broker acknowledged a
@@ -23,6 +24,7 @@ use tokio::sync::watch;
 use crate::kafka::{self, publish, KafkaSettings};
 use crate::store::{self, reader};
 use crate::supervise::{until_shutdown, Supervised};
+use leader::answered;
 
 /// The channel of the relay's "published" notification; its payload is the topic.
 pub const RELAYED_CHANNEL: &str = "board_relayed";
@@ -68,13 +70,12 @@ impl Relay {
         let producer = kafka::producer(&self.settings)?;
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(store::EVENTS_CHANNEL).await?;
-        let mut checkpoint = checkpoint::load(&self.pool, &self.name).await?;
+        let mut checkpoint = answered(checkpoint::load(lock.connection(), &self.name)).await?;
         loop {
             if *shutdown.borrow() {
                 return Ok(());
             }
-            lock.check().await?;
-            let events = reader::read_after(&self.pool, checkpoint, BATCH).await?;
+            let events = answered(reader::read_after(lock.connection(), checkpoint, BATCH)).await?;
             if events.is_empty() {
                 store::wait_for_commits(&mut listener, IDLE_POLL, shutdown).await?;
                 continue;
@@ -83,16 +84,15 @@ impl Relay {
             // The broker has the batch: wake idle projectors first, then record it. The
             // wake-up is a hint (projectors also check the partitions' ends): a failure
             // to send it must not make the batch be published again.
-            if let Err(error) = sqlx::query("SELECT pg_notify($1, $2)")
+            let wake_up = sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(RELAYED_CHANNEL)
                 .bind(&self.settings.topic)
-                .execute(&self.pool)
-                .await
-            {
+                .execute(lock.connection());
+            if let Err(error) = answered(wake_up).await {
                 tracing::warn!(%error, "could not notify the projectors");
             }
             let last = events.last().expect("non-empty").checkpoint;
-            checkpoint::save(&self.pool, &self.name, last).await?;
+            answered(checkpoint::save(lock.connection(), &self.name, last)).await?;
             checkpoint = last;
             tracing::debug!(
                 count = events.len(),

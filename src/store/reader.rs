@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::postgres::PgRow;
-use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Row};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgExecutor, PgPool, Row};
 
 use crate::personal_data::PersonalEvent;
 
@@ -274,22 +274,24 @@ const COLUMNS: &str = "transaction_id::text AS txid, global_position, aggregate_
     recorded_at";
 
 /// Up to `limit` events after `after` in global order, all from finished transactions.
-pub async fn read_after(
-    pool: &PgPool,
+/// On a pool, or on a connection of the caller's (the relay reads on the one that holds
+/// its leadership).
+pub async fn read_after<'c>(
+    db: impl PgExecutor<'c>,
     after: Checkpoint,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-    read_filtered(pool, &Filter::default(), after, limit).await
+    read_filtered(db, &Filter::default(), after, limit).await
 }
 
 /// Like [`read_after`], only the events `filter` admits.
-pub async fn read_filtered(
-    pool: &PgPool,
+pub async fn read_filtered<'c>(
+    db: impl PgExecutor<'c>,
     filter: &Filter,
     after: Checkpoint,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-    let rows = filtered_query(filter, after, limit).fetch_all(pool).await?;
+    let rows = filtered_query(filter, after, limit).fetch_all(db).await?;
     rows.iter().map(decode).collect()
 }
 
