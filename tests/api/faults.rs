@@ -85,14 +85,8 @@ async fn killing_the_relay_process_mid_stream_loses_nothing_and_keeps_order() {
     let standby = pipeline.spawn_process("relay");
     pipeline.wait_until_relayed(40).await;
     // Two relay processes, one lock holder: the standby is waiting, not publishing.
-    let holders: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database
-          WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()",
-    )
-    .fetch_one(&pipeline.app.pool)
-    .await
-    .unwrap();
-    assert_eq!(holders, 1, "exactly one relay is active");
+    let holders = relay_lock_sessions(&pipeline).await;
+    assert_eq!(holders.len(), 1, "exactly one relay is active");
     first.kill(); // SIGKILL, mid-stream: the writer is still writing
     tokio::time::sleep(Duration::from_millis(500)).await;
     stop.store(true, Ordering::SeqCst);
@@ -102,6 +96,12 @@ async fn killing_the_relay_process_mid_stream_loses_nothing_and_keeps_order() {
     pipeline.wait_until_relayed(stored).await;
     drop(standby);
 
+    assert_every_event_published_in_order(&pipeline, stored).await;
+}
+
+/// Every one of the `stored` events is on the topic (some perhaps twice, as a relay that
+/// restarts may publish them), and each aggregate's first copies come in sequence order.
+async fn assert_every_event_published_in_order(pipeline: &Pipeline, stored: i64) {
     let envelopes = pipeline.read_topic(stored as usize).await;
     let mut first_seen: BTreeMap<String, Vec<i64>> = BTreeMap::new();
     let mut seen = HashSet::new();
@@ -122,6 +122,52 @@ async fn killing_the_relay_process_mid_stream_loses_nothing_and_keeps_order() {
         let expected: Vec<i64> = (1..=sequences.len() as i64).collect();
         assert_eq!(sequences, expected, "order of aggregate {aggregate}");
     }
+}
+
+/// The sessions holding an advisory lock in this test's event store: the active relay's.
+async fn relay_lock_sessions(pipeline: &Pipeline) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT l.pid FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+          WHERE l.locktype = 'advisory' AND l.granted AND d.datname = current_database()",
+    )
+    .fetch_all(&pipeline.app.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_relay_whose_lock_session_is_cut_takes_the_lock_again_and_loses_nothing() {
+    // The relay's process lives on, but the session that holds its lock (and on which it
+    // reads and records its checkpoint) is ended by the server: an operator's
+    // pg_terminate_backend, a network cut. It must notice at its next statement, take the
+    // lock again on a new session, and publish everything, in order.
+    let pipeline = Pipeline::new(3).await;
+    let (author, category) = seeded(&pipeline).await;
+    let _relay = pipeline.start_relay();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = keep_writing(&pipeline, author, category, stop.clone());
+    pipeline.wait_until_relayed(40).await;
+
+    let before = relay_lock_sessions(&pipeline).await;
+    assert_eq!(before.len(), 1, "one relay holds the lock");
+    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(before[0])
+        .fetch_one(&pipeline.app.pool)
+        .await
+        .unwrap();
+    assert!(ended, "the lock's session was ended");
+    // Commands go on while the relay has no lock; they must be published once it has.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    assert!(writer.await.unwrap() > 0);
+
+    let stored = pipeline.stored_events().await;
+    pipeline.wait_until_relayed(stored).await;
+    let after = relay_lock_sessions(&pipeline).await;
+    assert_eq!(after.len(), 1, "the relay holds the lock again");
+    assert_ne!(after, before, "on a new session");
+
+    assert_every_event_published_in_order(&pipeline, stored).await;
 }
 
 #[tokio::test]
