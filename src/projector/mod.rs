@@ -4,7 +4,8 @@
 //! of each partition (`projection_progress`): that progress is where the projector starts
 //! again, so a crash anywhere redelivers at most an uncommitted batch, which changes
 //! nothing (see `projections::fold`). While MySQL is down the batch is kept and
-//! retried, so nothing is skipped; the write side is unaffected. Events missing from the
+//! retried, so nothing is skipped, and its partitions are paused, so the broker is not
+//! asked for more meanwhile; the write side is unaffected. Events missing from the
 //! stream (a producer gave up on them, or the broker no longer keeps them) are fetched
 //! from the event store, so a gap in Kafka never becomes a gap in the read models. An
 //! event that cannot be applied is quarantined by the fold, with its aggregate's later
@@ -230,11 +231,23 @@ impl Projector {
             for received in &batch {
                 positions.insert(received.partition, received.offset + 1);
             }
-            // Retry until MySQL takes the batch: skipping it would lose events.
+            // Retry until MySQL takes the batch: skipping it would lose events. While it
+            // refuses, the partitions are paused: the consumer would otherwise fetch
+            // what follows the batch, and at a partition's end fetch again every
+            // `fetch.wait.max.ms`, for as long as MySQL is away (on Tansu, half a core).
+            let mut held_back = false;
             loop {
                 match self.apply(&batch).await {
                     Ok(Applied::All) => {
                         tracing::debug!(messages = batch.len(), "batch applied");
+                        if held_back {
+                            pause_or_resume(
+                                &consumer,
+                                &self.settings.topic,
+                                &positions,
+                                Some(Action::Resume),
+                            )?;
+                        }
                         break;
                     }
                     Ok(Applied::LostLeases(lost)) => {
@@ -255,6 +268,15 @@ impl Projector {
                     }
                     Err(error) => {
                         tracing::warn!(error = %format!("{error:#}"), "read models unavailable; retrying the batch");
+                        if !held_back {
+                            pause_or_resume(
+                                &consumer,
+                                &self.settings.topic,
+                                &positions,
+                                Some(Action::Pause),
+                            )?;
+                            held_back = true;
+                        }
                         tokio::select! {
                             () = tokio::time::sleep(RETRY_PAUSE) => {}
                             _ = shutdown.changed() => return Ok(()),
