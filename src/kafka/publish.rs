@@ -1,6 +1,7 @@
 //! Publishing stored events: each as its [`Envelope`](projections::Envelope), keyed by
 //! aggregate id, in order, acknowledged before anyone may count on it.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,11 +12,13 @@ use super::envelope::envelope;
 use crate::store::reader::RecordedEvent;
 
 /// Publishes `events` in order and returns once the broker acknowledged every one.
+/// Returns, for each partition the events went to, the offset after the last of them: a
+/// lower bound of that partition's end from now on.
 pub async fn publish(
     producer: &FutureProducer,
     topic: &str,
     events: &[RecordedEvent],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<BTreeMap<i32, i64>> {
     let mut deliveries = Vec::with_capacity(events.len());
     for event in events {
         let envelope = envelope(event);
@@ -48,14 +51,17 @@ pub async fn publish(
             }
         }
     }
+    let mut ends = BTreeMap::new();
     for delivery in deliveries {
-        delivery
+        let delivered = delivery
             .await
             .context("the producer went away")?
             .map_err(|(error, _)| error)
             .context("the broker did not acknowledge an event")?;
+        let end = ends.entry(delivered.partition).or_insert(0);
+        *end = (*end).max(delivered.offset + 1);
     }
-    Ok(())
+    Ok(ends)
 }
 
 fn is_queue_full(error: &rdkafka::error::KafkaError) -> bool {

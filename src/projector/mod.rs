@@ -37,7 +37,7 @@ use projections::Envelope;
 
 use crate::kafka::{self, envelope, BrokerProbe, KafkaSettings};
 use crate::personal_data::{Reveal, Vault};
-use crate::relay::RELAYED_CHANNEL;
+use crate::relay::{Published, RELAYED_CHANNEL};
 use crate::store::reader;
 use crate::supervise::{until_shutdown, Supervised};
 use idle::{Action, Idle};
@@ -199,15 +199,23 @@ impl Projector {
                             let ends = self.check_ends(&probe, &positions).await;
                             // A topic that gained partitions is split again at the next renewal.
                             partitions = partitions.max(ends.partitions);
-                            idle.on_end_check(Instant::now(), ends.at_end, ends.behind)
+                            idle.on_end_check(Instant::now(), &ends.ends, ends.at_end, ends.behind)
                         }
                         action => action,
                     };
                     pause_or_resume(&consumer, &self.settings.topic, &positions, action)?;
                     continue;
                 }
-                () = relayed.next() => {
-                    let action = idle.on_wake(Instant::now());
+                wake = relayed.next() => {
+                    let now = Instant::now();
+                    let action = match wake {
+                        Wake::Published(published) if published.topic == self.settings.topic => {
+                            idle.on_published(now, &published, &positions)
+                        }
+                        // Another topic's relay: nothing of ours moved.
+                        Wake::Published(_) => None,
+                        Wake::Unknown => idle.on_wake(now),
+                    };
                     pause_or_resume(&consumer, &self.settings.topic, &positions, action)?;
                     continue;
                 }
@@ -284,6 +292,8 @@ impl Projector {
                     }
                 }
             }
+            let action = idle.after_batch(&positions);
+            pause_or_resume(&consumer, &self.settings.topic, &positions, action)?;
         }
     }
 
@@ -330,6 +340,7 @@ impl Projector {
             Err(error) => {
                 tracing::debug!(error = %format!("{error:#}"), "could not ask the partitions' ends");
                 return Ends {
+                    ends: BTreeMap::new(),
                     at_end: BTreeSet::new(),
                     behind: true,
                     partitions: 0,
@@ -338,16 +349,19 @@ impl Projector {
         };
         let mut at_end = BTreeSet::new();
         let mut behind = false;
+        let mut held_ends = BTreeMap::new();
         for (&partition, &next) in positions {
-            match ends.get(partition as usize) {
-                Some(&end) if next >= end => {
+            if let Some(&end) = ends.get(partition as usize) {
+                held_ends.insert(partition, end);
+                if next >= end {
                     at_end.insert(partition);
+                } else {
+                    behind = true;
                 }
-                Some(_) => behind = true,
-                None => {}
             }
         }
         Ends {
+            ends: held_ends,
             at_end,
             behind,
             partitions: ends.len() as i32,
@@ -485,6 +499,8 @@ fn detach(message: &rdkafka::message::BorrowedMessage<'_>) -> Received {
 
 /// What an end check found.
 struct Ends {
+    /// Where each held partition ends.
+    ends: BTreeMap<i32, i64>,
     /// The held partitions read to their end.
     at_end: BTreeSet<i32>,
     /// Some held partition is behind (or the broker could not be asked).
@@ -560,17 +576,36 @@ impl Relayed {
         }
     }
 
-    /// Resolves on a notification (or on something that may have hidden one).
-    async fn next(&mut self) {
+    /// Resolves on a notification, or on something that may have hidden one.
+    async fn next(&mut self) -> Wake {
         let Some(listener) = self.listener.as_mut() else {
             tokio::time::sleep(RELISTEN).await;
-            return self.connect().await;
+            self.connect().await;
+            return Wake::Unknown;
         };
-        if let Err(error) = listener.try_recv().await {
-            tracing::debug!(%error, "relay notifications interrupted");
-            tokio::time::sleep(RETRY_PAUSE).await;
+        match listener.try_recv().await {
+            Ok(Some(notification)) => match Published::parse(notification.payload()) {
+                Some(published) => Wake::Published(published),
+                None => Wake::Unknown,
+            },
+            // The connection was lost and is made again by the next call.
+            Ok(None) => Wake::Unknown,
+            Err(error) => {
+                tracing::debug!(%error, "relay notifications interrupted");
+                tokio::time::sleep(RETRY_PAUSE).await;
+                Wake::Unknown
+            }
         }
     }
+}
+
+/// What woke the projector.
+enum Wake {
+    /// The relay published, and says where.
+    Published(Published),
+    /// Something may have been published: a notification that says nothing, or the
+    /// listener reconnecting (notifications may have been missed meanwhile).
+    Unknown,
 }
 
 /// Whether a batch failed only because MySQL chose it as a deadlock victim or its lock

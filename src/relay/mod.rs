@@ -9,11 +9,15 @@
 //!   others wait for it, and take over when its connection dies.
 //! - Wakes on `NOTIFY board_events` (sent after commits, `store::CommitSignal`) and also
 //!   polls briefly, since an event can become readable when an unrelated transaction ends.
-//! - Says `NOTIFY board_relayed` (payload: the topic) once the broker acknowledged a
-//!   batch: idle projectors stop fetching and wait for it (see `crate::projector`).
+//! - Says `NOTIFY board_relayed` once the broker acknowledged a batch, with the topic and
+//!   each partition's end ([`Published`]): projectors that have read that far stop
+//!   fetching and wait for the next one (see `crate::projector`).
 
 mod checkpoint;
 pub(crate) mod leader;
+mod published;
+
+pub use published::Published;
 
 use std::time::Duration;
 
@@ -26,7 +30,7 @@ use crate::store::{self, reader};
 use crate::supervise::{until_shutdown, Supervised};
 use leader::answered;
 
-/// The channel of the relay's "published" notification; its payload is the topic.
+/// The channel of the relay's "published" notification; its payload is a [`Published`].
 pub const RELAYED_CHANNEL: &str = "board_relayed";
 
 const BATCH: i64 = 500;
@@ -80,13 +84,17 @@ impl Relay {
                 store::wait_for_commits(&mut listener, IDLE_POLL, shutdown).await?;
                 continue;
             }
-            publish(&producer, &self.settings.topic, &events).await?;
+            let ends = publish(&producer, &self.settings.topic, &events).await?;
             // The broker has the batch: wake idle projectors first, then record it. The
             // wake-up is a hint (projectors also check the partitions' ends): a failure
             // to send it must not make the batch be published again.
+            let published = Published {
+                topic: self.settings.topic.clone(),
+                ends,
+            };
             let wake_up = sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(RELAYED_CHANNEL)
-                .bind(&self.settings.topic)
+                .bind(published.payload())
                 .execute(lock.connection());
             if let Err(error) = answered(wake_up).await {
                 tracing::warn!(%error, "could not notify the projectors");
