@@ -12,7 +12,8 @@
 //! - the relay's rate against raw acknowledged produce of the same messages;
 //! - the projector's rate on the same backlog against a plain consumer of it;
 //! - the broker at rest: its CPU and a metadata request's latency while Board runs idle,
-//!   beside the same with nothing of Board running;
+//!   beside the same with nothing of Board running; and its CPU while 20 commands a
+//!   second trickle in;
 //! - the process's peak memory.
 //!
 //! Whether these figures hold with use is `examples/steadiness.rs` (`make bench-steady`).
@@ -51,6 +52,9 @@ const FLOOD_CONCURRENCY: usize = 64;
 const QUERY_ROUNDS: usize = 4;
 /// How long the broker is watched at rest.
 const AT_REST: Duration = Duration::from_secs(10);
+/// Commands a second while the broker is watched with commands trickling in: the
+/// projector should rest between two of them, not fetch on.
+const TRICKLE_RATE: u32 = 20;
 /// The command burst and its baseline are measured in this many rounds, and the round
 /// with the median ratio is the figure: each plain INSERT waits for its own flush of the
 /// write-ahead log, so the baseline follows the disk, and on one machine it moved sixfold
@@ -499,14 +503,24 @@ async fn main() -> anyhow::Result<()> {
 
     // 6: the broker at rest: its CPU and a metadata request's latency while Board runs
     // idle (API, relay and projector up, no commands), beside the same with nothing of
-    // Board running.
+    // Board running; then its CPU with commands trickling in.
     let brokers = settings.brokers.clone();
     let rest = at_rest(&brokers, AT_REST).await;
-    let idle_stack = Stack::start(true, true).await?;
+    let idle_stack = Arc::new(Stack::start(true, true).await?);
     // Past the projector's start: it pauses once it has read everything.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle = at_rest(&brokers, AT_REST).await;
-    idle_stack.stop().await;
+    // The same while commands trickle in: the projector rests between them.
+    let (trickle_latencies, trickling) = tokio::join!(
+        steady_load(&idle_stack, TRICKLE_RATE, AT_REST.as_secs() as u32),
+        at_rest(&brokers, AT_REST)
+    );
+    let (trickle_p50, _, _) = percentiles(trickle_latencies);
+    Arc::try_unwrap(idle_stack)
+        .ok()
+        .expect("the trickle is over")
+        .stop()
+        .await;
 
     println!("\nBoard benchmark ({commands} commands, {CLIENTS} clients, release build)\n");
     println!(
@@ -542,6 +556,11 @@ async fn main() -> anyhow::Result<()> {
         "broker CPU at rest",
         shown_cpu(idle.cpu),
         shown_cpu(rest.cpu)
+    );
+    println!(
+        "{:<32} {} at {TRICKLE_RATE} commands/s (command to read model p50 {trickle_p50:.1} ms)",
+        "broker CPU, commands trickling",
+        shown_cpu(trickling.cpu),
     );
     println!(
         "{:<32} p50 {:.1} ms, p99 {:.1} ms with Board idle; p50 {:.1} ms, p99 {:.1} ms with nothing running (goal: under 50 ms)",
@@ -583,6 +602,8 @@ async fn main() -> anyhow::Result<()> {
         "peakMemoryMiB": memory,
         "atRest": {
             "brokerCpuIdle": idle.cpu, "brokerCpuNothingRunning": rest.cpu,
+            "brokerCpuTrickle": trickling.cpu, "trickleCommandsPerSecond": TRICKLE_RATE,
+            "trickleCommandToReadModelMsP50": trickle_p50,
             "metadataMsIdle": { "p50": idle.metadata.0, "p99": idle.metadata.1 },
             "metadataMsNothingRunning": { "p50": rest.metadata.0, "p99": rest.metadata.1 },
         },
