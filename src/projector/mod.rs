@@ -242,7 +242,7 @@ impl Projector {
             // Retry until MySQL takes the batch: skipping it would lose events. While it
             // refuses, the partitions are paused: the consumer would otherwise fetch
             // what follows the batch, and at a partition's end fetch again every
-            // `fetch.wait.max.ms`, for as long as MySQL is away (on Tansu, half a core).
+            // `fetch.wait.max.ms`, for as long as MySQL is away (Tansu used 0.7 of a core).
             let mut held_back = false;
             loop {
                 match self.apply(&batch).await {
