@@ -27,11 +27,14 @@ pub struct KafkaSettings {
     pub replication: i32,
 }
 
+/// A broker that went away is tried again at most a second apart: librdkafka's default
+/// backoff grows to 10 s, and the read model waited that long after the broker was back.
 fn base(settings: &KafkaSettings) -> ClientConfig {
     let mut config = ClientConfig::new();
     config
         .set("bootstrap.servers", &settings.brokers)
-        .set("socket.keepalive.enable", "true");
+        .set("socket.keepalive.enable", "true")
+        .set("reconnect.backoff.max.ms", "1000");
     config
 }
 
