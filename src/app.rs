@@ -33,9 +33,22 @@ use crate::store::{self, CommandBuses};
 /// How long a request waits for a pooled MySQL connection before it is answered 503.
 const READ_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Everything a request handler or a command may need; cheap to clone.
+/// Everything a request handler or a command may need ([`Parts`]), behind one `Arc`:
+/// axum clones the state for every request, and one reference count is cheaper to move
+/// than the dozen the parts hold.
 #[derive(Clone)]
-pub struct App {
+pub struct App(Arc<Parts>);
+
+impl std::ops::Deref for App {
+    type Target = Parts;
+
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
+}
+
+/// What an [`App`] holds.
+pub struct Parts {
     pub config: Arc<Config>,
     /// The event store (PostgreSQL): commands.
     pub pool: PgPool,
@@ -101,7 +114,7 @@ impl App {
             config.clone(),
         ));
         let board = Arc::new(BoardService::new(pool.clone(), buses));
-        Ok(Self {
+        Ok(Self(Arc::new(Parts {
             auth_limiter: Arc::new(RateLimiter::per_minute(
                 limits_pool.clone(),
                 "auth",
@@ -125,7 +138,7 @@ impl App {
             board,
             tokens,
             passwords,
-        })
+        })))
     }
 
     /// The relay publishing this application's event store to its topic.

@@ -6,7 +6,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::{Json, Router};
+use axum::Router;
+
+use super::json::Json;
 use serde::Deserialize;
 
 use aggregates::{rules, AggregateKind};
@@ -107,6 +109,7 @@ pub(super) async fn sign_up(
         password,
         nickname,
     } = body.read()?;
+    let accounts = &state.accounts;
     idempotent
         .run(&state.pool, |account_id| async move {
             let new = NewAccount {
@@ -114,8 +117,7 @@ pub(super) async fn sign_up(
                 password,
                 nickname,
             };
-            let version = state
-                .accounts
+            let version = accounts
                 .sign_up(account_id, new, &context.metadata(Some(account_id)))
                 .await?;
             Ok((

@@ -5,7 +5,9 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, patch, post};
-use axum::{Json, Router};
+use axum::Router;
+
+use super::json::Json;
 use uuid::Uuid;
 
 use aggregates::AggregateKind;
@@ -159,6 +161,7 @@ pub(super) async fn create_post(
         state.config.signing_secret(),
     )?;
     let NewPost { title, content } = body.read()?;
+    let board = &state.board;
     idempotent
         .run(&state.pool, |post_id| async move {
             let draft = PostDraft {
@@ -167,10 +170,7 @@ pub(super) async fn create_post(
                 content,
             };
             let metadata = context.metadata(Some(actor.account_id));
-            let version = state
-                .board
-                .create_post(actor, post_id, draft, &metadata)
-                .await?;
+            let version = board.create_post(actor, post_id, draft, &metadata).await?;
             Ok(created(
                 AggregateKind::Post,
                 post_id,
@@ -302,11 +302,11 @@ pub(super) async fn add_comment(
         state.config.signing_secret(),
     )?;
     let NewComment { content } = body.read()?;
+    let board = &state.board;
     idempotent
         .run(&state.pool, |comment_id| async move {
             let metadata = context.metadata(Some(actor.account_id));
-            let version = state
-                .board
+            let version = board
                 .add_comment(actor, comment_id, post_id, content, &metadata)
                 .await?;
             Ok(created(

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
@@ -55,41 +55,55 @@ fn client_id(headers: &HeaderMap, name: &str) -> Option<String> {
     ok.then(|| value.to_string())
 }
 
-pub async fn request_context(mut req: Request, next: Next) -> Response {
+/// What every request passes through, in one layer: its context (request id, span,
+/// access log, metrics), the `Accept` check, and the security headers on whatever
+/// answers. One layer, not three: each `from_fn` layer boxes the request's future and
+/// clones the services under it, and a query's whole HTTP path is a few tens of
+/// microseconds (docs/PERFORMANCE.md, "Queries").
+pub async fn every_request(mut req: Request, next: Next) -> Response {
     let request_id =
         client_id(req.headers(), REQUEST_ID).unwrap_or_else(|| Uuid::now_v7().to_string());
     let correlation_id =
         client_id(req.headers(), CORRELATION_ID).unwrap_or_else(|| request_id.clone());
-    req.extensions_mut().insert(RequestContext {
-        request_id: request_id.clone(),
-        correlation_id,
-    });
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
-    let method = req.method().clone();
+    let docs_page = is_docs_page(req.uri().path());
     let span = tracing::info_span!(
         "request",
         method = %req.method(),
         path = %loggable_path(req.uri().path()),
         request_id = %request_id,
     );
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let started = Instant::now();
-    let mut response = next.run(req).instrument(span.clone()).await;
-    let elapsed = started.elapsed();
-    crate::metrics::record_request(&method, &route, response.status().as_u16(), elapsed);
-    span.in_scope(|| {
-        tracing::info!(
-            status = response.status().as_u16(),
-            elapsed_ms = elapsed.as_secs_f64() * 1000.0,
-            "request finished"
-        );
-    });
+    let mut response = match refusal(&req) {
+        Some(refused) => refused,
+        None => {
+            req.extensions_mut().insert(RequestContext {
+                request_id: request_id.clone(),
+                correlation_id,
+            });
+            next.run(req).instrument(span.clone()).await
+        }
+    };
+    record(&method, route.as_ref(), &response, started);
+    add_security_headers(response.headers_mut(), docs_page);
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
+    span.in_scope(|| {
+        tracing::info!(
+            status = response.status().as_u16(),
+            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "request finished"
+        );
+    });
     response
+}
+
+/// The request's figure for `/metrics`, by its route's pattern (or `unmatched`).
+fn record(method: &Method, route: Option<&MatchedPath>, response: &Response, started: Instant) {
+    let route = route.map_or("unmatched", MatchedPath::as_str);
+    crate::metrics::record_request(method, route, response.status().as_u16(), started.elapsed());
 }
 
 /// The path as logged: a segment that holds an email address (an `@`, written plain or
@@ -133,15 +147,8 @@ fn is_docs_page(path: &str) -> bool {
         })
 }
 
-/// Headers that keep browsers from misreading or framing what this API returns.
-pub async fn security_headers(req: Request, next: Next) -> Response {
-    let docs_page = is_docs_page(req.uri().path());
-    let mut response = next.run(req).await;
-    add_security_headers(response.headers_mut(), docs_page);
-    response
-}
-
-/// What [`security_headers`] adds, for answers made outside the router too (the server's
+/// Headers that keep browsers from misreading or framing what this API returns: on every
+/// answer of the router ([`every_request`]), and on those made outside it (the server's
 /// 503 when it holds as many connections as it may).
 pub fn add_security_headers(headers: &mut HeaderMap, docs_page: bool) {
     let csp = if docs_page { DOCS_CSP } else { API_CSP };
@@ -157,28 +164,26 @@ pub fn add_security_headers(headers: &mut HeaderMap, docs_page: bool) {
     }
 }
 
-/// Answers 406 when the `Accept` header rules out JSON. `GET /` and `/metrics` answer
-/// plain text, and the pages HTML, CSS and scripts: they are exempt. The live updates
-/// answer an event stream (or a problem document): either will do.
-pub async fn require_json_acceptable(req: Request, next: Next) -> Response {
+/// The 406 for a request whose `Accept` header rules out JSON, if it does. `GET /` and
+/// `/metrics` answer plain text, and the pages HTML, CSS and scripts: they are exempt.
+/// The live updates answer an event stream (or a problem document): either will do.
+fn refusal(req: &Request) -> Option<Response> {
     let accept = req
         .headers()
         .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok());
+        .and_then(|v| v.to_str().ok())?;
     let path = req.uri().path();
     let not_json = matches!(path, "/" | "/metrics") || is_docs_page(path);
-    let acceptable = |accept: &str| {
-        accepts_json(accept) || (path == super::paths::LIVE_PATH && accepts_event_stream(accept))
-    };
-    if !not_json && !accept.is_none_or(acceptable) {
-        return ApiError::new(
+    let acceptable =
+        accepts_json(accept) || (path == super::paths::LIVE_PATH && accepts_event_stream(accept));
+    (!not_json && !acceptable).then(|| {
+        ApiError::new(
             StatusCode::NOT_ACCEPTABLE,
             "not-acceptable",
             "this API answers with application/json only",
         )
-        .into_response();
-    }
-    next.run(req).await
+        .into_response()
+    })
 }
 
 /// True when some media range in `accept` (with q > 0) admits application/json or

@@ -13,7 +13,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
+
+use super::json::Json;
 
 use super::schema::{Liveness, Readiness};
 use crate::app::App;

@@ -11,6 +11,7 @@ pub mod consistency;
 pub mod context;
 mod health;
 pub mod idempotency;
+mod json;
 mod live;
 mod metrics;
 pub mod openapi;
@@ -21,16 +22,17 @@ pub mod rate_limit;
 pub mod schema;
 pub mod server;
 mod sessions;
+mod time;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware::from_fn;
 use axum::routing::get;
 use axum::Router;
-use chrono::{DateTime, SecondsFormat, Utc};
 use uuid::Uuid;
 
 pub use problem::ApiError;
+pub use time::format_time;
 
 use crate::app::App;
 
@@ -51,9 +53,7 @@ pub fn metrics_app(state: App) -> Router {
 fn layers(routes: Router<App>) -> Router<App> {
     routes
         .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
-        .layer(from_fn(context::require_json_acceptable))
-        .layer(from_fn(context::security_headers))
-        .layer(from_fn(context::request_context))
+        .layer(from_fn(context::every_request))
 }
 
 /// Every route of the API's address, before the layers and the state; `/metrics` too
@@ -118,9 +118,4 @@ pub fn parse_id(name: &str, raw: &str) -> Result<Uuid, ApiError> {
         .filter(|raw| raw.len() == 36)
         .and_then(|raw| Uuid::parse_str(raw).ok())
         .ok_or_else(|| ApiError::bad_request(format!("{name} must be a UUID")))
-}
-
-/// The contract's time format: UTC, milliseconds, `Z`.
-pub fn format_time(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
+
+use super::json::Json;
 use uuid::Uuid;
 
 use projections::queries;

@@ -6,7 +6,9 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Router;
+
+use super::json::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 
