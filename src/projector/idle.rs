@@ -159,17 +159,33 @@ impl Idle {
         (quiet(self.last_message) && quiet(self.last_wake) && due).then_some(Action::CheckEnds)
     }
 
-    /// What an end check found: the partitions read to their end, and whether any is
-    /// behind. Paused and behind, it resumes; fetching and nothing behind, it pauses.
+    /// What an end check found: where each held partition ends, beside `positions`, their
+    /// next offsets; `None` when the broker could not be asked, which counts as behind
+    /// (fetching on is always safe, pausing is not). Paused and behind, it resumes;
+    /// fetching and nothing behind, it pauses.
     pub fn on_end_check(
         &mut self,
         now: Instant,
-        ends: &BTreeMap<i32, i64>,
-        at_end: BTreeSet<i32>,
-        behind: bool,
+        ends: Option<&BTreeMap<i32, i64>>,
+        positions: &BTreeMap<i32, i64>,
     ) -> Option<Action> {
         self.last_end_check = now;
-        self.learn_ends(ends);
+        let (at_end, behind) = match ends {
+            None => (BTreeSet::new(), true),
+            Some(ends) => {
+                self.learn_ends(ends);
+                let end = |partition: &i32| ends.get(partition).copied();
+                let at_end = positions
+                    .iter()
+                    .filter(|&(partition, &next)| end(partition).is_some_and(|end| next >= end))
+                    .map(|(&partition, _)| partition)
+                    .collect();
+                let behind = positions
+                    .iter()
+                    .any(|(partition, &next)| end(partition).is_some_and(|end| next < end));
+                (at_end, behind)
+            }
+        };
         self.at_end = at_end;
         self.behind = Some(behind);
         match (self.paused, behind) {
@@ -214,10 +230,6 @@ mod tests {
         list.iter().copied().collect()
     }
 
-    fn no_ends() -> BTreeMap<i32, i64> {
-        BTreeMap::new()
-    }
-
     fn published(ends: &[(i32, i64)]) -> Published {
         Published {
             topic: "events".into(),
@@ -246,8 +258,9 @@ mod tests {
         let (at, action) = next_action(&mut idle, start);
         assert_eq!(action, Action::CheckEnds);
         assert!(at - start >= IDLE_AFTER);
+        let held = positions(&[(0, 3), (1, 2)]);
         assert_eq!(
-            idle.on_end_check(at, &no_ends(), set(&[]), true),
+            idle.on_end_check(at, Some(&positions(&[(0, 5), (1, 2)])), &held),
             None,
             "behind: fetch on"
         );
@@ -258,9 +271,16 @@ mod tests {
             "behind, it asks only now and then"
         );
         assert_eq!(
-            idle.on_end_check(again, &no_ends(), set(&[0, 1]), false),
+            idle.on_end_check(again, None, &held),
+            None,
+            "a broker that cannot be asked counts as behind"
+        );
+        let (last, _) = next_action(&mut idle, again);
+        assert_eq!(
+            idle.on_end_check(last, Some(&held), &held),
             Some(Action::Pause)
         );
+        assert_eq!(idle.keeping_up(), set(&[0, 1]), "both read to the end");
     }
 
     #[test]
@@ -269,7 +289,7 @@ mod tests {
         let mut idle = Idle::new(start);
         let (at, _) = next_action(&mut idle, start);
         assert_eq!(
-            idle.on_end_check(at, &no_ends(), set(&[0]), false),
+            idle.on_end_check(at, Some(&positions(&[(0, 3)])), &positions(&[(0, 3)])),
             Some(Action::Pause)
         );
         assert_eq!(idle.on_wake(at + TICK), Some(Action::Resume));
@@ -283,18 +303,16 @@ mod tests {
         let start = Instant::now();
         let mut idle = Idle::new(start);
         let (at, _) = next_action(&mut idle, start);
+        let held = positions(&[(0, 3)]);
         assert_eq!(
-            idle.on_end_check(at, &no_ends(), set(&[0]), false),
+            idle.on_end_check(at, Some(&held), &held),
             Some(Action::Pause)
         );
         assert_eq!(idle.tick(at + END_CHECK - TICK), None);
         assert_eq!(idle.tick(at + END_CHECK), Some(Action::CheckEnds));
+        assert_eq!(idle.on_end_check(at + END_CHECK, Some(&held), &held), None);
         assert_eq!(
-            idle.on_end_check(at + END_CHECK, &no_ends(), set(&[0]), false),
-            None
-        );
-        assert_eq!(
-            idle.on_end_check(at + END_CHECK * 2, &no_ends(), set(&[]), true),
+            idle.on_end_check(at + END_CHECK * 2, Some(&positions(&[(0, 4)])), &held),
             Some(Action::Resume)
         );
     }
@@ -304,7 +322,8 @@ mod tests {
         let start = Instant::now();
         let mut idle = Idle::new(start);
         idle.on_message(2, start);
-        idle.on_end_check(start, &no_ends(), set(&[0]), false);
+        let held = positions(&[(0, 3), (2, 1)]);
+        idle.on_end_check(start, Some(&positions(&[(0, 3), (2, 7)])), &held);
         assert_eq!(idle.keeping_up(), set(&[0, 2]));
         assert_eq!(idle.keeping_up(), set(&[0]), "messages count once");
         idle.on_message(0, start);
@@ -364,7 +383,7 @@ mod tests {
             None,
             "partition 1's end is unknown"
         );
-        idle.on_end_check(now, &positions(&[(1, 0)]), set(&[1]), true);
+        idle.on_end_check(now, Some(&positions(&[(1, 0)])), &held);
         assert_eq!(idle.after_batch(&held), Some(Action::Pause));
     }
 

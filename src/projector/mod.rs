@@ -198,8 +198,11 @@ impl Projector {
                         Some(Action::CheckEnds) => {
                             let ends = self.check_ends(&probe, &positions).await;
                             // A topic that gained partitions is split again at the next renewal.
-                            partitions = partitions.max(ends.partitions);
-                            idle.on_end_check(Instant::now(), &ends.ends, ends.at_end, ends.behind)
+                            if let Some(ends) = &ends {
+                                partitions = partitions.max(ends.partitions);
+                            }
+                            let held = ends.as_ref().map(|ends| &ends.held);
+                            idle.on_end_check(Instant::now(), held, &positions)
                         }
                         action => action,
                     };
@@ -332,40 +335,27 @@ impl Projector {
         Ok(assigned)
     }
 
-    /// Compares the next offset of each held partition with the partition's end. A broker
-    /// that cannot be asked counts as "behind": fetching on is always safe, pausing is not.
-    async fn check_ends(&self, probe: &BrokerProbe, positions: &BTreeMap<i32, i64>) -> Ends {
+    /// Asks the broker where each held partition ends; `None` when it cannot be asked.
+    async fn check_ends(
+        &self,
+        probe: &BrokerProbe,
+        positions: &BTreeMap<i32, i64>,
+    ) -> Option<Ends> {
         let ends = match probe.topic_ends(END_CHECK_TIMEOUT).await {
             Ok(answer) => answer.ends,
             Err(error) => {
                 tracing::debug!(error = %format!("{error:#}"), "could not ask the partitions' ends");
-                return Ends {
-                    ends: BTreeMap::new(),
-                    at_end: BTreeSet::new(),
-                    behind: true,
-                    partitions: 0,
-                };
+                return None;
             }
         };
-        let mut at_end = BTreeSet::new();
-        let mut behind = false;
-        let mut held_ends = BTreeMap::new();
-        for (&partition, &next) in positions {
-            if let Some(&end) = ends.get(partition as usize) {
-                held_ends.insert(partition, end);
-                if next >= end {
-                    at_end.insert(partition);
-                } else {
-                    behind = true;
-                }
-            }
-        }
-        Ends {
-            ends: held_ends,
-            at_end,
-            behind,
+        let held = positions
+            .keys()
+            .filter_map(|&partition| Some((partition, *ends.get(partition as usize)?)))
+            .collect();
+        Some(Ends {
+            held,
             partitions: ends.len() as i32,
-        }
+        })
     }
 
     /// Applies a batch and records progress, in one transaction, for the partitions this
@@ -500,12 +490,8 @@ fn detach(message: &rdkafka::message::BorrowedMessage<'_>) -> Received {
 /// What an end check found.
 struct Ends {
     /// Where each held partition ends.
-    ends: BTreeMap<i32, i64>,
-    /// The held partitions read to their end.
-    at_end: BTreeSet<i32>,
-    /// Some held partition is behind (or the broker could not be asked).
-    behind: bool,
-    /// How many partitions the topic has (0 when unknown).
+    held: BTreeMap<i32, i64>,
+    /// How many partitions the topic has.
     partitions: i32,
 }
 

@@ -8,6 +8,7 @@
 //! earlier version sent the topic alone; its notifications carry no ends.
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
@@ -20,7 +21,7 @@ impl Published {
     pub fn payload(&self) -> String {
         let mut payload = self.topic.clone();
         for (partition, end) in &self.ends {
-            payload.push_str(&format!(" {partition}:{end}"));
+            let _ = write!(payload, " {partition}:{end}"); // writing to a String cannot fail
         }
         payload
     }
