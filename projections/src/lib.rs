@@ -12,6 +12,7 @@ pub mod fold;
 pub mod quarantine;
 pub mod queries;
 pub mod snapshot;
+pub mod time;
 pub mod views;
 
 pub use envelope::Envelope;

@@ -75,19 +75,19 @@ async fn write_page(rows: &[PgRow], vault: &Vault, writer: &mut Writer<'_>) -> a
         .iter()
         .map(StoredRow::borrow)
         .collect::<Result<Vec<_>, _>>()?;
-    let unchanged: Vec<Option<&RawValue>> = stored.iter().map(unchanged_body).collect();
+    let unchanged: Vec<Option<String>> = stored.iter().map(unchanged_fields).collect();
     // The events that change on the way out, parsed, with one key lookup for the page.
     let mut changed = stored
         .iter()
         .zip(&unchanged)
-        .filter(|(_, body)| body.is_none())
+        .filter(|(_, fields)| fields.is_none())
         .map(|(row, _)| row.decode())
         .collect::<Result<Vec<_>, _>>()?;
     vault.open_all(&mut changed, Reveal::Public).await?;
     let mut changed = changed.into_iter();
-    for (row, body) in stored.iter().zip(unchanged) {
-        let envelope = match body {
-            Some(body) => as_stored(row, body)?,
+    for (row, fields) in stored.iter().zip(unchanged) {
+        let envelope = match fields {
+            Some(fields) => as_stored(row, fields)?,
             None => {
                 let event = changed.next().expect("one parsed event per changed row");
                 into_envelope(event).map_json(|json| serde_json::value::to_raw_value(&json))?
@@ -98,18 +98,39 @@ async fn write_page(rows: &[PgRow], vault: &Vault, writer: &mut Writer<'_>) -> a
     Ok(())
 }
 
-/// The fields of an event that leaves as it was stored: at its current version, with no
-/// personal fields, and stored as `{"<EventType>": fields}` (as cqrs-es writes every
-/// event). `None` for any other.
-fn unchanged_body<'r>(row: &StoredRow<'r>) -> Option<&'r RawValue> {
+/// The fields of an event that leaves as it was stored, compacted: at its current version,
+/// with no personal fields, and stored as `{"<EventType>": fields}` (as cqrs-es writes
+/// every event). `None` for any other, which then takes the parsed way.
+fn unchanged_fields(row: &StoredRow) -> Option<String> {
     if !row.is_current() || !personal_fields(row.event_type).is_empty() {
         return None;
     }
-    Envelope::untag_text(row.event_type, row.payload)
+    untagged(row.event_type, compact(row.payload))
 }
 
-/// The envelope of an event that leaves as stored, `body` being its fields.
-fn as_stored(row: &StoredRow, body: &RawValue) -> anyhow::Result<TextEnvelope> {
+/// The value of `payload` if it is an object of the one key `event_type` (the stored
+/// form, compacted), without parsing it: its text is what follows `{"<event_type>":`, but
+/// the closing `}`. `None` for any other shape, or a key this cannot compare as text.
+fn untagged(event_type: &str, payload: Compact) -> Option<String> {
+    let Compact {
+        mut text,
+        several_members,
+    } = payload;
+    let plain_key = !event_type.contains(['"', '\\']);
+    let tagged = text
+        .strip_prefix("{\"")
+        .and_then(|rest| rest.strip_prefix(event_type))
+        .is_some_and(|rest| rest.starts_with("\":") && rest.ends_with('}'));
+    if !plain_key || !tagged || several_members {
+        return None;
+    }
+    text.pop();
+    text.drain(..event_type.len() + 4);
+    Some(text)
+}
+
+/// The envelope of an event that leaves as stored, `fields` being its compacted fields.
+fn as_stored(row: &StoredRow, fields: String) -> anyhow::Result<TextEnvelope> {
     Ok(Envelope {
         event_id: Envelope::event_id_for(row.aggregate_type, row.aggregate_id, row.sequence),
         global_position: row.checkpoint.global_position,
@@ -120,33 +141,53 @@ fn as_stored(row: &StoredRow, body: &RawValue) -> anyhow::Result<TextEnvelope> {
         event_type: row.event_type.to_owned(),
         event_version: row.event_version.to_owned(),
         recorded_at: row.recorded_at,
-        payload: compact(body.get())?,
-        metadata: compact(row.metadata)?,
+        payload: RawValue::from_string(fields)?,
+        metadata: RawValue::from_string(compact(row.metadata).text)?,
     })
 }
 
-/// `json` without whitespace between its tokens: PostgreSQL writes jsonb with a space
-/// after each `:` and `,`, where serde_json (the parsed events, the topic) writes none,
-/// and an export's lines look alike whichever way their event took.
-fn compact(text: &str) -> serde_json::Result<Box<RawValue>> {
+/// JSON text as PostgreSQL writes it (valid: it comes out of a jsonb column), compacted.
+struct Compact {
+    /// The text without whitespace between its tokens: PostgreSQL writes jsonb with a
+    /// space after each `:` and `,`, where serde_json (the parsed events, the topic)
+    /// writes none, and an export's lines look alike whichever way their event took.
+    text: String,
+    /// Whether the outermost object or array has more than one member.
+    several_members: bool,
+}
+
+/// One pass over `text`: its whitespace between tokens dropped, its outermost members
+/// counted ([`Compact`]).
+fn compact(text: &str) -> Compact {
     let bytes = text.as_bytes();
     let mut out = String::with_capacity(text.len());
     let mut kept_from = 0;
+    let mut depth = 0usize;
+    let mut several_members = false;
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
-            b'"' => i = string_end(bytes, i + 1),
+            b'"' => {
+                i = string_end(bytes, i + 1);
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' if depth == 1 => several_members = true,
             byte if byte.is_ascii_whitespace() => {
                 // An ASCII byte outside a string is a whole character: slicing here is safe.
                 out.push_str(&text[kept_from..i]);
-                i += 1;
-                kept_from = i;
+                kept_from = i + 1;
             }
-            _ => i += 1,
+            _ => {}
         }
+        i += 1;
     }
     out.push_str(&text[kept_from..]);
-    RawValue::from_string(out)
+    Compact {
+        text: out,
+        several_members,
+    }
 }
 
 /// The index just past the closing quote of the string whose contents start at `from`
@@ -201,14 +242,21 @@ impl<'o> Writer<'o> {
                 }
             }
             Lines::Csv(csv) => {
+                // Formatted on the stack: a `String` per field was a tenth of a CSV export.
+                let mut event_id = uuid::Uuid::encode_buffer();
+                let (mut position, mut transaction, mut sequence) = (
+                    itoa::Buffer::new(),
+                    itoa::Buffer::new(),
+                    itoa::Buffer::new(),
+                );
                 csv.write_record([
-                    e.event_id.to_string().as_str(),
-                    &e.global_position.to_string(),
-                    &e.transaction_id.to_string(),
+                    e.event_id.hyphenated().encode_lower(&mut event_id),
+                    position.format(e.global_position),
+                    transaction.format(e.transaction_id),
                     &crate::http::format_time(e.recorded_at),
                     &e.aggregate_type,
                     &e.aggregate_id,
-                    &e.sequence.to_string(),
+                    sequence.format(e.sequence),
                     &e.event_type,
                     &e.event_version,
                     e.payload.get(),
@@ -249,7 +297,7 @@ mod tests {
     use super::*;
 
     fn compacted(text: &str) -> String {
-        compact(text).unwrap().get().to_string()
+        compact(text).text
     }
 
     #[test]
@@ -264,5 +312,37 @@ mod tests {
         );
         assert_eq!(compacted(" 7 "), "7");
         assert_eq!(compacted(r#"[ "\\", "a\"" ]"#), r#"["\\","a\""]"#);
+    }
+
+    #[test]
+    fn compact_tells_whether_the_outermost_value_has_several_members() {
+        let several = |text: &str| compact(text).several_members;
+        assert!(several(r#"{"a": 1, "b": 2}"#));
+        assert!(several("[1, 2]"));
+        assert!(!several(r#"{"a": [1, 2]}"#));
+        assert!(!several(r#"{"a": {"b": 1, "c": 2}}"#));
+        assert!(!several(r#"{"a, b": "c, d"}"#));
+        assert!(!several("{}"));
+        assert!(!several("7"));
+    }
+
+    #[test]
+    fn only_an_object_of_the_event_type_alone_is_untagged() {
+        let fields = |stored: &str| untagged("PostEdited", compact(stored));
+        assert_eq!(
+            fields(r#"{"PostEdited": {"title": "a, b"}}"#).as_deref(),
+            Some(r#"{"title":"a, b"}"#)
+        );
+        assert_eq!(fields(r#"{"PostEdited": 7}"#).as_deref(), Some("7"));
+        assert_eq!(fields(r#"{"PostDeleted": {}}"#), None);
+        assert_eq!(fields(r#"{"PostEditedLater": {}}"#), None);
+        assert_eq!(fields(r#"{"PostEdited": {}, "extra": 1}"#), None);
+        assert_eq!(fields(r#"{"PostEdi\u0074ed": {}}"#), None);
+        assert_eq!(fields("{}"), None);
+        assert_eq!(fields(r#"["PostEdited"]"#), None);
+        assert_eq!(
+            untagged("Post\"Edited", compact(r#"{"Post\"Edited": 1}"#)),
+            None
+        );
     }
 }
