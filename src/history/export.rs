@@ -5,9 +5,9 @@
 //! the trees out again took most of the export's time. Only an event a reader must change
 //! first (raised from an old version by an upcaster, or with personal fields to open) is
 //! parsed, and goes the way every other reader takes ([`StoredRow::decode`], the vault,
-//! [`into_envelope`]). The two differ only in the order of an object's keys, which JSON
-//! leaves free: jsonb's (shorter keys first) for the copied, serde_json's (alphabetical)
-//! for the parsed.
+//! [`into_envelope`]). The two differ only where JSON leaves the text free: the order of an
+//! object's keys, jsonb's (shorter keys first) for the copied and serde_json's
+//! (alphabetical) for the parsed, and the spelling of a number (jsonb keeps `1.50`).
 
 use std::io::Write;
 
