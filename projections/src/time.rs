@@ -41,15 +41,11 @@ impl Fraction {
 /// `time` as RFC 3339 in UTC, with a `Z`, its fraction of a second as `fraction` says.
 pub fn rfc3339(time: DateTime<Utc>, fraction: Fraction) -> String {
     let (date, clock) = (time.date_naive(), time.time());
-    let (Ok(year), true) = (
-        u32::try_from(date.year()),
-        clock.nanosecond() < 1_000_000_000,
-    ) else {
+    let year = u32::try_from(date.year()).ok().filter(|&year| year <= 9999);
+    let (Some(year), false) = (year, clock.nanosecond() >= 1_000_000_000) else {
+        // Beyond the fixed form: a year outside 0–9999, or a leap second.
         return time.to_rfc3339_opts(fraction.chrono_form(), true);
     };
-    if year > 9999 {
-        return time.to_rfc3339_opts(fraction.chrono_form(), true);
-    }
     let mut text = String::with_capacity(30);
     for (value, width, after) in [
         (year, 4, '-'),
