@@ -27,6 +27,9 @@
 //!   flight take their rows' locks in the same order and cannot deadlock on them. (The
 //!   order among concurrent commands is the store's to choose; a command's own events
 //!   keep theirs.)
+//! - **A writer keeps its connection while batches are ready one after another**, and
+//!   hands it back to the pool when none is (see [`run_writer`]): sqlx pings every
+//!   connection it takes back, one more round trip per batch.
 //! - **The readers are woken by the writer**, once the events committed
 //!   ([`CommitSignal`]): one wake-up per batch, sent even when the command's caller has
 //!   gone away meanwhile.
@@ -35,17 +38,22 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cqrs_es::persist::{PersistenceError, SerializedEvent};
-use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
+use tokio::sync::{mpsc, oneshot, Mutex};
 use tokio::time::Instant;
 
 use super::commit_signal::CommitSignal;
 
-/// Batches in flight at once. Each takes a connection; while all are busy, arriving
-/// commands queue for the next batch.
+/// Batches in flight at once, one per writer, each on a connection of its own; while all
+/// are busy, arriving commands queue for the next batch.
 const WRITERS: usize = 4;
 /// The most rows one batch takes; a command is never split.
 const MAX_ROWS: usize = 1_000;
+/// The longest a writer keeps one connection for batch after batch before it hands it
+/// back, so that the pool's own upkeep (its connections' lifetime) sees each one at
+/// least this often even under a load that never lets up.
+const KEEP_AT_MOST: Duration = Duration::from_secs(1);
 
 /// One command's events, with the channel its verdict goes back on.
 struct Append {
@@ -62,9 +70,8 @@ impl Append {
     }
 }
 
-/// Cheap to clone; clones share one dispatching task, started with the first write
-/// (construction may happen outside the runtime), which ends when the last clone is
-/// dropped.
+/// Cheap to clone; clones share the writers, started with the first write (construction
+/// may happen outside the runtime), which end when the last clone is dropped.
 #[derive(Clone)]
 pub struct GroupCommit {
     pool: PgPool,
@@ -93,7 +100,7 @@ impl GroupCommit {
         }
         let queue = self
             .queue
-            .get_or_init(|| spawn_dispatcher(self.pool.clone(), self.committed.clone()));
+            .get_or_init(|| spawn_writers(self.pool.clone(), self.committed.clone()));
         let (answer, verdict) = oneshot::channel();
         let append = Append {
             aggregate_type,
@@ -102,8 +109,9 @@ impl GroupCommit {
             queued_at: Instant::now(),
         };
         if let Err(mpsc::error::SendError(append)) = queue.send(append) {
-            // The dispatcher is gone with the runtime that started it: write alone.
-            return insert(&self.pool, &self.committed, &[&append])
+            // The writers are gone with the runtime that started them: write alone.
+            let mut connection = self.pool.acquire().await.map_err(persistence_error)?;
+            return insert(&mut connection, &self.committed, &[&append])
                 .await
                 .map_err(persistence_error);
         }
@@ -117,54 +125,132 @@ impl GroupCommit {
     }
 }
 
-fn spawn_dispatcher(pool: PgPool, committed: CommitSignal) -> mpsc::UnboundedSender<Append> {
-    let (queue, mut arrivals) = mpsc::unbounded_channel::<Append>();
-    let longest_wait = pool.options().get_acquire_timeout();
-    tokio::spawn(async move {
-        let writers = Arc::new(Semaphore::new(WRITERS));
-        // A command kept out of the last batch: its aggregate was in it.
-        let mut held: Option<Append> = None;
+/// The commands waiting for a writer; the writers take turns at it.
+struct Waiting {
+    arrivals: mpsc::UnboundedReceiver<Append>,
+    /// A command kept out of the last batch: its aggregate was in it.
+    held: Option<Append>,
+    /// As long as the pool lets anyone wait for a connection.
+    longest_wait: Duration,
+}
+
+impl Waiting {
+    /// The next batch, waiting for its first command if none is there; `None` once every
+    /// sender is gone.
+    async fn next_batch(&mut self) -> Option<Vec<Append>> {
         loop {
-            let first = match held.take() {
+            let first = match self.held.take() {
                 Some(append) => append,
-                None => match arrivals.recv().await {
-                    Some(append) => append,
-                    None => return,
-                },
+                None => self.arrivals.recv().await?,
             };
-            // Waiting for a writer is what lets commands gather behind the first.
-            let Ok(writer) = writers.clone().acquire_owned().await else {
-                return;
-            };
-            let mut batch: Vec<Append> = Vec::new();
-            let mut rows = 0;
-            let mut next = Some(first);
-            while let Some(append) = next.take() {
-                if append.queued_at.elapsed() > longest_wait {
-                    let _ = append.answer.send(Err(waited_too_long(longest_wait)));
-                } else if batch.iter().any(|b| b.aggregate() == append.aggregate()) {
-                    held = Some(append);
-                    break;
-                } else {
-                    rows += append.events.len();
-                    batch.push(append);
-                }
-                if rows < MAX_ROWS {
-                    next = arrivals.try_recv().ok();
-                }
+            if let Some(batch) = self.gather(first) {
+                return Some(batch);
             }
-            if batch.is_empty() {
-                continue;
-            }
-            batch.sort_by(|a, b| a.aggregate().cmp(&b.aggregate()));
-            let (pool, committed) = (pool.clone(), committed.clone());
-            tokio::spawn(async move {
-                write(&pool, &committed, batch).await;
-                drop(writer);
-            });
         }
-    });
+    }
+
+    /// A batch of the commands already waiting, if there are any.
+    fn ready_batch(&mut self) -> Option<Vec<Append>> {
+        loop {
+            let first = match self.held.take() {
+                Some(append) => append,
+                None => self.arrivals.try_recv().ok()?,
+            };
+            if let Some(batch) = self.gather(first) {
+                return Some(batch);
+            }
+        }
+    }
+
+    /// `first` and the commands queued behind it, ordered by aggregate; `None` when every
+    /// one of them waited too long and was answered so.
+    fn gather(&mut self, first: Append) -> Option<Vec<Append>> {
+        let mut batch: Vec<Append> = Vec::new();
+        let mut rows = 0;
+        let mut next = Some(first);
+        while let Some(append) = next.take() {
+            if append.queued_at.elapsed() > self.longest_wait {
+                let _ = append.answer.send(Err(waited_too_long(self.longest_wait)));
+            } else if batch.iter().any(|b| b.aggregate() == append.aggregate()) {
+                self.held = Some(append);
+                break;
+            } else {
+                rows += append.events.len();
+                batch.push(append);
+            }
+            if rows < MAX_ROWS {
+                next = self.arrivals.try_recv().ok();
+            }
+        }
+        if batch.is_empty() {
+            return None;
+        }
+        batch.sort_by(|a, b| a.aggregate().cmp(&b.aggregate()));
+        Some(batch)
+    }
+}
+
+fn spawn_writers(pool: PgPool, committed: CommitSignal) -> mpsc::UnboundedSender<Append> {
+    let (queue, arrivals) = mpsc::unbounded_channel::<Append>();
+    let waiting = Arc::new(Mutex::new(Waiting {
+        arrivals,
+        held: None,
+        longest_wait: pool.options().get_acquire_timeout(),
+    }));
+    for _ in 0..WRITERS {
+        tokio::spawn(run_writer(waiting.clone(), pool.clone(), committed.clone()));
+    }
     queue
+}
+
+/// One writer: takes a batch, writes it, answers its commands, and again.
+///
+/// While batches are ready one after another it keeps its connection: sqlx pings every
+/// connection it takes back (`PoolConnection::return_to_pool`, 6.5 % of Board's samples
+/// under a burst, docs/PERFORMANCE.md). With no batch ready it hands the connection back
+/// before it waits, so an idle writer holds none and closing the pool is not held up; a
+/// connection a statement failed on in any way other than PostgreSQL refusing it goes
+/// back too, and the pool's ping on its return decides whether it is kept.
+async fn run_writer(waiting: Arc<Mutex<Waiting>>, pool: PgPool, committed: CommitSignal) {
+    let mut kept: Option<(PoolConnection<Postgres>, Instant)> = None;
+    loop {
+        let next = match kept.take() {
+            // Only a batch that is there now: the lock is busy while another writer waits
+            // for arrivals, which means there is nothing to take.
+            Some(connection) => match waiting.try_lock().ok().and_then(|mut w| w.ready_batch()) {
+                Some(batch) => Some((batch, Some(connection))),
+                None => {
+                    drop(connection);
+                    continue;
+                }
+            },
+            // Waiting here, behind the writer that waits for the first command, is what
+            // lets commands gather behind it.
+            None => waiting
+                .lock()
+                .await
+                .next_batch()
+                .await
+                .map(|batch| (batch, None)),
+        };
+        let Some((batch, connection)) = next else {
+            return;
+        };
+        let (mut connection, taken_at) = match connection {
+            Some(kept) => kept,
+            None => match pool.acquire().await {
+                Ok(connection) => (connection, Instant::now()),
+                Err(error) => {
+                    answer_all(batch, error);
+                    continue;
+                }
+            },
+        };
+        let sound = write(&mut connection, &committed, batch).await;
+        if sound && !pool.is_closed() && taken_at.elapsed() < KEEP_AT_MOST {
+            kept = Some((connection, taken_at));
+        }
+    }
 }
 
 /// As the pool answers a caller that waited `limit` for a connection.
@@ -176,38 +262,52 @@ fn waited_too_long(limit: Duration) -> PersistenceError {
     PersistenceError::UnknownError(Box::new(sqlx::Error::PoolTimedOut))
 }
 
-/// Writes a batch and answers each of its commands.
-async fn write(pool: &PgPool, committed: &CommitSignal, batch: Vec<Append>) {
+/// Writes a batch and answers each of its commands. Returns whether the connection is
+/// still fit for the next batch: every statement either succeeded or was refused by
+/// PostgreSQL, which leaves the connection as it was.
+async fn write(
+    connection: &mut PgConnection,
+    committed: &CommitSignal,
+    batch: Vec<Append>,
+) -> bool {
     let all: Vec<&Append> = batch.iter().collect();
-    let outcome = insert(pool, committed, &all).await;
-    match outcome {
+    match insert(connection, committed, &all).await {
         Ok(()) => {
             for append in batch {
                 let _ = append.answer.send(Ok(()));
             }
+            true
         }
         // PostgreSQL refused the statement, so nothing of it was stored: each command on
         // its own, for its own verdict. (Alone, its error is its own already.)
         Err(error) if batch.len() > 1 && refused(&error) => {
+            let mut sound = true;
             for append in batch {
-                let alone = insert(pool, committed, &[&append])
-                    .await
-                    .map_err(persistence_error);
-                let _ = append.answer.send(alone);
+                let alone = insert(connection, committed, &[&append]).await;
+                sound &= alone.as_ref().err().is_none_or(refused);
+                let _ = append.answer.send(alone.map_err(persistence_error));
             }
+            sound
         }
-        // The batch may or may not have committed: the same error for each command.
         Err(error) => {
-            let mut batch = batch.into_iter();
-            let first = batch.next().expect("a batch is never empty");
-            for append in batch {
-                let _ = append
-                    .answer
-                    .send(Err(persistence_error(same_failure(&error))));
-            }
-            let _ = first.answer.send(Err(persistence_error(error)));
+            let sound = refused(&error);
+            answer_all(batch, error);
+            sound
         }
     }
+}
+
+/// The same error for each command of a batch: the batch's write failed in a way that
+/// may have come after its commit, or no connection could be had for it.
+fn answer_all(batch: Vec<Append>, error: sqlx::Error) {
+    let mut batch = batch.into_iter();
+    let first = batch.next().expect("a batch is never empty");
+    for append in batch {
+        let _ = append
+            .answer
+            .send(Err(persistence_error(same_failure(&error))));
+    }
+    let _ = first.answer.send(Err(persistence_error(error)));
 }
 
 /// Whether PostgreSQL refused the statement, so that its transaction surely rolled back:
@@ -243,7 +343,7 @@ fn same_failure(error: &sqlx::Error) -> sqlx::Error {
 /// transaction, then the readers' wake-up. With `WITH ORDINALITY` and `ORDER BY` the
 /// global positions follow the commands' order and each command's own.
 async fn insert(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     committed: &CommitSignal,
     batch: &[&Append],
 ) -> Result<(), sqlx::Error> {
@@ -278,7 +378,7 @@ async fn insert(
     )
     .bind(events().map(|e| &e.payload).collect::<Vec<_>>())
     .bind(events().map(|e| &e.metadata).collect::<Vec<_>>())
-    .execute(pool)
+    .execute(connection)
     .await?;
     committed.committed();
     Ok(())

@@ -7,6 +7,7 @@ use board::store::reader::{read_after, Checkpoint, Filter, ReadAhead, RecordedEv
 use board::store::{GroupCommit, SealingRepository};
 use cqrs_es::persist::{PersistedEventRepository, PersistenceError, SerializedEvent};
 use serde_json::json;
+use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
 use crate::common::TestApp;
@@ -309,6 +310,36 @@ async fn a_refused_batch_is_written_again_command_by_command() {
         x_txid, loser_partner_txid,
         "the refused batch's other command was written on its own"
     );
+}
+
+#[tokio::test]
+async fn the_writers_hand_their_connection_back_once_nothing_waits() {
+    let app = TestApp::spawn().await;
+    // One connection in all, which the writers share: one that kept it once its batch
+    // was written and nothing else waited would leave none for anyone else, and the
+    // last acquire below would time out.
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with((*app.pool.connect_options()).clone())
+        .await
+        .unwrap();
+    let store = repository(&pool);
+    for _ in 0..3 {
+        let posts = ids(["a", "b", "c", "d", "e", "f"]);
+        let commands: Vec<_> = posts.iter().map(|post| numbered(post, 1..=1)).collect();
+        let verdicts = persist_together(&store, &commands).await;
+        assert!(verdicts.iter().all(Result::is_ok), "{verdicts:?}");
+        let refs: Vec<&str> = posts.iter().map(String::as_str).collect();
+        assert_eq!(stored_in_order(&pool, &refs).await.len(), posts.len());
+    }
+    let mut connection = pool
+        .acquire()
+        .await
+        .expect("the writers are at rest and hold no connection");
+    sqlx::query("SELECT 1")
+        .execute(&mut *connection)
+        .await
+        .unwrap();
 }
 
 /// Every page the page reader hands over, until it says the end, as positions.
