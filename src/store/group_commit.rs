@@ -50,9 +50,10 @@ use super::commit_signal::CommitSignal;
 const WRITERS: usize = 4;
 /// The most rows one batch takes; a command is never split.
 const MAX_ROWS: usize = 1_000;
-/// The longest a writer keeps one connection for batch after batch before it hands it
-/// back, so that the pool's own upkeep (its connections' lifetime) sees each one at
-/// least this often even under a load that never lets up.
+/// How long a writer keeps one connection for batch after batch before it hands it back
+/// (checked after each batch, so this and one batch at most), so that the pool's own
+/// upkeep (its connections' lifetime) sees each one that often even under a load that
+/// never lets up.
 const KEEP_AT_MOST: Duration = Duration::from_secs(1);
 
 /// One command's events, with the channel its verdict goes back on.
@@ -110,8 +111,7 @@ impl GroupCommit {
         };
         if let Err(mpsc::error::SendError(append)) = queue.send(append) {
             // The writers are gone with the runtime that started them: write alone.
-            let mut connection = self.pool.acquire().await.map_err(persistence_error)?;
-            return insert(&mut connection, &self.committed, &[&append])
+            return insert_alone(&self.pool, &self.committed, &append)
                 .await
                 .map_err(persistence_error);
         }
@@ -206,17 +206,23 @@ fn spawn_writers(pool: PgPool, committed: CommitSignal) -> mpsc::UnboundedSender
 /// One writer: takes a batch, writes it, answers its commands, and again.
 ///
 /// While batches are ready one after another it keeps its connection: sqlx pings every
-/// connection it takes back (`PoolConnection::return_to_pool`, 6.5 % of Board's samples
-/// under a burst, docs/PERFORMANCE.md). With no batch ready it hands the connection back
-/// before it waits, so an idle writer holds none and closing the pool is not held up; a
-/// connection a statement failed on in any way other than PostgreSQL refusing it goes
-/// back too, and the pool's ping on its return decides whether it is kept.
+/// connection it takes back (`PoolConnection::return_to_pool`: with MySQL's pings, 6.5 %
+/// of Board's samples under a burst, docs/PERFORMANCE.md). It hands the connection back
+/// - when no batch is ready, before it waits: an idle writer holds none;
+/// - when the pool is closing: closing waits for the batch in hand only;
+/// - when the pool has no connection to spare, so that whoever waits for one (a command
+///   loading its aggregate, another writer) gets it in the pool's order, not after every
+///   batch this writer can find;
+/// - when a statement on it failed in any way other than PostgreSQL refusing it: the
+///   pool's ping on its return decides whether it is kept;
+/// - after [`KEEP_AT_MOST`].
 async fn run_writer(waiting: Arc<Mutex<Waiting>>, pool: PgPool, committed: CommitSignal) {
     let mut kept: Option<(PoolConnection<Postgres>, Instant)> = None;
     loop {
         let next = match kept.take() {
-            // Only a batch that is there now: the lock is busy while another writer waits
-            // for arrivals, which means there is nothing to take.
+            // Only a batch that is there now. The lock is busy while another writer waits
+            // for arrivals (there is nothing to take) or gathers a batch (it takes what
+            // there is): either way this writer has none.
             Some(connection) => match waiting.try_lock().ok().and_then(|mut w| w.ready_batch()) {
                 Some(batch) => Some((batch, Some(connection))),
                 None => {
@@ -236,7 +242,7 @@ async fn run_writer(waiting: Arc<Mutex<Waiting>>, pool: PgPool, committed: Commi
         let Some((batch, connection)) = next else {
             return;
         };
-        let (mut connection, taken_at) = match connection {
+        let (connection, taken_at) = match connection {
             Some(kept) => kept,
             None => match pool.acquire().await {
                 Ok(connection) => (connection, Instant::now()),
@@ -246,11 +252,19 @@ async fn run_writer(waiting: Arc<Mutex<Waiting>>, pool: PgPool, committed: Commi
                 }
             },
         };
-        let sound = write(&mut connection, &committed, batch).await;
-        if sound && !pool.is_closed() && taken_at.elapsed() < KEEP_AT_MOST {
-            kept = Some((connection, taken_at));
+        let connection = write(&pool, connection, &committed, batch).await;
+        if let Some(connection) = connection {
+            if !pool.is_closed() && !exhausted(&pool) && taken_at.elapsed() < KEEP_AT_MOST {
+                kept = Some((connection, taken_at));
+            }
         }
     }
+}
+
+/// Whether every connection the pool may open is in use, so that anyone else who asks
+/// for one waits.
+fn exhausted(pool: &PgPool) -> bool {
+    pool.num_idle() == 0 && pool.size() >= pool.options().get_max_connections()
 }
 
 /// As the pool answers a caller that waited `limit` for a connection.
@@ -262,37 +276,46 @@ fn waited_too_long(limit: Duration) -> PersistenceError {
     PersistenceError::UnknownError(Box::new(sqlx::Error::PoolTimedOut))
 }
 
-/// Writes a batch and answers each of its commands. Returns whether the connection is
-/// still fit for the next batch: every statement either succeeded or was refused by
-/// PostgreSQL, which leaves the connection as it was.
+/// Writes a batch and answers each of its commands. Gives the connection back for the
+/// next batch when every statement on it succeeded or was refused by PostgreSQL: sqlx
+/// reads on to the server's ready-for-query after an error, and the refused statement's
+/// implicit transaction is rolled back by then, so the connection is as it was.
 async fn write(
-    connection: &mut PgConnection,
+    pool: &PgPool,
+    mut connection: PoolConnection<Postgres>,
     committed: &CommitSignal,
     batch: Vec<Append>,
-) -> bool {
+) -> Option<PoolConnection<Postgres>> {
     let all: Vec<&Append> = batch.iter().collect();
-    match insert(connection, committed, &all).await {
+    match insert(&mut connection, committed, &all).await {
         Ok(()) => {
             for append in batch {
                 let _ = append.answer.send(Ok(()));
             }
-            true
+            Some(connection)
         }
         // PostgreSQL refused the statement, so nothing of it was stored: each command on
-        // its own, for its own verdict. (Alone, its error is its own already.)
+        // its own, for its own verdict. (Alone, its error is its own already.) Once the
+        // connection fails otherwise, the rest are written on connections of the pool's,
+        // so that one broken connection is one command's error, not all of theirs.
         Err(error) if batch.len() > 1 && refused(&error) => {
-            let mut sound = true;
+            let mut connection = Some(connection);
             for append in batch {
-                let alone = insert(connection, committed, &[&append]).await;
-                sound &= alone.as_ref().err().is_none_or(refused);
+                let alone = match connection.as_mut() {
+                    Some(connection) => insert(connection, committed, &[&append]).await,
+                    None => insert_alone(pool, committed, &append).await,
+                };
+                if alone.as_ref().is_err_and(|error| !refused(error)) {
+                    connection = None;
+                }
                 let _ = append.answer.send(alone.map_err(persistence_error));
             }
-            sound
+            connection
         }
         Err(error) => {
             let sound = refused(&error);
             answer_all(batch, error);
-            sound
+            sound.then_some(connection)
         }
     }
 }
@@ -337,6 +360,16 @@ fn same_failure(error: &sqlx::Error) -> sqlx::Error {
         sqlx::Error::WorkerCrashed => sqlx::Error::WorkerCrashed,
         other => sqlx::Error::Protocol(other.to_string()),
     }
+}
+
+/// One command's events on a connection of its own, taken from the pool and given back.
+async fn insert_alone(
+    pool: &PgPool,
+    committed: &CommitSignal,
+    append: &Append,
+) -> Result<(), sqlx::Error> {
+    let mut connection = pool.acquire().await?;
+    insert(&mut connection, committed, &[append]).await
 }
 
 /// One `INSERT` of the commands' events into postgres-es's `events` table, as one

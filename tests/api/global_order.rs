@@ -1,6 +1,9 @@
 //! Guarantee 2: a reader that follows the global order never skips an event whose
 //! transaction commits late with a lower position.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use aggregates::post::Post;
 use board::personal_data::Vault;
 use board::store::reader::{read_after, Checkpoint, Filter, ReadAhead, RecordedEvent};
@@ -312,17 +315,22 @@ async fn a_refused_batch_is_written_again_command_by_command() {
     );
 }
 
+/// A pool of `size` connections to the test's event store.
+async fn pool_of(app: &TestApp, size: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .connect_with((*app.pool.connect_options()).clone())
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn the_writers_hand_their_connection_back_once_nothing_waits() {
     let app = TestApp::spawn().await;
     // One connection in all, which the writers share: one that kept it once its batch
     // was written and nothing else waited would leave none for anyone else, and the
-    // last acquire below would time out.
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with((*app.pool.connect_options()).clone())
-        .await
-        .unwrap();
+    // next query on the pool would fail when the pool's acquire timeout ran out.
+    let pool = pool_of(&app, 1).await;
     let store = repository(&pool);
     for _ in 0..3 {
         let posts = ids(["a", "b", "c", "d", "e", "f"]);
@@ -340,6 +348,36 @@ async fn the_writers_hand_their_connection_back_once_nothing_waits() {
         .execute(&mut *connection)
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_that_queue_behind_busy_writers_are_stored_each_once() {
+    let app = TestApp::spawn().await;
+    // Ten times the rows one batch takes, at once, on two threads: batches queue behind
+    // the four writers, and with connections to spare in the pool a writer goes on from
+    // one batch to the next on the connection it has (ten times in a run seen with a
+    // print in the writer), then hands it back when none is left waiting.
+    let pool = pool_of(&app, 8).await;
+    let store = Arc::new(repository(&pool));
+    const EVENTS: usize = 100;
+    let posts: Vec<String> = (0..100)
+        .map(|n| format!("p{n}-{}", uuid::Uuid::now_v7()))
+        .collect();
+    let writes = posts.iter().map(|post| {
+        let (store, events) = (store.clone(), numbered(post, 1..=EVENTS));
+        tokio::spawn(async move { store.persist::<Post>(&events, None).await })
+    });
+    for verdict in futures::future::join_all(writes).await {
+        verdict.unwrap().unwrap();
+    }
+    let refs: Vec<&str> = posts.iter().map(String::as_str).collect();
+    let mut sequences: HashMap<String, Vec<i64>> = HashMap::new();
+    for (post, sequence, _) in stored_in_order(&pool, &refs).await {
+        sequences.entry(post).or_default().push(sequence);
+    }
+    let every: Vec<i64> = (1..=EVENTS as i64).collect();
+    assert_eq!(sequences.len(), posts.len());
+    assert!(sequences.values().all(|s| *s == every), "{sequences:?}");
 }
 
 /// Every page the page reader hands over, until it says the end, as positions.
