@@ -3,14 +3,13 @@
 //! `Accept` check that answers 406 when a client rules out JSON.
 
 use std::borrow::Cow;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use tracing::Instrument;
+use tracing::Span;
 use uuid::Uuid;
 
 use super::ApiError;
@@ -55,49 +54,90 @@ fn client_id(headers: &HeaderMap, name: &str) -> Option<String> {
     ok.then(|| value.to_string())
 }
 
-/// What every request passes through, in one layer: its context (request id, span,
-/// access log, metrics), the `Accept` check, and the security headers on whatever
-/// answers. One layer, not three: each `from_fn` layer boxes the request's future and
-/// clones the services under it, and a query's whole HTTP path is a few tens of
-/// microseconds (docs/PERFORMANCE.md, "Queries").
-pub async fn every_request(mut req: Request, next: Next) -> Response {
-    let request_id =
-        client_id(req.headers(), REQUEST_ID).unwrap_or_else(|| Uuid::now_v7().to_string());
+/// A request id of our own: a UUIDv7, so that ids sort by arrival to the millisecond in
+/// the logs and the event metadata, with its 74 other bits from the thread's random
+/// generator. `Uuid::now_v7` asks the kernel for them on each call, a `getrandom` system
+/// call on every request (docs/PERFORMANCE.md, "Queries"); an id needs to be unique, not
+/// secret.
+fn new_request_id() -> String {
+    let millis = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    let id = uuid::Builder::from_unix_timestamp_millis(millis, &rand::random()).into_uuid();
+    id.hyphenated()
+        .encode_lower(&mut Uuid::encode_buffer())
+        .to_owned()
+}
+
+/// What every request passes through ([`super::layer::EveryRequestLayer`] calls these two):
+/// its context (request id, span, access log, metrics), the `Accept` check, and the
+/// security headers on whatever answers.
+///
+/// The start: the request's ids, its context in its extensions, and its span. Returns
+/// what the answer needs, and the 406 when the `Accept` check refuses the request.
+pub fn start(req: &mut Request) -> (Started, Option<Response>) {
+    let request_id = client_id(req.headers(), REQUEST_ID).unwrap_or_else(new_request_id);
     let correlation_id =
         client_id(req.headers(), CORRELATION_ID).unwrap_or_else(|| request_id.clone());
-    let docs_page = is_docs_page(req.uri().path());
     let span = tracing::info_span!(
         "request",
         method = %req.method(),
         path = %loggable_path(req.uri().path()),
         request_id = %request_id,
     );
-    let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let started = Instant::now();
-    let mut response = match refusal(&req) {
-        Some(refused) => refused,
-        None => {
-            req.extensions_mut().insert(RequestContext {
-                request_id: request_id.clone(),
-                correlation_id,
-            });
-            next.run(req).instrument(span.clone()).await
-        }
+    let started = Started {
+        method: req.method().clone(),
+        route: req.extensions().get::<MatchedPath>().cloned(),
+        docs_page: is_docs_page(req.uri().path()),
+        at: Instant::now(),
+        request_id,
+        span,
     };
-    record(&method, route.as_ref(), &response, started);
-    add_security_headers(response.headers_mut(), docs_page);
-    if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID, value);
+    let refused = refusal(req);
+    if refused.is_none() {
+        req.extensions_mut().insert(RequestContext {
+            request_id: started.request_id.clone(),
+            correlation_id,
+        });
     }
-    span.in_scope(|| {
-        tracing::info!(
-            status = response.status().as_u16(),
-            elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
-            "request finished"
-        );
-    });
-    response
+    (started, refused)
+}
+
+/// What a request's start leaves for its answer.
+pub struct Started {
+    request_id: String,
+    method: Method,
+    route: Option<MatchedPath>,
+    docs_page: bool,
+    at: Instant,
+    span: Span,
+}
+
+impl Started {
+    /// The request's span, for everything that answers it.
+    pub fn span(&self) -> &Span {
+        &self.span
+    }
+
+    /// The answer as it leaves: its figure for `/metrics`, the security headers, the
+    /// request id, and the access log line.
+    pub fn finish(self, mut response: Response) -> Response {
+        record(&self.method, self.route.as_ref(), &response, self.at);
+        add_security_headers(response.headers_mut(), self.docs_page);
+        if let Ok(value) = HeaderValue::from_str(&self.request_id) {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+        self.span.in_scope(|| {
+            tracing::info!(
+                status = response.status().as_u16(),
+                elapsed_ms = self.at.elapsed().as_secs_f64() * 1000.0,
+                "request finished"
+            );
+        });
+        response
+    }
 }
 
 /// The request's figure for `/metrics`, by its route's pattern (or `unmatched`).
@@ -148,7 +188,7 @@ fn is_docs_page(path: &str) -> bool {
 }
 
 /// Headers that keep browsers from misreading or framing what this API returns: on every
-/// answer of the router ([`every_request`]), and on those made outside it (the server's
+/// answer of the router ([`Started::finish`]), and on those made outside it (the server's
 /// 503 when it holds as many connections as it may).
 pub fn add_security_headers(headers: &mut HeaderMap, docs_page: bool) {
     let csp = if docs_page { DOCS_CSP } else { API_CSP };
@@ -242,6 +282,24 @@ mod tests {
             loggable_path("/board/posts/0190-ab"),
             std::borrow::Cow::Borrowed(_)
         ));
+    }
+
+    #[test]
+    fn minted_request_ids_are_distinct_version_7_uuids() {
+        let ids: std::collections::HashSet<String> =
+            (0..1000).map(|_| super::new_request_id()).collect();
+        assert_eq!(ids.len(), 1000);
+        for id in &ids {
+            let parsed = uuid::Uuid::parse_str(id).expect("a UUID");
+            assert_eq!(parsed.get_version_num(), 7);
+            assert_eq!(&parsed.hyphenated().to_string(), id);
+            let (seconds, _) = parsed.get_timestamp().expect("a time").to_unix();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
+            assert!(seconds.abs_diff(now) <= 1, "{id} is not of now");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod context;
 mod health;
 pub mod idempotency;
 mod json;
+mod layer;
 mod live;
 mod metrics;
 pub mod openapi;
@@ -26,9 +27,9 @@ mod time;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::middleware::from_fn;
 use axum::routing::get;
 use axum::Router;
+use tower::ServiceBuilder;
 use uuid::Uuid;
 
 pub use problem::ApiError;
@@ -49,11 +50,15 @@ pub fn metrics_app(state: App) -> Router {
     layers(with_fallbacks(metrics_routes())).with_state(state)
 }
 
-/// What every request passes through, on either address.
+/// What every request passes through, on either address: its context, then the body
+/// limit. One `layer` call, not one per layer: axum boxes each call's services again for
+/// every route, and each box is a clone and a call more on every request.
 fn layers(routes: Router<App>) -> Router<App> {
-    routes
-        .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
-        .layer(from_fn(context::every_request))
+    routes.layer(
+        ServiceBuilder::new()
+            .layer(layer::EveryRequestLayer)
+            .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES)),
+    )
 }
 
 /// Every route of the API's address, before the layers and the state; `/metrics` too
