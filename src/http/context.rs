@@ -55,10 +55,10 @@ fn client_id(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 /// A request id of our own: a UUIDv7, so that ids sort by arrival to the millisecond in
-/// the logs and the event metadata, with its 74 other bits from the thread's random
-/// generator. `Uuid::now_v7` asks the kernel for them on each call, a `getrandom` system
-/// call on every request (docs/PERFORMANCE.md, "Queries"); an id needs to be unique, not
-/// secret.
+/// the logs and the event metadata (within a millisecond they are in no order), with its
+/// 74 other bits from the thread's random generator, which goes back to the kernel only
+/// to reseed. `Uuid::now_v7` made a `getrandom` system call on every request
+/// (docs/PERFORMANCE.md, "Queries"); an id needs to be unique, not secret.
 fn new_request_id() -> String {
     let millis = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -89,7 +89,9 @@ pub fn record_request(method: &Method, route: &str, status: u16, elapsed: Durati
 /// in the recorder's registry). A query's whole HTTP path is a few tens of microseconds,
 /// and that was a measurable part of it (docs/PERFORMANCE.md, "Queries"); a request here
 /// finds its handle under a read lock, with no allocation. The handles are the recorder's
-/// own, so what `/metrics` renders is unchanged.
+/// own, so what `/metrics` renders is unchanged. They stay valid because the recorder
+/// never drops a series (no `idle_timeout` in [`install`]); with one, a kept handle
+/// would record into a series no longer rendered.
 struct RequestHistograms(RwLock<HashMap<String, Vec<RequestSeries>>>);
 
 /// One route's histogram for one method and status.
