@@ -95,7 +95,7 @@ pub fn start(req: &mut Request) -> (Started, Option<Response>) {
         request_id,
         span,
     };
-    let refused = refusal(req);
+    let refused = refusal(req, started.docs_page);
     if refused.is_none() {
         req.extensions_mut().insert(RequestContext {
             request_id: started.request_id.clone(),
@@ -207,13 +207,13 @@ pub fn add_security_headers(headers: &mut HeaderMap, docs_page: bool) {
 /// The 406 for a request whose `Accept` header rules out JSON, if it does. `GET /` and
 /// `/metrics` answer plain text, and the pages HTML, CSS and scripts: they are exempt.
 /// The live updates answer an event stream (or a problem document): either will do.
-fn refusal(req: &Request) -> Option<Response> {
+fn refusal(req: &Request, docs_page: bool) -> Option<Response> {
     let accept = req
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())?;
     let path = req.uri().path();
-    let not_json = matches!(path, "/" | "/metrics") || is_docs_page(path);
+    let not_json = matches!(path, "/" | "/metrics") || docs_page;
     let acceptable =
         accepts_json(accept) || (path == super::paths::LIVE_PATH && accepts_event_stream(accept));
     (!not_json && !acceptable).then(|| {

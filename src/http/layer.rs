@@ -5,8 +5,9 @@
 //! beneath it, boxes a `Next`, and boxes the async function's future, which holds the
 //! whole request. Here the service beneath is called directly (it was made ready by
 //! `poll_ready`, which this one passes on), and its future is wrapped in place, with no
-//! allocation of this layer's own (axum's `Route` beneath still clones and boxes). A query's whole HTTP path is a few tens of microseconds, and the layers
-//! were a measurable part of it (docs/PERFORMANCE.md, "Queries").
+//! allocation of this layer's own (axum's `Route` beneath still clones and boxes). A
+//! query's whole HTTP path is a few tens of microseconds, and the layers were a
+//! measurable part of it (docs/PERFORMANCE.md, "Queries").
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -108,6 +108,29 @@ async fn the_request_id_and_acting_account_reach_the_event_metadata() {
 }
 
 #[tokio::test]
+async fn a_minted_request_id_is_the_one_in_the_header_and_the_event_metadata() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin().await;
+    let res = app
+        .post("/board/categories")
+        .bearer(&admin.token)
+        .json(json!({ "name": "Rust" }))
+        .send()
+        .await;
+    assert_eq!(res.status, StatusCode::CREATED, "{}", res.text());
+    let id = res
+        .header("x-request-id")
+        .expect("a request id")
+        .to_string();
+    let events = app.events().await;
+    let (_, event_type, _, metadata) = events.last().unwrap();
+    assert_eq!(event_type, "CategoryCreated");
+    assert_eq!(metadata["requestId"], id.as_str());
+    // With no correlation id of its own, the request is its own journey.
+    assert_eq!(metadata["correlationId"], id.as_str());
+}
+
+#[tokio::test]
 async fn commands_answer_503_when_postgresql_is_down() {
     // Port 1 on loopback: nothing listens there, so every connection is refused.
     let app = TestApp::on_database("postgres://board:board@127.0.0.1:1/board", &[], false).await;
@@ -159,12 +182,19 @@ async fn readiness_reports_each_dependency() {
 }
 
 #[tokio::test]
-async fn every_response_carries_the_security_headers() {
+async fn every_response_carries_the_security_headers_and_a_request_id() {
     let app = TestApp::spawn().await;
     for res in [
         app.get("/").send().await,
         app.get("/no/such/thing").send().await,
+        // Refused before any route runs: the layer answers it itself.
+        app.get("/board/categories")
+            .header("accept", "text/html")
+            .send()
+            .await,
     ] {
+        let id = res.header("x-request-id").expect("a request id");
+        assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7);
         assert_eq!(res.header("x-content-type-options"), Some("nosniff"));
         assert_eq!(res.header("x-frame-options"), Some("DENY"));
         assert_eq!(res.header("referrer-policy"), Some("no-referrer"));
