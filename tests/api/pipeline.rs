@@ -339,7 +339,12 @@ impl Pipeline {
                 .unwrap_or_else(|_| panic!("only {} of {distinct} events arrived", seen.len()))
                 .unwrap();
             let envelope: Envelope = serde_json::from_slice(message.payload().unwrap()).unwrap();
+            // A message is its key and its envelope: nothing rides beside them.
             assert_eq!(message.key(), Some(envelope.aggregate_id.as_bytes()));
+            assert!(
+                message.headers().is_none(),
+                "a message carries Kafka headers"
+            );
             seen.insert(envelope.event_id);
             envelopes.push(envelope);
         }
