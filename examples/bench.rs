@@ -6,6 +6,8 @@
 //! Prints a table and writes `target/bench.json`. Figures:
 //! - commands through HTTP (16 clients) against plain INSERTs of the same event rows, in
 //!   rounds (the median round is the figure);
+//! - the CPU a command costs every process on its way (Board, PostgreSQL, the broker,
+//!   MySQL) until the read model has it, against the CPU of a plain INSERT, in rounds;
 //! - command-to-read-model latency under that load (a sample of the commands), and under
 //!   a steady load the system sustains, against a MySQL insert and read-back;
 //! - post list and post content queries through HTTP against the same SELECTs run directly,
@@ -39,6 +41,7 @@ use support::kafka_leg::{
     at_rest, burst, load, plain_consume, projector_drain, relay_backlog, steady_load, CLIENTS,
     WARM_UP,
 };
+use support::machine::{CpuSnapshot, CpuUse};
 use support::{flood, get, long_history, mysql_round_trip, percentiles, Stack};
 
 /// The steady load for command-to-read-model latency: well below the command throughput
@@ -84,6 +87,7 @@ impl Figure {
         match self.unit {
             "/s" | "events/s" => format!("{value:.0}/s"),
             "ms" => format!("{value:.1} ms"),
+            "µs" => format!("{value:.0} µs"),
             _ => format!("{value:.0}"),
         }
     }
@@ -133,6 +137,55 @@ impl Round {
             .map(|r| format!("{:.0}/{:.0} = {:.2}x", r.rate, r.baseline, r.ratio()))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+/// The processes a command's way runs in, by [`CpuUse`]'s group names, and how they are
+/// shown: this benchmark's own (Board's server, relay and projector, and the load it
+/// sends), PostgreSQL, the broker and MySQL. The machine's other processes (services
+/// nothing here uses, the kernel's threads) are left out.
+const SYSTEM: [(&str, &str); 4] = [
+    ("load (this benchmark)", "Board and the load"),
+    ("PostgreSQL", "PostgreSQL"),
+    ("broker", "broker"),
+    ("MySQL", "MySQL"),
+];
+
+/// The CPU time one operation cost the processes of [`SYSTEM`], in µs, in all and by
+/// process. Unlike a rate over a burst of a second or two, it does not follow the disk
+/// or what else the machine did meanwhile.
+struct CpuPer {
+    total: f64,
+    parts: Vec<(&'static str, f64)>,
+}
+
+impl CpuPer {
+    fn of(cpu: &CpuUse, operations: usize) -> Self {
+        let parts: Vec<(&'static str, f64)> = SYSTEM
+            .iter()
+            .map(|(group, shown)| (*shown, cpu.seconds_of(group) * 1e6 / operations as f64))
+            .collect();
+        Self {
+            total: parts.iter().map(|(_, us)| us).sum(),
+            parts,
+        }
+    }
+
+    /// The process-by-process split, leaving out those that did not take part.
+    fn split(&self) -> String {
+        self.parts
+            .iter()
+            .filter(|(_, us)| *us >= 1.0)
+            .map(|(shown, us)| format!("{shown} {us:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The median by total (the upper one of an even count).
+    fn median(all: &[CpuPer]) -> &CpuPer {
+        let mut sorted: Vec<&CpuPer> = all.iter().collect();
+        sorted.sort_by(|a, b| a.total.total_cmp(&b.total));
+        sorted[sorted.len() / 2]
     }
 }
 
@@ -194,6 +247,18 @@ async fn backlog_sample(stack: &Stack) -> anyhow::Result<(i64, i64, i64)> {
     .await?;
     let projector = projectors.iter().filter_map(|p| p.lag_events).sum();
     Ok((stored, stored - relayed, projector))
+}
+
+/// Waits until the relay has published every stored event and the projector has applied
+/// every published one, looking every 50 ms.
+async fn caught_up(stack: &Stack) -> anyhow::Result<()> {
+    loop {
+        let (_, relay_lag, projector_lag) = backlog_sample(stack).await?;
+        if relay_lag == 0 && projector_lag == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::main]
@@ -266,6 +331,47 @@ async fn main() -> anyhow::Result<()> {
             "the median of {COMMAND_ROUNDS} rounds ({}); p50 {p50:.2} ms, p99 {p99:.2} ms (baseline p50 {:.2} ms); commands that arrive together are written with one INSERT (group commit) and share a NOTIFY",
             Round::ratios(&rounds),
             median.baseline_p50,
+        ),
+    });
+    // What a command costs the machine's CPU, in rounds of their own: the bursts above
+    // follow a sample of their commands to the read model, and those queries cost MySQL
+    // about as much as the projector's writes (docs/PERFORMANCE.md). Here nothing is
+    // followed: each round's window ends once the relay and the projector have caught up.
+    let (mut command_cpus, mut insert_cpus) = (Vec::new(), Vec::new());
+    for _ in 0..COMMAND_ROUNDS {
+        let cpu_before = CpuSnapshot::take();
+        load(commands, {
+            let stack = stack.clone();
+            move |i| {
+                let stack = stack.clone();
+                async move {
+                    let (status, body) = stack.create_post(i).await;
+                    assert_eq!(status, 201, "{body}");
+                }
+            }
+        })
+        .await;
+        caught_up(&stack).await?;
+        let cpu = CpuSnapshot::take().since(&cpu_before, |_| None);
+        command_cpus.push(CpuPer::of(&cpu, commands));
+        let cpu_before = CpuSnapshot::take();
+        plain_inserts(&stack.state.pool, commands).await;
+        let cpu = CpuSnapshot::take().since(&cpu_before, |_| None);
+        insert_cpus.push(CpuPer::of(&cpu, commands));
+    }
+    let insert_cpu = CpuPer::median(&insert_cpus);
+    let pipeline_cpu = CpuPer::median(&command_cpus);
+    figures.push(Figure {
+        name: "CPU per command",
+        value: pipeline_cpu.total,
+        unit: "µs",
+        baseline_name: "CPU per plain INSERT",
+        baseline: insert_cpu.total,
+        detail: format!(
+            "the median of {COMMAND_ROUNDS} rounds ({}); {}; the plain INSERT: {}; {commands} commands, until the relay and the projector caught up",
+            command_cpus.iter().map(|c| format!("{:.0}", c.total)).collect::<Vec<_>>().join(", "),
+            pipeline_cpu.split(),
+            insert_cpu.split(),
         ),
     });
     let (vis_p50, vis_p99, _) = percentiles(visible);
@@ -447,7 +553,9 @@ async fn main() -> anyhow::Result<()> {
         })
     };
     send(WARM_UP, commands).await;
+    let cpu_before = CpuSnapshot::take();
     let (alone, alone_elapsed) = send(commands, 0).await;
+    let alone_cpu = CpuPer::of(&CpuSnapshot::take().since(&cpu_before, |_| None), commands);
     let (alone_p50, alone_p99, _) = percentiles(alone);
     figures.insert(
         1,
@@ -460,6 +568,17 @@ async fn main() -> anyhow::Result<()> {
             detail: format!(
                 "p50 {alone_p50:.2} ms, p99 {alone_p99:.2} ms; the burst above with no relay or projector running beside it"
             ),
+        },
+    );
+    figures.insert(
+        3,
+        Figure {
+            name: "CPU per command, API alone",
+            value: alone_cpu.total,
+            unit: "µs",
+            baseline_name: "CPU per plain INSERT",
+            baseline: insert_cpu.total,
+            detail: format!("{}; the burst of the line above", alone_cpu.split()),
         },
     );
     let events = reader::read_after(&backlog.state.pool, Checkpoint::default(), i64::MAX).await?;

@@ -129,6 +129,7 @@ impl CpuSnapshot {
         groups.sort_by(|a, b| b.1.total_cmp(&a.1));
         CpuUse {
             groups,
+            seconds: window / self.cores as f64 / TICKS_PER_SECOND,
             idle: cores(self.idle.saturating_sub(before.idle)),
             iowait: cores(self.iowait.saturating_sub(before.iowait)),
             cores: self.cores,
@@ -153,6 +154,8 @@ fn role_by_name(pid: u32, name: &str) -> String {
 /// CPU used over a window, by group, in cores.
 pub struct CpuUse {
     pub groups: Vec<(String, f64)>,
+    /// The window's length.
+    pub seconds: f64,
     pub idle: f64,
     pub iowait: f64,
     pub cores: usize,
@@ -164,6 +167,11 @@ impl CpuUse {
             .iter()
             .find(|(g, _)| g == group)
             .map_or(0.0, |(_, c)| *c)
+    }
+
+    /// The CPU time `group` spent in the window, in seconds.
+    pub fn seconds_of(&self, group: &str) -> f64 {
+        self.of(group) * self.seconds
     }
 
     /// One line: each group's cores, largest first, then idle and I/O wait.
