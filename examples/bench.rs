@@ -58,6 +58,9 @@ const QUERY_ROUNDS: usize = 9;
 /// fifth of a second, and in one round of that the same build came out anywhere from
 /// 0.67x to 1.08x from one run to the next (2026-12-04).
 const QUERIES: usize = 20_000;
+/// Commands in each round of the CPU figure (at the least): in rounds of 2,000 the
+/// figure moved from 620 to 840 µs within one run.
+const CPU_COMMANDS: usize = 5_000;
 /// How long the broker is watched at rest.
 const AT_REST: Duration = Duration::from_secs(10);
 /// Commands a second while the broker is watched with commands trickling in: the
@@ -142,14 +145,18 @@ impl Round {
 
 /// The processes a command's way runs in, by [`CpuUse`]'s group names, and how they are
 /// shown: this benchmark's own (Board's server, relay and projector, and the load it
-/// sends), PostgreSQL, the broker and MySQL. The machine's other processes (services
-/// nothing here uses, the kernel's threads) are left out.
+/// sends), PostgreSQL, the broker and MySQL. The machine's other processes are left out:
+/// services nothing here uses, and the kernel's threads (among them those that write
+/// PostgreSQL's flushes to disk), as are processes that begin and end inside a window.
+/// A plain INSERT is counted on the first two only ([`BASELINE`]): the relay, the
+/// projector, the broker and MySQL have nothing to do with it.
 const SYSTEM: [(&str, &str); 4] = [
     ("load (this benchmark)", "Board and the load"),
     ("PostgreSQL", "PostgreSQL"),
     ("broker", "broker"),
     ("MySQL", "MySQL"),
 ];
+const BASELINE: &[(&str, &str)] = &[SYSTEM[0], SYSTEM[1]];
 
 /// The CPU time one operation cost the processes of [`SYSTEM`], in µs, in all and by
 /// process. Unlike a rate over a burst of a second or two, it does not follow the disk
@@ -160,8 +167,9 @@ struct CpuPer {
 }
 
 impl CpuPer {
-    fn of(cpu: &CpuUse, operations: usize) -> Self {
-        let parts: Vec<(&'static str, f64)> = SYSTEM
+    /// What `operations` cost the processes of `groups` (a part of [`SYSTEM`]) in `cpu`.
+    fn of(cpu: &CpuUse, operations: usize, groups: &[(&str, &'static str)]) -> Self {
+        let parts: Vec<(&'static str, f64)> = groups
             .iter()
             .map(|(group, shown)| (*shown, cpu.seconds_of(group) * 1e6 / operations as f64))
             .collect();
@@ -179,6 +187,16 @@ impl CpuPer {
             .map(|(shown, us)| format!("{shown} {us:.0}"))
             .collect::<Vec<_>>()
             .join(", ")
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        let mut parts: serde_json::Map<String, serde_json::Value> = self
+            .parts
+            .iter()
+            .map(|(shown, us)| (shown.to_string(), json!(us)))
+            .collect();
+        parts.insert("total".into(), json!(self.total));
+        serde_json::Value::Object(parts)
     }
 
     /// The median by total (the upper one of an even count).
@@ -231,6 +249,19 @@ async fn backlog_sample(stack: &Stack) -> anyhow::Result<(i64, i64, i64)> {
     .fetch_one(&stack.state.pool)
     .await?;
     let (stored, relayed) = (stored.unwrap_or(0), relayed.unwrap_or(0));
+    let projector = projector_partitions(stack)
+        .await?
+        .iter()
+        .filter_map(|p| p.lag_events)
+        .sum();
+    Ok((stored, stored - relayed, projector))
+}
+
+/// Each partition of the stack's topic as `/status` reports it: the projector's progress
+/// against the partition's end, asked of the broker.
+async fn projector_partitions(
+    stack: &Stack,
+) -> anyhow::Result<Vec<board::status::PartitionStatus>> {
     let ends = stack
         .state
         .broker
@@ -238,26 +269,51 @@ async fn backlog_sample(stack: &Stack) -> anyhow::Result<(i64, i64, i64)> {
         .await
         .ok()
         .map(|e| e.ends);
-    let projectors = board::status::partitions(
+    Ok(board::status::partitions(
         &stack.read_pool,
         ends,
         stack.state.broker.topic(),
         &stack.state.config.projector_group,
     )
-    .await?;
-    let projector = projectors.iter().filter_map(|p| p.lag_events).sum();
-    Ok((stored, stored - relayed, projector))
+    .await?)
 }
 
-/// Waits until the relay has published every stored event and the projector has applied
-/// every published one, looking every 50 ms.
+/// How long [`caught_up`] waits before it says what lags: far above a burst's catching up.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(120);
+
+/// Waits until the relay has published every stored event (past its checkpoint in the
+/// relay's own order, as `/status` counts it) and every partition's read models have
+/// applied all the broker has, looking every 100 ms (each look asks the broker for the
+/// partitions' ends).
 async fn caught_up(stack: &Stack) -> anyhow::Result<()> {
+    let relay = format!("relay:{}", stack.topic);
+    let deadline = Instant::now() + CATCH_UP_LIMIT;
     loop {
-        let (_, relay_lag, projector_lag) = backlog_sample(stack).await?;
-        if relay_lag == 0 && projector_lag == 0 {
+        let relay_behind: bool = sqlx::query_scalar(
+            "SELECT COALESCE(
+                (SELECT EXISTS (SELECT 1 FROM events e
+                                 WHERE (e.transaction_id, e.global_position)
+                                     > (c.transaction_id, c.global_position))
+                   FROM relay_checkpoints c WHERE c.relay = $1),
+                EXISTS (SELECT 1 FROM events))",
+        )
+        .bind(&relay)
+        .fetch_one(&stack.state.pool)
+        .await?;
+        let partitions = projector_partitions(stack).await?;
+        let projected = !partitions.is_empty()
+            && partitions
+                .iter()
+                .all(|p| p.state == board::status::PartitionState::CaughtUp);
+        if !relay_behind && projected {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the pipeline did not catch up within {CATCH_UP_LIMIT:?}: relay behind {relay_behind}, partitions {:?}",
+            partitions.iter().map(|p| p.state.as_str()).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -335,12 +391,14 @@ async fn main() -> anyhow::Result<()> {
     });
     // What a command costs the machine's CPU, in rounds of their own: the bursts above
     // follow a sample of their commands to the read model, and those queries cost MySQL
-    // about as much as the projector's writes (docs/PERFORMANCE.md). Here nothing is
-    // followed: each round's window ends once the relay and the projector have caught up.
+    // two-thirds of what the projector's writes do (docs/PERFORMANCE.md). Here nothing is
+    // followed: each round starts and ends with the relay and the projector caught up.
     let (mut command_cpus, mut insert_cpus) = (Vec::new(), Vec::new());
+    let cpu_commands = commands.max(CPU_COMMANDS);
     for _ in 0..COMMAND_ROUNDS {
+        caught_up(&stack).await?;
         let cpu_before = CpuSnapshot::take();
-        load(commands, {
+        load(cpu_commands, {
             let stack = stack.clone();
             move |i| {
                 let stack = stack.clone();
@@ -353,11 +411,11 @@ async fn main() -> anyhow::Result<()> {
         .await;
         caught_up(&stack).await?;
         let cpu = CpuSnapshot::take().since(&cpu_before, |_| None);
-        command_cpus.push(CpuPer::of(&cpu, commands));
+        command_cpus.push(CpuPer::of(&cpu, cpu_commands, &SYSTEM));
         let cpu_before = CpuSnapshot::take();
-        plain_inserts(&stack.state.pool, commands).await;
+        plain_inserts(&stack.state.pool, cpu_commands).await;
         let cpu = CpuSnapshot::take().since(&cpu_before, |_| None);
-        insert_cpus.push(CpuPer::of(&cpu, commands));
+        insert_cpus.push(CpuPer::of(&cpu, cpu_commands, BASELINE));
     }
     let insert_cpu = CpuPer::median(&insert_cpus);
     let pipeline_cpu = CpuPer::median(&command_cpus);
@@ -368,7 +426,7 @@ async fn main() -> anyhow::Result<()> {
         baseline_name: "CPU per plain INSERT",
         baseline: insert_cpu.total,
         detail: format!(
-            "the median of {COMMAND_ROUNDS} rounds ({}); {}; the plain INSERT: {}; {commands} commands, until the relay and the projector caught up",
+            "the median of {COMMAND_ROUNDS} rounds ({}); {}; the plain INSERT: {}; {cpu_commands} commands a round, until the relay and the projector caught up",
             command_cpus.iter().map(|c| format!("{:.0}", c.total)).collect::<Vec<_>>().join(", "),
             pipeline_cpu.split(),
             insert_cpu.split(),
@@ -555,7 +613,11 @@ async fn main() -> anyhow::Result<()> {
     send(WARM_UP, commands).await;
     let cpu_before = CpuSnapshot::take();
     let (alone, alone_elapsed) = send(commands, 0).await;
-    let alone_cpu = CpuPer::of(&CpuSnapshot::take().since(&cpu_before, |_| None), commands);
+    let alone_cpu = CpuPer::of(
+        &CpuSnapshot::take().since(&cpu_before, |_| None),
+        commands,
+        &SYSTEM,
+    );
     let (alone_p50, alone_p99, _) = percentiles(alone);
     figures.insert(
         1,
@@ -578,7 +640,10 @@ async fn main() -> anyhow::Result<()> {
             unit: "µs",
             baseline_name: "CPU per plain INSERT",
             baseline: insert_cpu.total,
-            detail: format!("{}; the burst of the line above", alone_cpu.split()),
+            detail: format!(
+                "{}; one round, the burst of \"commands, API alone\" (a stack of its own); the baseline is the median above",
+                alone_cpu.split()
+            ),
         },
     );
     let events = reader::read_after(&backlog.state.pool, Checkpoint::default(), i64::MAX).await?;
@@ -737,6 +802,9 @@ async fn main() -> anyhow::Result<()> {
         })).collect::<Vec<_>>(),
         "commandRounds": rounds.iter().map(|r| json!({
             "commandsPerSecond": r.rate, "baselinePerSecond": r.baseline, "ratio": r.ratio(),
+        })).collect::<Vec<_>>(),
+        "cpuRounds": command_cpus.iter().zip(&insert_cpus).map(|(command, insert)| json!({
+            "commandMicroseconds": command.to_json(), "plainInsertMicroseconds": insert.to_json(),
         })).collect::<Vec<_>>(),
         "commandToReadModelMs": { "p50": vis_p50, "p99": vis_p99 },
         "backlog": backlog_trace.iter().map(|(at, stored, relay, projector)| json!({
