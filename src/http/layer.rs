@@ -55,30 +55,40 @@ where
 
     fn call(&mut self, mut req: Request) -> Self::Future {
         let (started, refused) = context::start(&mut req);
-        let inner = match refused {
-            Some(_) => None,
+        let reply = match refused {
+            Some(response) => Reply::Refused {
+                response: Some(response),
+            },
             None => {
                 let span = started.span().clone();
-                let inner = span.in_scope(|| self.inner.call(req));
-                Some(inner.instrument(span))
+                let future = span.in_scope(|| self.inner.call(req));
+                Reply::Served {
+                    future: future.instrument(span),
+                }
             }
         };
         Answer {
-            inner,
-            refused,
+            reply,
             started: Some(started),
         }
     }
 }
 
 pin_project! {
-    /// The answer of an [`EveryRequest`]: the service's own, or the refusal made at the
-    /// start, finished on its way out.
+    /// The answer of an [`EveryRequest`], finished on its way out.
     pub struct Answer<F> {
         #[pin]
-        inner: Option<Instrumented<F>>,
-        refused: Option<Response>,
+        reply: Reply<F>,
         started: Option<Started>,
+    }
+}
+
+pin_project! {
+    /// Where the answer comes from: the service beneath, or the refusal made at the start.
+    #[project = ReplyProjection]
+    enum Reply<F> {
+        Served { #[pin] future: Instrumented<F> },
+        Refused { response: Option<Response> },
     }
 }
 
@@ -90,13 +100,12 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = match this.inner.as_pin_mut() {
-            Some(inner) => match ready!(inner.poll(cx)) {
+        let response = match this.reply.project() {
+            ReplyProjection::Served { future } => match ready!(future.poll(cx)) {
                 Ok(response) => response,
                 Err(never) => match never {},
             },
-            None => this
-                .refused
+            ReplyProjection::Refused { response } => response
                 .take()
                 .expect("an answer is polled once it is ready"),
         };
